@@ -1,0 +1,58 @@
+# dspy-bridge — every task a developer or CI needs. `make run` and `make test` work from a clean clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+UV_VERSION := 0.13.9
+PROTO_OUT := clients/python/src/dspy_bridge_client/_proto
+PROTO_FILES := $(wildcard proto/dspy_bridge/v1/*.proto)
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: install proto run serve test lint fmt bench clean
+
+install: $(VENV)/.installed $(PROTO_OUT)/.generated
+
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml uv.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) sync --locked --quiet
+	touch $@
+
+# Generated code lives inside the client package (it is the one both the client and the server import).
+proto: $(PROTO_OUT)/.generated
+$(PROTO_OUT)/.generated: $(PROTO_FILES) $(VENV)/.installed
+	rm -rf $(PROTO_OUT) && mkdir -p $(PROTO_OUT)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto \
+	  --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
+	  --mypy_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTO_FILES)
+	# protoc writes absolute imports from the proto root; re-root them under the client package.
+	find $(PROTO_OUT) -name '*.py*' -exec sed -i -E \
+	  's/^(from|import) dspy_bridge\.v1/\1 dspy_bridge_client._proto.dspy_bridge.v1/' {} +
+	touch $(PROTO_OUT)/__init__.py $(PROTO_OUT)/dspy_bridge/__init__.py $(PROTO_OUT)/dspy_bridge/v1/__init__.py
+	touch $@
+
+run: install
+	$(BIN)/python -m dspy_bridge.walkthrough
+
+serve: install
+	$(BIN)/dspy-bridge serve
+
+lint: install
+	cd proto && ../$(BIN)/buf lint
+	$(BIN)/ruff check server clients/python tests bench
+	$(BIN)/ruff format --check server clients/python tests bench
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff check --fix server clients/python tests bench
+	$(BIN)/ruff format server clients/python tests bench
+
+test: install lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(PROTO_OUT) .mypy_cache .ruff_cache .pytest_cache
