@@ -1,0 +1,25 @@
+"""Sessions: the unit of ownership and expiry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dspy_bridge.model.module import LMSpec
+
+
+@dataclass
+class Session:
+    """A session record. Times are Unix seconds (float)."""
+
+    session_id: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    ttl_seconds: int = 0
+    create_time: float = 0.0
+    # None: never expires.
+    expire_time: float | None = None
+    lm: LMSpec | None = None
+    variable_count: int = 0
+    module_count: int = 0
+
+    def expired(self, now: float) -> bool:
+        return self.expire_time is not None and now >= self.expire_time

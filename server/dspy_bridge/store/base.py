@@ -1,0 +1,114 @@
+"""The session store interface: the single source of truth for everything a session owns.
+
+Every backend implements `SessionStore` with the same semantics; `tests/store/` is the
+conformance suite that runs unchanged against each. Methods raise `BridgeError` (NOT_FOUND,
+ALREADY_EXISTS, ABORTED) — never backend-specific exceptions — and a method that raises changes
+nothing. Values handed in are already validated by the service layer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from dspy_bridge.model import HistoryEntry, LMSpec, ModuleRecord, Session, Variable, VariableWrite
+
+
+class SessionStore(ABC):
+    """Async CRUD over sessions, variables (with history) and module versions."""
+
+    #: Short backend name reported by GetServerInfo: `memory`, `sqlite`, `redis`.
+    backend: str
+
+    # -- sessions -------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_session(self, session: Session, *, max_sessions: int) -> Session:
+        """Stores a new session. ALREADY_EXISTS if the id is taken; RESOURCE_EXHAUSTED when
+        `max_sessions` (0 = unlimited) live sessions exist already."""
+
+    @abstractmethod
+    async def get_session(self, session_id: str) -> Session:
+        """The session with its variable and module counts. NOT_FOUND if unknown."""
+
+    @abstractmethod
+    async def list_sessions(self, *, offset: int, limit: int) -> list[Session]:
+        """Sessions ordered by (create_time, session_id), `limit` from `offset`."""
+
+    @abstractmethod
+    async def delete_session(self, session_id: str) -> None:
+        """Removes the session and everything it owns. NOT_FOUND if unknown."""
+
+    @abstractmethod
+    async def set_session_expiry(self, session_id: str, expire_time: float | None) -> Session:
+        """Sets the expiry (heartbeat). NOT_FOUND if unknown."""
+
+    @abstractmethod
+    async def set_session_lm(self, session_id: str, lm: LMSpec | None) -> Session:
+        """Sets the session's LM. NOT_FOUND if unknown."""
+
+    @abstractmethod
+    async def expired_sessions(self, now: float) -> list[str]:
+        """Ids of sessions whose expire_time is at or before `now`."""
+
+    # -- variables ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_variable(self, variable: Variable, *, max_variables: int) -> Variable:
+        """Stores a new variable at version 1 with its first history entry.
+        NOT_FOUND (session), ALREADY_EXISTS (name), RESOURCE_EXHAUSTED (`max_variables`, 0 = no limit)."""
+
+    @abstractmethod
+    async def get_variable(self, session_id: str, name_or_id: str) -> Variable:
+        """By name, or by id. NOT_FOUND (session or variable)."""
+
+    @abstractmethod
+    async def list_variables(self, session_id: str) -> list[Variable]:
+        """All variables of the session in name order. NOT_FOUND (session)."""
+
+    @abstractmethod
+    async def delete_variable(self, session_id: str, variable_id: str) -> Variable:
+        """Removes the variable and its history; returns it as it was. NOT_FOUND."""
+
+    @abstractmethod
+    async def write_variables(
+        self, session_id: str, writes: Sequence[VariableWrite], *, now: float
+    ) -> list[Variable]:
+        """Applies the writes atomically: each makes version+1 and a history entry, or, if any
+        write's `expected_version` differs from the current version (ABORTED, VERSION_CONFLICT)
+        or its variable is gone (NOT_FOUND), none is applied. Durable before returning.
+        Returns the variables at their new versions, in write order."""
+
+    @abstractmethod
+    async def variable_history(
+        self, session_id: str, variable_id: str, *, limit: int
+    ) -> list[HistoryEntry]:
+        """Versions newest first; `limit` 0 means all kept. NOT_FOUND."""
+
+    # -- modules --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_module(self, record: ModuleRecord) -> ModuleRecord:
+        """Stores version 1 of a new module. NOT_FOUND (session), ALREADY_EXISTS (module_id)."""
+
+    @abstractmethod
+    async def get_module(self, session_id: str, module_id: str, version: int = 0) -> ModuleRecord:
+        """The current version (version=0) or a given one. NOT_FOUND (session, module, version)."""
+
+    @abstractmethod
+    async def list_modules(self, session_id: str) -> list[ModuleRecord]:
+        """Current versions of the session's modules in module_id order. NOT_FOUND (session)."""
+
+    @abstractmethod
+    async def put_module_version(self, record: ModuleRecord, *, expected_version: int) -> ModuleRecord:
+        """Stores `record` as version `expected_version + 1`, if `expected_version` is still current
+        (ABORTED otherwise). NOT_FOUND (session, module)."""
+
+    @abstractmethod
+    async def delete_module(self, session_id: str, module_id: str) -> None:
+        """Removes the module with all its versions. NOT_FOUND."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Releases connections and files. Idempotent."""
