@@ -1,0 +1,80 @@
+"""Command line: `dspy-bridge serve` runs the sidecar, `dspy-bridge health` probes one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import ValidationError
+
+from dspy_bridge import __version__
+from dspy_bridge.config import Settings
+from dspy_bridge.log import configure_logging
+
+# Flags of `serve`; each also reads DSPY_BRIDGE_<NAME> from the environment (flags win).
+_SERVE_FLAGS: dict[str, tuple[type, str]] = {
+    "host": (str, "address to listen on (default 127.0.0.1)"),
+    "port": (int, "port to listen on (default 50051; 0 picks a free port)"),
+    "workers": (int, "worker processes (default: CPU count; 0 = execute in the front process)"),
+    "store": (str, "session store URL: memory:// (default) or sqlite:///path.db"),
+    "lm": (str, "default LM: a LiteLLM model string or `offline`"),
+    "log_level": (str, "debug | info | warning | error"),
+    "log_format": (str, "auto | json | console"),
+    "metrics_port": (int, "Prometheus /metrics port (0 = off)"),
+    "grace_seconds": (float, "drain time on SIGTERM"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dspy-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dspy-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the sidecar")
+    for name, (kind, help_text) in _SERVE_FLAGS.items():
+        serve.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=help_text)
+    health = commands.add_parser("health", help="exit 0 if the sidecar reports SERVING")
+    health.add_argument("--target", default=None, help="host:port (default from settings)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
+    return parser
+
+
+def _settings(overrides: dict[str, object]) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as err:
+        sys.exit(f"dspy-bridge: invalid settings:\n{err}")
+
+
+def _health(target: str, timeout: float) -> int:
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as err:
+            print(f"unhealthy: {err.code().name} {err.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "health":
+        settings = _settings({})
+        target = args.target or f"{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
+        return _health(target, args.timeout)
+    settings = _settings({name: getattr(args, name) for name in _SERVE_FLAGS})
+    configure_logging(settings.log_level, settings.log_format)
+    from dspy_bridge.transport.server import serve  # heavy imports only when serving
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Server settings: defaults, `DSPY_BRIDGE_*` environment variables, then CLI flags (highest)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+class Settings(BaseSettings):
+    """Everything the sidecar can be told. Each field is also `DSPY_BRIDGE_<NAME>` in the env."""
+
+    model_config = SettingsConfigDict(env_prefix="DSPY_BRIDGE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(50051, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        description="Worker processes for execution; 0 runs execution in the front process.",
+    )
+    store: str = Field("memory://", description="Session store URL: memory://, sqlite:///path.db.")
+    lm: str = Field(
+        "",
+        description="Default LM model (LiteLLM string or `offline`); empty: `offline` unless a "
+        "provider key (OPENAI_API_KEY) is set, in which case `openai/gpt-4o-mini`.",
+    )
+    lm_api_base: str = Field("", description="Base URL for the default LM.")
+    lm_api_key_env: str = Field("", description="Env var holding the default LM's API key.")
+    log_level: str = Field("info", description="debug, info, warning or error.")
+    log_format: LogFormat = Field(
+        "auto", description="json, console, or auto (console on a terminal, json otherwise)."
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0 disables it."
+    )
+    session_ttl_seconds: int = Field(
+        3600, ge=0, description="Default session TTL when CreateSession gives none; 0 = never."
+    )
+    max_sessions: int = Field(10_000, ge=0, description="Most live sessions; 0 = unlimited.")
+    max_variables_per_session: int = Field(
+        1_000, ge=0, description="Most variables in one session; 0 = unlimited."
+    )
+    max_value_bytes: int = Field(
+        1 << 20, ge=0, description="Largest serialized variable value; 0 = unlimited."
+    )
+    max_message_bytes: int = Field(
+        16 << 20, ge=1024, description="Largest gRPC message, received or sent."
+    )
+    history_limit: int = Field(
+        1_000, ge=0, description="Versions kept per variable in history; 0 = all."
+    )
+    watch_queue_size: int = Field(
+        1_024, ge=1, description="Changes buffered per watcher before it gets a resync instead."
+    )
+    max_concurrent_rpcs: int = Field(
+        0, ge=0, description="Most RPCs served at once; 0 = unlimited."
+    )
+    expiry_interval_seconds: float = Field(
+        1.0, gt=0, description="How often expired sessions are swept."
+    )
+    grace_seconds: float = Field(
+        10.0, ge=0, description="On SIGTERM, how long in-flight calls may finish."
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be debug, info, warning or error")
+        return level
+
+    def default_lm_model(self) -> str:
+        """The model used when neither a module nor its session names one."""
+        if self.lm:
+            return self.lm
+        return "openai/gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "offline"

@@ -1,0 +1,160 @@
+"""Sessions: creation with unguessable ids, lookup, paging, heartbeat, LM choice and expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+
+from dspy_bridge.config import Settings
+from dspy_bridge.errors import BridgeError, Reason, invalid_argument, session_not_found
+from dspy_bridge.log import get_logger
+from dspy_bridge.model import LMSpec, Session
+from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.watch import WatchHub
+from dspy_bridge.store.base import SessionStore
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_MAX_METADATA_ENTRIES = 64
+_MAX_METADATA_CHARS = 1024
+_DEFAULT_PAGE = 100
+_MAX_PAGE = 1000
+
+log = get_logger(__name__)
+
+# Called with a session id after the session is gone (e.g. to drop cached modules).
+SessionGoneHook = Callable[[str], Awaitable[None]]
+
+
+def validate_metadata(metadata: dict[str, str], field: str = "metadata") -> None:
+    if len(metadata) > _MAX_METADATA_ENTRIES:
+        raise invalid_argument(
+            Reason.INVALID_REQUEST, f"at most {_MAX_METADATA_ENTRIES} metadata entries", field
+        )
+    for key, value in metadata.items():
+        if not key or len(key) > 128 or len(value) > _MAX_METADATA_CHARS:
+            raise invalid_argument(
+                Reason.INVALID_REQUEST,
+                f"metadata key must be 1-128 characters and value at most {_MAX_METADATA_CHARS}",
+                f"{field}[{key!r}]",
+            )
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def _offset_from_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        kind, _, raw = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        offset = int(raw)
+        if kind != "o" or offset < 0:
+            raise ValueError(token)
+    except ValueError:
+        raise invalid_argument(
+            Reason.INVALID_REQUEST, "page_token is not one this server issued", "page_token"
+        ) from None
+    return offset
+
+
+class SessionService:
+    """Session lifecycle. Deleting or expiring a session ends its watch streams."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        hub: WatchHub,
+        settings: Settings,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._store = store
+        self._hub = hub
+        self._settings = settings
+        self._clock = clock
+        self._gone_hooks: list[SessionGoneHook] = []
+
+    def on_session_gone(self, hook: SessionGoneHook) -> None:
+        self._gone_hooks.append(hook)
+
+    async def create(self, session_id: str, metadata: dict[str, str], ttl_seconds: int) -> Session:
+        if session_id and not _SESSION_ID.match(session_id):
+            raise invalid_argument(
+                Reason.INVALID_REQUEST,
+                "session_id must be 1-128 letters, digits, '_' or '-'",
+                "session_id",
+            )
+        if ttl_seconds < 0:
+            raise invalid_argument(
+                Reason.INVALID_REQUEST, "ttl_seconds must not be negative", "ttl_seconds"
+            )
+        validate_metadata(metadata)
+        ttl = ttl_seconds or self._settings.session_ttl_seconds
+        now = self._clock()
+        session = Session(
+            session_id=session_id or f"ses_{secrets.token_hex(16)}",
+            metadata=dict(metadata),
+            ttl_seconds=ttl,
+            create_time=now,
+            expire_time=now + ttl if ttl else None,
+        )
+        return await self._store.create_session(session, max_sessions=self._settings.max_sessions)
+
+    async def get(self, session_id: str) -> Session:
+        session = await self._store.get_session(session_id)
+        if session.expired(self._clock()):
+            raise session_not_found(session_id)
+        return session
+
+    async def list(self, page_size: int, page_token: str) -> tuple[list[Session], str]:
+        if page_size < 0:
+            raise invalid_argument(
+                Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"
+            )
+        limit = min(page_size or _DEFAULT_PAGE, _MAX_PAGE)
+        offset = _offset_from_token(page_token)
+        # One extra row tells whether another page exists.
+        rows = await self._store.list_sessions(offset=offset, limit=limit + 1)
+        now = self._clock()
+        more = len(rows) > limit
+        live = [s for s in rows[:limit] if not s.expired(now)]
+        return live, _page_token(offset + limit) if more else ""
+
+    async def delete(self, session_id: str, reason: str = "deleted") -> None:
+        await self._store.delete_session(session_id)
+        self._hub.end_session(session_id, reason)
+        for hook in self._gone_hooks:
+            await hook(session_id)
+
+    async def heartbeat(self, session_id: str) -> Session:
+        session = await self.get(session_id)
+        expire = self._clock() + session.ttl_seconds if session.ttl_seconds else None
+        return await self._store.set_session_expiry(session_id, expire)
+
+    async def configure_lm(self, session_id: str, lm: LMSpec | None) -> Session:
+        await self.get(session_id)
+        return await self._store.set_session_lm(session_id, lm)
+
+    async def expire_due(self) -> list[str]:
+        """Deletes every session past its expiry; returns their ids."""
+        gone = []
+        for session_id in await self._store.expired_sessions(self._clock()):
+            try:
+                await self.delete(session_id, reason="expired")
+            except BridgeError:
+                continue  # deleted concurrently
+            gone.append(session_id)
+            log.info("session expired", session_id=session_id)
+        return gone
+
+    async def run_expiry(self, interval: float) -> None:
+        """Sweeps expired sessions every `interval` seconds until cancelled."""
+        while True:
+            try:
+                await self.expire_due()
+            except Exception:  # a failing store must not stop the sweeper for good
+                log.exception("session expiry sweep failed")
+            await asyncio.sleep(interval)

@@ -1,0 +1,306 @@
+"""Typed variables: registration, validated writes with optimistic concurrency, history,
+rollback and watch streams.
+
+Writes to one session are serialized by a per-session lock held across the store commit and
+the publish to watchers, so watchers see changes in version order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import secrets
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from dspy_bridge.config import Settings
+from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument, not_found
+from dspy_bridge.model import (
+    Constraints,
+    HistoryEntry,
+    PyValue,
+    Variable,
+    VariableType,
+    VariableWrite,
+)
+from dspy_bridge.model.validation import (
+    check_value_size,
+    coerce_value,
+    validate_constraints,
+    validate_name,
+)
+from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.watch import Change, ChangeKind, Ended, Lagged, Watcher, WatchHub
+from dspy_bridge.store.base import SessionStore
+
+DEFAULT_SOURCE = "host"
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """One requested write, before validation."""
+
+    name: str
+    value: PyValue
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Resync:
+    """Current state of every watched variable, sent after a watcher fell behind."""
+
+    variables: list[Variable]
+    skipped: int
+
+
+@dataclass(frozen=True)
+class SessionGone:
+    reason: str
+
+
+WatchEvent = Change | Resync | SessionGone
+
+
+class VariableService:
+    def __init__(
+        self,
+        store: SessionStore,
+        hub: WatchHub,
+        settings: Settings,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._store = store
+        self._hub = hub
+        self._settings = settings
+        self._clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[session_id] = lock
+        return lock
+
+    # -- registration and lookup ------------------------------------------------------------
+
+    async def register(
+        self,
+        session_id: str,
+        name: str,
+        type_: VariableType,
+        initial_value: PyValue,
+        constraints: Constraints,
+        description: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> Variable:
+        validate_name(name)
+        validate_constraints(type_, constraints)
+        value = coerce_value(type_, constraints, initial_value, "initial_value")
+        check_value_size(value, self._settings.max_value_bytes, "initial_value")
+        now = self._clock()
+        variable = Variable(
+            id=f"var_{secrets.token_hex(8)}",
+            session_id=session_id,
+            name=name,
+            type=type_,
+            value=value,
+            constraints=constraints,
+            description=description,
+            metadata=dict(metadata or {}),
+            version=1,
+            create_time=now,
+            update_time=now,
+            source=DEFAULT_SOURCE,
+        )
+        async with self._lock(session_id):
+            created = await self._store.create_variable(
+                variable, max_variables=self._settings.max_variables_per_session
+            )
+            self._hub.publish(session_id, Change(ChangeKind.REGISTERED, created))
+        return created
+
+    async def get(self, session_id: str, name: str) -> Variable:
+        return await self._store.get_variable(session_id, name)
+
+    async def list(self, session_id: str, pattern: str = "") -> list[Variable]:
+        variables = await self._store.list_variables(session_id)
+        if not pattern:
+            return variables
+        return [v for v in variables if fnmatch.fnmatchcase(v.name, pattern)]
+
+    async def delete(self, session_id: str, name: str) -> None:
+        variable = await self._store.get_variable(session_id, name)
+        for module in await self._store.list_modules(session_id):
+            bound = module.spec.get("variable_bindings", {})
+            if variable.name in bound.values() or variable.id in bound.values():
+                raise failed_precondition(
+                    Reason.VARIABLE_IN_USE,
+                    f"variable {variable.name!r} is bound by module {module.module_id!r}; "
+                    "delete the module first",
+                    variable=variable.name,
+                    module_id=module.module_id,
+                )
+        async with self._lock(session_id):
+            gone = await self._store.delete_variable(session_id, variable.id)
+            self._hub.publish(session_id, Change(ChangeKind.DELETED, gone))
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def _validated(self, session_id: str, req: WriteRequest, source: str, reason: str) -> VariableWrite:
+        variable = await self._store.get_variable(session_id, req.name)
+        value = coerce_value(variable.type, variable.constraints, req.value, "value")
+        check_value_size(value, self._settings.max_value_bytes, "value")
+        return VariableWrite(variable.id, value, source or DEFAULT_SOURCE, reason, req.expected_version)
+
+    async def _commit(self, session_id: str, writes: Sequence[VariableWrite], reason: str) -> list[Variable]:
+        async with self._lock(session_id):
+            updated = await self._store.write_variables(session_id, writes, now=self._clock())
+            for variable in updated:
+                self._hub.publish(session_id, Change(ChangeKind.UPDATED, variable, reason))
+        return updated
+
+    async def update(
+        self,
+        session_id: str,
+        req: WriteRequest,
+        source: str = "",
+        reason: str = "",
+    ) -> Variable:
+        write = await self._validated(session_id, req, source, reason)
+        (variable,) = await self._commit(session_id, [write], reason)
+        return variable
+
+    async def batch_update(
+        self,
+        session_id: str,
+        requests: Sequence[WriteRequest],
+        *,
+        atomic: bool,
+        source: str = "",
+        reason: str = "",
+    ) -> list[Variable | BridgeError]:
+        """Atomic: all written or the first error raised. Otherwise one outcome per write."""
+        if not requests:
+            raise invalid_argument(Reason.INVALID_REQUEST, "writes must not be empty", "writes")
+        seen: set[str] = set()
+        validated: list[VariableWrite | BridgeError] = []
+        for i, req in enumerate(requests):
+            try:
+                write = await self._validated(session_id, req, source, reason)
+                if write.variable_id in seen:
+                    raise invalid_argument(
+                        Reason.INVALID_REQUEST,
+                        f"variable {req.name!r} appears more than once",
+                        "name",
+                    )
+                seen.add(write.variable_id)
+                validated.append(write)
+            except BridgeError as err:
+                if atomic or err.reason == Reason.SESSION_NOT_FOUND:
+                    raise err.at(f"writes[{i}]") from None
+                validated.append(err.at(f"writes[{i}]"))
+        if atomic:
+            writes = [w for w in validated if isinstance(w, VariableWrite)]
+            return list(await self._commit(session_id, writes, reason))
+        outcomes: list[Variable | BridgeError] = []
+        for i, item in enumerate(validated):
+            if isinstance(item, BridgeError):
+                outcomes.append(item)
+                continue
+            try:
+                (variable,) = await self._commit(session_id, [item], reason)
+                outcomes.append(variable)
+            except BridgeError as err:
+                outcomes.append(err.at(f"writes[{i}]"))
+        return outcomes
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def history(self, session_id: str, name: str, limit: int) -> list[HistoryEntry]:
+        if limit < 0:
+            raise invalid_argument(Reason.INVALID_REQUEST, "limit must not be negative", "limit")
+        variable = await self._store.get_variable(session_id, name)
+        return await self._store.variable_history(session_id, variable.id, limit=limit)
+
+    async def rollback(
+        self,
+        session_id: str,
+        name: str,
+        target_version: int,
+        expected_version: int | None = None,
+        source: str = "",
+        reason: str = "",
+    ) -> Variable:
+        if target_version < 1:
+            raise invalid_argument(
+                Reason.INVALID_REQUEST, "target_version must be at least 1", "target_version"
+            )
+        variable = await self._store.get_variable(session_id, name)
+        history = await self._store.variable_history(session_id, variable.id, limit=0)
+        entry = next((h for h in history if h.version == target_version), None)
+        if entry is None:
+            raise not_found(
+                Reason.VERSION_NOT_FOUND,
+                f"variable {variable.name!r} has no version {target_version} in its history "
+                f"(current version {variable.version}, {len(history)} kept)",
+                variable=variable.name,
+                target_version=str(target_version),
+            )
+        why = reason or f"rollback to version {target_version}"
+        write = VariableWrite(variable.id, entry.value, source or DEFAULT_SOURCE, why, expected_version)
+        (updated,) = await self._commit(session_id, [write], why)
+        return updated
+
+    # -- watch ------------------------------------------------------------------------------
+
+    async def watch(
+        self, session_id: str, names: Sequence[str], include_initial: bool
+    ) -> AsyncIterator[WatchEvent]:
+        """Validates the request, then returns the event stream (so errors surface before it)."""
+        await self._store.get_session(session_id)
+        wanted = [await self._store.get_variable(session_id, n) for n in names]
+        watcher = self._hub.subscribe(session_id, [v.id for v in wanted] if names else None)
+        initial: list[Variable] = []
+        if include_initial:
+            # Read after subscribing: a change racing with this read is then either in the
+            # snapshot or in the queue, and the version filter below drops the duplicate.
+            initial = await self._current(session_id, watcher.ids)
+        return self._stream(session_id, watcher, initial)
+
+    async def _current(self, session_id: str, ids: frozenset[str] | None) -> list[Variable]:
+        variables = await self._store.list_variables(session_id)
+        return [v for v in variables if ids is None or v.id in ids]
+
+    async def _stream(
+        self, session_id: str, watcher: Watcher, initial: list[Variable]
+    ) -> AsyncIterator[WatchEvent]:
+        last_sent: dict[str, int] = {}
+        try:
+            for variable in initial:
+                last_sent[variable.id] = variable.version
+                yield Change(ChangeKind.INITIAL, variable)
+            while True:
+                item = await watcher.get()
+                if isinstance(item, Ended):
+                    yield SessionGone(item.reason)
+                    return
+                if isinstance(item, Lagged):
+                    try:
+                        current = await self._current(session_id, watcher.ids)
+                    except BridgeError:
+                        continue  # session gone: the Ended item follows
+                    last_sent = {v.id: v.version for v in current}
+                    yield Resync(current, item.skipped)
+                    continue
+                variable = item.variable
+                if item.kind is not ChangeKind.DELETED:
+                    if variable.version <= last_sent.get(variable.id, 0):
+                        continue  # already covered by the initial snapshot or a resync
+                    last_sent[variable.id] = variable.version
+                else:
+                    last_sent.pop(variable.id, None)
+                yield item
+        finally:
+            self._hub.unsubscribe(watcher)

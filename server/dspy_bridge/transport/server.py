@@ -1,0 +1,110 @@
+"""Assembles the sidecar — store, services, servicer, health, reflection — and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from dspy_bridge.config import Settings
+from dspy_bridge.log import get_logger
+from dspy_bridge.services.sessions import SessionService
+from dspy_bridge.services.variables import VariableService
+from dspy_bridge.services.watch import WatchHub
+from dspy_bridge.store import SessionStore, open_store
+from dspy_bridge.transport.interceptors import BridgeInterceptor
+from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
+
+log = get_logger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BridgeService"].full_name
+
+
+@dataclass
+class RunningServer:
+    """A started server and what it owns; `stop()` drains and releases everything."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    health: HealthServicer
+    store: SessionStore
+    port: int
+    background: list[asyncio.Task[None]]
+
+    @property
+    def target(self) -> str:
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops intake, lets in-flight calls finish up to `grace` seconds, closes the store."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+        log.info("stopped")
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    """Builds and starts the server; returns once it accepts calls."""
+    store = await open_store(settings.store, history_limit=settings.history_limit)
+    hub = WatchHub(settings.watch_queue_size)
+    sessions = SessionService(store, hub, settings)
+    variables = VariableService(store, hub, settings)
+    facts = ServerFacts(store_backend=store.backend)
+    servicer = BridgeServicer(settings, facts, sessions, variables)
+
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(
+        interceptors=[BridgeInterceptor()],
+        options=options,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
+    )
+    pb_grpc.add_BridgeServiceServicer_to_server(servicer, server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    await server.start()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    await health.set("", serving)
+    await health.set(SERVICE_NAME, serving)
+    background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
+    running = RunningServer(settings, server, health, store, port, background)
+    log.info("serving", host=settings.host, port=port, store=store.backend)
+    return running
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then drains for `grace_seconds` and exits."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", grace_seconds=settings.grace_seconds)
+    await running.stop()

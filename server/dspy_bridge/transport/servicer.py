@@ -1,0 +1,245 @@
+"""`BridgeService` over gRPC: protos in, service calls, protos out. No behaviour lives here."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpc.aio import ServicerContext
+
+from dspy_bridge import __version__
+from dspy_bridge.config import Settings
+from dspy_bridge.errors import BridgeError
+from dspy_bridge.model import VariableType
+from dspy_bridge.services.sessions import SessionService
+from dspy_bridge.services.variables import Resync, SessionGone, VariableService, WriteRequest
+from dspy_bridge.services.watch import Change
+from dspy_bridge.transport import convert
+from dspy_bridge.transport.status import ok_status, to_status_proto
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
+from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2
+
+Ctx = ServicerContext[Any, Any]
+
+
+@dataclass
+class ServerFacts:
+    """What GetServerInfo reports beyond settings; filled in by whoever owns each part."""
+
+    store_backend: str
+    dspy_version: str = ""
+    module_types: list[str] = field(default_factory=list)
+    optimizers: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    start_time: float = field(default_factory=time.time)
+    pool_info: Callable[[], pb.PoolInfo] = lambda: pb.PoolInfo()
+
+
+def _expected(request: Any) -> int | None:
+    return request.expected_version if request.HasField("expected_version") else None
+
+
+class BridgeServicer(pb_grpc.BridgeServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        facts: ServerFacts,
+        sessions: SessionService,
+        variables: VariableService,
+    ) -> None:
+        self.settings = settings
+        self.facts = facts
+        self.sessions = sessions
+        self.variables = variables
+
+    # -- server -----------------------------------------------------------------------------
+
+    async def Ping(self, request: pb.PingRequest, context: Ctx) -> pb.PingResponse:
+        return pb.PingResponse(
+            message=request.message,
+            server_time=convert.timestamp_from_seconds(time.time()),
+            version=__version__,
+        )
+
+    async def GetServerInfo(
+        self, request: pb.GetServerInfoRequest, context: Ctx
+    ) -> pb.GetServerInfoResponse:
+        s = self.settings
+        return pb.GetServerInfoResponse(
+            bridge_version=__version__,
+            dspy_version=self.facts.dspy_version,
+            python_version=platform.python_version(),
+            module_types=self.facts.module_types,
+            optimizers=self.facts.optimizers,
+            metrics=self.facts.metrics,
+            variable_types=[t.value for t in VariableType],
+            store_backend=self.facts.store_backend,
+            pool=self.facts.pool_info(),
+            limits=pb.ServerLimits(
+                max_sessions=s.max_sessions,
+                max_variables_per_session=s.max_variables_per_session,
+                max_value_bytes=s.max_value_bytes,
+                max_message_bytes=s.max_message_bytes,
+            ),
+            default_lm_model=s.default_lm_model(),
+            start_time=convert.timestamp_from_seconds(self.facts.start_time),
+        )
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def CreateSession(
+        self, request: pb.CreateSessionRequest, context: Ctx
+    ) -> pb.CreateSessionResponse:
+        session = await self.sessions.create(
+            request.session_id, dict(request.metadata), request.ttl_seconds
+        )
+        return pb.CreateSessionResponse(session=convert.session_to_proto(session))
+
+    async def GetSession(
+        self, request: pb.GetSessionRequest, context: Ctx
+    ) -> pb.GetSessionResponse:
+        session = await self.sessions.get(request.session_id)
+        return pb.GetSessionResponse(session=convert.session_to_proto(session))
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: Ctx
+    ) -> pb.ListSessionsResponse:
+        sessions, token = await self.sessions.list(request.page_size, request.page_token)
+        return pb.ListSessionsResponse(
+            sessions=[convert.session_to_proto(s) for s in sessions], next_page_token=token
+        )
+
+    async def DeleteSession(
+        self, request: pb.DeleteSessionRequest, context: Ctx
+    ) -> pb.DeleteSessionResponse:
+        await self.sessions.delete(request.session_id)
+        return pb.DeleteSessionResponse()
+
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context: Ctx) -> pb.HeartbeatResponse:
+        session = await self.sessions.heartbeat(request.session_id)
+        return pb.HeartbeatResponse(session=convert.session_to_proto(session))
+
+    async def ConfigureLM(
+        self, request: pb.ConfigureLMRequest, context: Ctx
+    ) -> pb.ConfigureLMResponse:
+        lm = convert.lm_from_proto(request.lm) if request.HasField("lm") else None
+        session = await self.sessions.configure_lm(request.session_id, lm)
+        return pb.ConfigureLMResponse(session=convert.session_to_proto(session))
+
+    # -- variables --------------------------------------------------------------------------
+
+    async def RegisterVariable(
+        self, request: pb.RegisterVariableRequest, context: Ctx
+    ) -> pb.RegisterVariableResponse:
+        variable = await self.variables.register(
+            request.session_id,
+            request.name,
+            convert.variable_type_from_proto(request.type),
+            convert.value_from_proto(request.initial_value),
+            convert.constraints_from_proto(request.constraints),
+            request.description,
+            dict(request.metadata),
+        )
+        return pb.RegisterVariableResponse(variable=convert.variable_to_proto(variable))
+
+    async def GetVariable(
+        self, request: pb.GetVariableRequest, context: Ctx
+    ) -> pb.GetVariableResponse:
+        variable = await self.variables.get(request.session_id, request.name)
+        return pb.GetVariableResponse(variable=convert.variable_to_proto(variable))
+
+    async def ListVariables(
+        self, request: pb.ListVariablesRequest, context: Ctx
+    ) -> pb.ListVariablesResponse:
+        variables = await self.variables.list(request.session_id, request.pattern)
+        return pb.ListVariablesResponse(variables=[convert.variable_to_proto(v) for v in variables])
+
+    async def DeleteVariable(
+        self, request: pb.DeleteVariableRequest, context: Ctx
+    ) -> pb.DeleteVariableResponse:
+        await self.variables.delete(request.session_id, request.name)
+        return pb.DeleteVariableResponse()
+
+    async def UpdateVariable(
+        self, request: pb.UpdateVariableRequest, context: Ctx
+    ) -> pb.UpdateVariableResponse:
+        write = WriteRequest(
+            request.name, convert.value_from_proto(request.value), _expected(request)
+        )
+        variable = await self.variables.update(
+            request.session_id, write, request.source, request.reason
+        )
+        return pb.UpdateVariableResponse(variable=convert.variable_to_proto(variable))
+
+    async def BatchUpdateVariables(
+        self, request: pb.BatchUpdateVariablesRequest, context: Ctx
+    ) -> pb.BatchUpdateVariablesResponse:
+        writes = [
+            WriteRequest(w.name, convert.value_from_proto(w.value), _expected(w))
+            for w in request.writes
+        ]
+        outcomes = await self.variables.batch_update(
+            request.session_id,
+            writes,
+            atomic=request.atomic,
+            source=request.source,
+            reason=request.reason,
+        )
+        results = [
+            pb.VariableWriteResult(error=to_status_proto(o))
+            if isinstance(o, BridgeError)
+            else pb.VariableWriteResult(variable=convert.variable_to_proto(o), error=ok_status())
+            for o in outcomes
+        ]
+        return pb.BatchUpdateVariablesResponse(results=results)
+
+    async def WatchVariables(
+        self, request: pb.WatchVariablesRequest, context: Ctx
+    ) -> AsyncIterator[pb.WatchVariablesResponse]:
+        events = await self.variables.watch(
+            request.session_id, list(request.names), request.include_initial
+        )
+        async for event in events:
+            if isinstance(event, Change):
+                yield pb.WatchVariablesResponse(
+                    change=variable_pb2.VariableChange(
+                        kind=event.kind.value,
+                        variable=convert.variable_to_proto(event.variable),
+                        reason=event.reason,
+                    )
+                )
+            elif isinstance(event, Resync):
+                yield pb.WatchVariablesResponse(
+                    resync=pb.WatchResync(
+                        variables=[convert.variable_to_proto(v) for v in event.variables],
+                        skipped_changes=event.skipped,
+                    )
+                )
+            elif isinstance(event, SessionGone):
+                yield pb.WatchVariablesResponse(session_ended=pb.SessionEnded(reason=event.reason))
+
+    async def GetVariableHistory(
+        self, request: pb.GetVariableHistoryRequest, context: Ctx
+    ) -> pb.GetVariableHistoryResponse:
+        variable = await self.variables.get(request.session_id, request.name)
+        entries = await self.variables.history(request.session_id, request.name, request.limit)
+        return pb.GetVariableHistoryResponse(
+            entries=[convert.history_entry_to_proto(variable.type, e) for e in entries]
+        )
+
+    async def RollbackVariable(
+        self, request: pb.RollbackVariableRequest, context: Ctx
+    ) -> pb.RollbackVariableResponse:
+        variable = await self.variables.rollback(
+            request.session_id,
+            request.name,
+            request.target_version,
+            _expected(request),
+            request.source,
+            request.reason,
+        )
+        return pb.RollbackVariableResponse(variable=convert.variable_to_proto(variable))
