@@ -14,6 +14,8 @@ import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+import grpc
+
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument, not_found
 from dspy_bridge.model import (
@@ -31,7 +33,15 @@ from dspy_bridge.model.validation import (
     validate_name,
 )
 from dspy_bridge.services.clock import Clock, system_clock
-from dspy_bridge.services.watch import Change, ChangeKind, Ended, Lagged, Watcher, WatchHub
+from dspy_bridge.services.watch import (
+    SHUTDOWN,
+    Change,
+    ChangeKind,
+    Ended,
+    Lagged,
+    Watcher,
+    WatchHub,
+)
 from dspy_bridge.store.base import SessionStore
 
 DEFAULT_SOURCE = "host"
@@ -284,6 +294,13 @@ class VariableService:
             while True:
                 item = await watcher.get()
                 if isinstance(item, Ended):
+                    if item.reason == SHUTDOWN:
+                        raise BridgeError(
+                            grpc.StatusCode.UNAVAILABLE,
+                            Reason.DRAINING,
+                            "the server is shutting down; reconnect and watch again "
+                            "with include_initial to resume",
+                        )
                     yield SessionGone(item.reason)
                     return
                 if isinstance(item, Lagged):

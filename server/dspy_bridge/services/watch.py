@@ -96,16 +96,23 @@ class Watcher:
             await self._ready.wait()
 
 
+SHUTDOWN = "shutdown"
+
+
 class WatchHub:
     """Registry of watchers per session."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._by_session: dict[str, set[Watcher]] = {}
+        self._closed = False
 
     def subscribe(self, session_id: str, ids: Iterable[str] | None) -> Watcher:
         watcher = Watcher(session_id, None if ids is None else frozenset(ids), self._capacity)
-        self._by_session.setdefault(session_id, set()).add(watcher)
+        if self._closed:
+            watcher.end(SHUTDOWN)
+        else:
+            self._by_session.setdefault(session_id, set()).add(watcher)
         return watcher
 
     def unsubscribe(self, watcher: Watcher) -> None:
@@ -123,6 +130,12 @@ class WatchHub:
     def end_session(self, session_id: str, reason: str) -> None:
         for watcher in self._by_session.pop(session_id, set()):
             watcher.end(reason)
+
+    def shutdown(self) -> None:
+        """Ends every stream (server stopping): watchers must not hold the drain open."""
+        self._closed = True
+        for session_id in list(self._by_session):
+            self.end_session(session_id, SHUTDOWN)
 
     def watcher_count(self) -> int:
         return sum(len(w) for w in self._by_session.values())

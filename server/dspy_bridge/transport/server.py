@@ -7,6 +7,7 @@ import contextlib
 import signal
 from dataclasses import dataclass
 
+import dspy
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -14,6 +15,9 @@ from grpc_reflection.v1alpha import reflection
 
 from dspy_bridge.config import Settings
 from dspy_bridge.log import get_logger
+from dspy_bridge.runtime import registry
+from dspy_bridge.runtime.executor import Executor, InProcessExecutor
+from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
@@ -35,6 +39,8 @@ class RunningServer:
     settings: Settings
     server: grpc.aio.Server
     health: HealthServicer
+    hub: WatchHub
+    executor: Executor
     store: SessionStore
     port: int
     background: list[asyncio.Task[None]]
@@ -47,7 +53,9 @@ class RunningServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stops intake, lets in-flight calls finish up to `grace` seconds, closes the store."""
         await self.health.enter_graceful_shutdown()
+        self.hub.shutdown()
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        await self.executor.close()
         for task in self.background:
             task.cancel()
         for task in self.background:
@@ -63,8 +71,15 @@ async def start_server(settings: Settings) -> RunningServer:
     hub = WatchHub(settings.watch_queue_size)
     sessions = SessionService(store, hub, settings)
     variables = VariableService(store, hub, settings)
-    facts = ServerFacts(store_backend=store.backend)
-    servicer = BridgeServicer(settings, facts, sessions, variables)
+    executor = InProcessExecutor()
+    modules = ModuleService(store, executor, settings)
+    sessions.on_session_gone(modules.session_gone)
+    facts = ServerFacts(
+        store_backend=store.backend,
+        dspy_version=dspy.__version__,
+        module_types=registry.module_types(),
+    )
+    servicer = BridgeServicer(settings, facts, sessions, variables, modules)
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -93,7 +108,7 @@ async def start_server(settings: Settings) -> RunningServer:
     await health.set("", serving)
     await health.set(SERVICE_NAME, serving)
     background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
-    running = RunningServer(settings, server, health, store, port, background)
+    running = RunningServer(settings, server, health, hub, executor, store, port, background)
     log.info("serving", host=settings.host, port=port, store=store.backend)
     return running
 

@@ -6,7 +6,7 @@ import platform
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from grpc.aio import ServicerContext
 
@@ -14,16 +14,18 @@ from dspy_bridge import __version__
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import BridgeError
 from dspy_bridge.model import VariableType
+from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import Resync, SessionGone, VariableService, WriteRequest
 from dspy_bridge.services.watch import Change
 from dspy_bridge.transport import convert
+from dspy_bridge.transport.module_rpcs import ModuleRpcs
 from dspy_bridge.transport.status import ok_status, to_status_proto
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2
 
-Ctx = ServicerContext[Any, Any]
+Ctx: TypeAlias = ServicerContext[Any, Any]
 
 
 @dataclass
@@ -43,18 +45,22 @@ def _expected(request: Any) -> int | None:
     return request.expected_version if request.HasField("expected_version") else None
 
 
-class BridgeServicer(pb_grpc.BridgeServiceServicer):
+class BridgeServicer(ModuleRpcs, pb_grpc.BridgeServiceServicer):
+    """All RPCs; module and execution RPCs come from `ModuleRpcs`."""
+
     def __init__(
         self,
         settings: Settings,
         facts: ServerFacts,
         sessions: SessionService,
         variables: VariableService,
+        modules: ModuleService,
     ) -> None:
         self.settings = settings
         self.facts = facts
         self.sessions = sessions
         self.variables = variables
+        self.modules = modules
 
     # -- server -----------------------------------------------------------------------------
 

@@ -1,0 +1,124 @@
+"""Shared bench plumbing: child servers, closed-loop load, latency statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class LoadResult:
+    calls: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "throughput_per_s": round(self.throughput, 1),
+            "p50_ms": round(self.pct(50), 3),
+            "p99_ms": round(self.pct(99), 3),
+            "calls": self.calls,
+            "errors": self.errors,
+        }
+
+
+async def closed_loop(
+    call: Callable[[], Awaitable[object]], *, concurrency: int, seconds: float, warmup: float = 0.5
+) -> LoadResult:
+    """`concurrency` callers each issue calls back to back for `seconds` after a warm-up."""
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + seconds
+
+    async def caller() -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                await call()
+            except Exception:
+                errors += 1
+                continue
+            if t0 >= measure_from:
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return LoadResult(len(latencies), errors, seconds, latencies)
+
+
+@contextmanager
+def echo_server() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", str(port_file)])
+        try:
+            deadline = time.monotonic() + 60
+            while not port_file.exists() or not port_file.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("echo server did not start")
+                time.sleep(0.05)  # polling a child's file, not synchronising tests
+            yield f"127.0.0.1:{port_file.read_text()}"
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def bridge_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, float]]:
+    """Starts `dspy-bridge serve`; yields (target, seconds from spawn to SERVING)."""
+    full_env = {**os.environ, "DSPY_BRIDGE_LOG_FORMAT": "json", "DSPY_BRIDGE_LOG_LEVEL": "info",
+                **(env or {})}
+    full_env.pop("OPENAI_API_KEY", None)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dspy_bridge", "serve", "--host", "127.0.0.1", "--port", "0", *args],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=full_env, text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("event") == "serving":
+                cold = time.perf_counter() - t0
+                # Keep draining stderr so the child never blocks on a full pipe.
+                import threading
+
+                threading.Thread(target=lambda: [None for _ in proc.stderr or ()], daemon=True).start()
+                yield f"127.0.0.1:{event['port']}", cold
+                return
+        raise RuntimeError("bridge server exited before serving")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,1 @@
+"""The DSPy runtime: signatures, LMs, module types and execution, independent of gRPC."""

@@ -1,0 +1,303 @@
+"""Provider failures as bridge errors: status codes hosts can act on, stable reasons, no keys.
+
+An LM call can fail three ways and each arrives in a different shape:
+
+- through `dspy.LM` (the normal path), DSPy has already translated LiteLLM's exception into its
+  own `dspy.LMError` hierarchy (`LMRateLimitError`, `LMAuthError`, `ContextWindowExceededError`,
+  ...), keeping the provider's status, code and retry hint;
+- code that calls LiteLLM directly, or a custom engine, raises LiteLLM's or lm15's classes;
+- the LM answered but the adapter could not read the answer (`AdapterParseError`).
+
+`lm_error_to_bridge` maps all of them (DESIGN §2):
+
+| failure | code | reason |
+|---|---|---|
+| rate limit, quota | RESOURCE_EXHAUSTED | LM_RATE_LIMITED |
+| authentication, permission, missing credentials | FAILED_PRECONDITION | LM_AUTH_FAILED |
+| timeout | DEADLINE_EXCEEDED | LM_TIMEOUT |
+| context window exceeded | INVALID_ARGUMENT | LM_CONTEXT_WINDOW_EXCEEDED |
+| connection, 5xx, incomplete stream | UNAVAILABLE | LM_UNAVAILABLE |
+| other 4xx, unsupported model or feature | INVALID_ARGUMENT | LM_BAD_REQUEST |
+| output not matching the signature | FAILED_PRECONDITION | LM_OUTPUT_UNPARSEABLE |
+
+and returns None for anything else (a bug: the caller reports INTERNAL). Messages keep the
+provider's explanation, because that is what a person needs to fix it, but pass through
+`redact`: providers echo keys back ("Incorrect API key provided: sk-..."), and every key the
+bridge has read from the environment is registered here and cut out of any text it returns.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from typing import Any
+
+import grpc
+
+from dspy_bridge.errors import BridgeError, Reason
+
+__all__ = ["lm_error_to_bridge", "redact", "register_secret"]
+
+_MAX_MESSAGE = 500
+_REDACTED = "[REDACTED]"
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+# Shapes of credentials a provider may echo even when the bridge never saw them.
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1" + _REDACTED),
+    (re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}"), _REDACTED),
+    (re.compile(r"(?i)(api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"), r"\1" + _REDACTED),
+)
+
+
+def register_secret(value: str) -> None:
+    """Remember a credential so that `redact` removes it from any text (errors, traces)."""
+    if len(value) >= 4:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret and anything shaped like a key replaced."""
+    with _secrets_lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _clean(text: str) -> str:
+    text = redact(" ".join(str(text).split()))
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _error(
+    code: grpc.StatusCode, reason: str, what: str, exc: BaseException, **extra: str
+) -> BridgeError:
+    detail = _clean(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    metadata: dict[str, str] = {"error_type": type(exc).__name__}
+    for attr in ("model", "provider", "provider_code", "status", "request_id", "retry_after"):
+        value = getattr(exc, attr, None)
+        if value is not None and value != "":
+            metadata[attr] = _clean(str(value))
+    metadata.update(extra)
+    return BridgeError(code, reason, f"{what}: {detail}", metadata)
+
+
+def _from_dspy(exc: BaseException) -> BridgeError | None:
+    """DSPy's public LM errors (what `dspy.LM` raises)."""
+    from dspy.utils import exceptions as ex
+
+    code = grpc.StatusCode
+    if isinstance(exc, ex.ContextWindowExceededError):
+        return _error(
+            code.INVALID_ARGUMENT,
+            Reason.LM_CONTEXT_WINDOW_EXCEEDED,
+            "the prompt is longer than the model's context window",
+            exc,
+        )
+    if isinstance(exc, ex.LMAuthError):
+        return _error(
+            code.FAILED_PRECONDITION,
+            Reason.LM_AUTH_FAILED,
+            "the LM provider rejected the credentials",
+            exc,
+        )
+    if isinstance(exc, ex.LMBillingError):
+        return _error(
+            code.RESOURCE_EXHAUSTED,
+            Reason.LM_RATE_LIMITED,
+            "the LM provider refused the call for billing or quota",
+            exc,
+            kind="quota",
+        )
+    if isinstance(exc, ex.LMRateLimitError):
+        return _error(
+            code.RESOURCE_EXHAUSTED, Reason.LM_RATE_LIMITED, "the LM provider rate-limited", exc
+        )
+    if isinstance(exc, ex.LMTimeoutError):
+        return _error(code.DEADLINE_EXCEEDED, Reason.LM_TIMEOUT, "the LM call timed out", exc)
+    if isinstance(exc, ex.LMUnsupportedModelError):
+        return _error(
+            code.INVALID_ARGUMENT,
+            Reason.LM_BAD_REQUEST,
+            "the LM provider does not offer this model",
+            exc,
+        )
+    if isinstance(exc, ex.LMInvalidRequestError):
+        return _error(
+            code.INVALID_ARGUMENT,
+            Reason.LM_BAD_REQUEST,
+            "the LM provider rejected the request",
+            exc,
+        )
+    if isinstance(exc, ex.LMServerError):
+        return _error(code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider failed", exc)
+    if isinstance(exc, (ex.LMTransportError, ex.LMLockTimeoutError)):
+        return _error(
+            code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider could not be reached", exc
+        )
+    if isinstance(exc, ex.LMStreamAssemblyError):
+        return _error(
+            code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM's stream ended incomplete", exc
+        )
+    if isinstance(exc, ex.LMNotConfiguredError):
+        return _error(
+            code.FAILED_PRECONDITION,
+            Reason.LM_AUTH_FAILED,
+            "the LM is missing credentials or configuration",
+            exc,
+        )
+    if isinstance(exc, (ex.LMConfigurationError, ex.LMUnsupportedFeatureError)):
+        return _error(
+            code.INVALID_ARGUMENT, Reason.LM_BAD_REQUEST, "the LM cannot make this call", exc
+        )
+    if isinstance(exc, ex.LMCollectionLimitError):
+        return _error(
+            code.RESOURCE_EXHAUSTED,
+            Reason.LM_BAD_REQUEST,
+            "the LM's response exceeded a size limit",
+            exc,
+        )
+    if isinstance(exc, ex.LMProviderError):
+        status = getattr(exc, "status", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            return _error(
+                code.INVALID_ARGUMENT,
+                Reason.LM_BAD_REQUEST,
+                "the LM provider rejected the request",
+                exc,
+            )
+        return _error(code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider failed", exc)
+    if isinstance(exc, ex.AdapterParseError):
+        expected = ", ".join(getattr(exc.signature, "output_fields", {}) or ())
+        return BridgeError(
+            code.FAILED_PRECONDITION,
+            Reason.LM_OUTPUT_UNPARSEABLE,
+            f"the LM's output did not match the signature: {exc.adapter_name} could not read "
+            f"the output fields [{expected}] from it (see include_trace for the raw output)",
+            {"adapter": str(exc.adapter_name), "expected_fields": expected},
+        )
+    return None
+
+
+_LITELLM_ORDER = (
+    # Subclasses first: ContextWindowExceeded and ContentPolicyViolation are BadRequests,
+    # Timeout is an APIConnectionError.
+    "ContextWindowExceededError",
+    "ContentPolicyViolationError",
+    "BudgetExceededError",
+    "RateLimitError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "Timeout",
+    "APIConnectionError",
+    "ServiceUnavailableError",
+    "InternalServerError",
+    "BadGatewayError",
+    "NotFoundError",
+    "UnprocessableEntityError",
+    "BadRequestError",
+    "APIError",
+)
+
+
+def _from_litellm(exc: BaseException) -> BridgeError | None:
+    """LiteLLM's own exceptions, for code that calls LiteLLM directly.
+
+    Never imports LiteLLM (it takes seconds): an exception of one of its classes can only
+    exist once it has been imported.
+    """
+    module = sys.modules.get("litellm")
+    if module is None:
+        return None
+    for name in _LITELLM_ORDER:
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            break
+    else:
+        return None
+    code = grpc.StatusCode
+    if name == "ContextWindowExceededError":
+        return _error(
+            code.INVALID_ARGUMENT,
+            Reason.LM_CONTEXT_WINDOW_EXCEEDED,
+            "the prompt is longer than the model's context window",
+            exc,
+        )
+    if name in ("RateLimitError", "BudgetExceededError"):
+        return _error(
+            code.RESOURCE_EXHAUSTED, Reason.LM_RATE_LIMITED, "the LM provider rate-limited", exc
+        )
+    if name in ("AuthenticationError", "PermissionDeniedError"):
+        return _error(
+            code.FAILED_PRECONDITION,
+            Reason.LM_AUTH_FAILED,
+            "the LM provider rejected the credentials",
+            exc,
+        )
+    if name == "Timeout":
+        return _error(code.DEADLINE_EXCEEDED, Reason.LM_TIMEOUT, "the LM call timed out", exc)
+    if name in ("APIConnectionError", "ServiceUnavailableError", "InternalServerError"):
+        return _error(code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider failed", exc)
+    if name == "BadGatewayError":
+        return _error(code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider failed", exc)
+    if name == "APIError":
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            return _error(
+                code.INVALID_ARGUMENT,
+                Reason.LM_BAD_REQUEST,
+                "the LM provider rejected the request",
+                exc,
+            )
+        return _error(code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider failed", exc)
+    return _error(
+        code.INVALID_ARGUMENT, Reason.LM_BAD_REQUEST, "the LM provider rejected the request", exc
+    )
+
+
+def _from_lm15(exc: BaseException) -> BridgeError | None:
+    """lm15's canonical errors (custom engines), via DSPy's own projection."""
+    try:
+        from dspy import lm15
+        from dspy.clients.errors import wrap_error
+    except ImportError:  # pragma: no cover - part of the pinned DSPy
+        return None
+    if not isinstance(exc, lm15.LM15Error):
+        return None
+    wrapped: Any = wrap_error(exc, model=getattr(exc, "model", None) or "")
+    return _from_dspy(wrapped)
+
+
+def _one(exc: BaseException) -> BridgeError | None:
+    if isinstance(exc, BridgeError):
+        return exc
+    return _from_dspy(exc) or _from_lm15(exc) or _from_litellm(exc)
+
+
+def lm_error_to_bridge(exc: BaseException) -> BridgeError | None:
+    """The bridge error for an LM or adapter failure, or None when `exc` is something else.
+
+    Looks through an exception group holding a single failure (task groups, `streamify`) and
+    along the `raise ... from` chain (DSPy raises its errors from LiteLLM's, and an
+    `LMUnexpectedError` wraps whatever the engine raised).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None or id(current) in seen:
+            return None
+        seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
+            current = current.exceptions[0]
+            continue
+        mapped = _one(current)
+        if mapped is not None:
+            return mapped
+        current = current.__cause__
+    return None

@@ -1,0 +1,300 @@
+"""DSPy LMs from `LMSpec`s (DESIGN §5): `offline`, or any LiteLLM model behind `dspy.LM`.
+
+`build_lm(spec, params)` is called on every execution, with the values of the LM parameters
+bound to variables (`temperature`, `max_tokens`, `top_p`, `n`, `stop`, `model`), so it is
+cached: equal (spec, params, key) give the same LM object from a small LRU.
+
+- `offline` becomes `OfflineLM` (its option `latency_ms`; sampling options accepted).
+- Anything else becomes `dspy.LM(model, api_base=..., api_key=..., engine="litellm", ...)`.
+  `engine="litellm"` keeps the promise that *any LiteLLM model string* works and that provider
+  failures arrive as LiteLLM's well-known errors (DSPy's "auto" engine would route some models
+  to its own HTTP client instead).
+- `options` are strings (the proto is `map<string, string>`); each known key has a type and a
+  range, and an unknown key is refused: a typo such as `temprature` must not be silently sent
+  to a provider or ignored.
+- The key comes from the server's environment variable named by `api_key_env`. It is read when
+  the LM is built, registered with `errors.redact`, and never put in a message, a log line or a
+  repr; a missing variable is FAILED_PRECONDITION / LM_AUTH_FAILED naming the variable.
+
+`validate_lm_spec` runs the same checks without building anything, for `ConfigureLM` and
+`CreateModule`, so a bad spec is refused before it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
+from dspy_bridge.model import LMSpec
+from dspy_bridge.runtime.lm.errors import register_secret
+from dspy_bridge.runtime.lm.offline import OFFLINE_MODEL, OfflineLM
+
+# LiteLLM fetches its model price list from GitHub on import unless told not to; a sidecar must
+# not depend on (or wait for) the internet to start. The bundled copy is used instead.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__all__ = [
+    "LM_CACHE_SIZE",
+    "LM_OPTIONS",
+    "LM_PARAMETERS",
+    "build_lm",
+    "clear_lm_cache",
+    "parse_lm_options",
+    "validate_lm_spec",
+]
+
+#: Parameters a module may bind to variables that configure the LM (values override options).
+LM_PARAMETERS = ("temperature", "max_tokens", "top_p", "n", "stop", "model")
+LM_CACHE_SIZE = 64
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _int(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip())
+        if value < low:
+            raise ValueError(f"must be an integer >= {low}")
+        return value
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _stop(text: str) -> str | list[str]:
+    """One stop sequence, or several as a JSON list (`["\\n\\n", "END"]`)."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        import json
+
+        value = json.loads(stripped)
+        if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+            raise ValueError("must be a string or a JSON list of strings")
+        return list(value)
+    return text
+
+
+#: Known option keys: parser and which LMs take them ("any", "offline" or "provider").
+LM_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    "temperature": (_float(0.0, 2.0), "any", "a number from 0 to 2"),
+    "top_p": (_float(0.0, 1.0), "any", "a number from 0 to 1"),
+    "max_tokens": (_int(1), "any", "an integer >= 1"),
+    "n": (_int(1), "any", "an integer >= 1"),
+    "stop": (_stop, "any", "a string or a JSON list of strings"),
+    "seed": (_int(0), "any", "an integer >= 0"),
+    "presence_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
+    "frequency_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
+    "num_retries": (_int(0), "any", "an integer >= 0"),
+    "cache": (_bool, "any", "true or false"),
+    "timeout": (_float(0.001, 86_400.0), "provider", "seconds, a number > 0"),
+    "latency_ms": (_float(0.0, 3_600_000.0), "offline", "milliseconds, a number >= 0"),
+}
+
+
+def _bad_spec(field: str, problem: str) -> BridgeError:
+    return invalid_argument(Reason.INVALID_REQUEST, f"{field}: {problem}", field)
+
+
+def parse_lm_options(spec: LMSpec) -> dict[str, Any]:
+    """`spec.options` typed; INVALID_ARGUMENT (field `lm.options.<key>`) for a bad one."""
+    offline = spec.model == OFFLINE_MODEL
+    parsed: dict[str, Any] = {}
+    for key, text in spec.options.items():
+        path = f"lm.options.{key}"
+        known = LM_OPTIONS.get(key)
+        if known is None:
+            raise _bad_spec(
+                path, f"unknown LM option {key!r}; known options: {', '.join(sorted(LM_OPTIONS))}"
+            )
+        parse, applies, expected = known
+        if applies == "offline" and not offline:
+            raise _bad_spec(path, f"{key!r} is an option of the offline LM only")
+        try:
+            parsed[key] = parse(text)
+        except (ValueError, TypeError):
+            raise _bad_spec(path, f"{key!r} must be {expected}, got {text!r}") from None
+    return parsed
+
+
+def validate_lm_spec(spec: LMSpec) -> dict[str, Any]:
+    """Check a spec a host sent (model, api_base, api_key_env, options); typed options back.
+
+    Does not read the key (its variable may be set later, before the first call).
+    """
+    if not spec.model.strip():
+        raise _bad_spec("lm.model", "a model is required, e.g. 'openai/gpt-4o-mini' or 'offline'")
+    if spec.model != spec.model.strip() or any(c.isspace() for c in spec.model):
+        raise _bad_spec("lm.model", f"model {spec.model!r} contains whitespace")
+    _, slash, rest = spec.model.partition("/")
+    if slash and not rest:
+        raise _bad_spec("lm.model", f"model {spec.model!r} names a provider but no model")
+    if spec.api_base and not re.match(r"https?://[^\s/]+", spec.api_base):
+        raise _bad_spec("lm.api_base", "must be an http:// or https:// URL")
+    if spec.api_key_env and not _ENV_NAME_RE.match(spec.api_key_env):
+        raise _bad_spec("lm.api_key_env", "must be the name of an environment variable, not a key")
+    return parse_lm_options(spec)
+
+
+def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Bound parameter values, checked (they come from variables, already typed)."""
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        path = f"variable_bindings.{key}"
+        if key not in LM_PARAMETERS:
+            raise invalid_argument(
+                Reason.UNKNOWN_PARAMETER,
+                f"{path}: {key!r} is not an LM parameter ({', '.join(LM_PARAMETERS)})",
+                path,
+            )
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {
+            "temperature": number and 0 <= value <= 2,
+            "top_p": number and 0 <= value <= 1,
+            "max_tokens": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            "n": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            "stop": isinstance(value, str)
+            or (isinstance(value, list) and all(isinstance(s, str) for s in value)),
+            "model": isinstance(value, str) and bool(value.strip()),
+        }[key]
+        if not ok:
+            raise invalid_argument(
+                Reason.INVALID_REQUEST, f"{path}: invalid value {value!r} for {key!r}", path
+            )
+        checked[key] = float(value) if key in ("temperature", "top_p") else value
+    return checked
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def clear_lm_cache() -> None:
+    """Forget every built LM (tests; a changed environment)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _read_key(spec: LMSpec) -> str | None:
+    if not spec.api_key_env:
+        return None
+    key = os.environ.get(spec.api_key_env)
+    if not key:
+        raise failed_precondition(
+            Reason.LM_AUTH_FAILED,
+            f"the environment variable {spec.api_key_env!r} named by api_key_env is not set "
+            "(or empty) on the server; set it where the server runs",
+            api_key_env=spec.api_key_env,
+        )
+    register_secret(key)
+    return key
+
+
+def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, Any]) -> Any:
+    import dspy
+
+    try:
+        import litellm
+
+        # LiteLLM prints "Give Feedback / Get Help" banners to stdout on every error.
+        litellm.suppress_debug_info = True
+    except ImportError:  # pragma: no cover - a dependency of the pinned DSPy
+        pass
+    kwargs: dict[str, Any] = dict(options)
+    if spec.api_base:
+        kwargs["api_base"] = spec.api_base
+    if key is not None:
+        kwargs["api_key"] = key
+    try:
+        return dspy.LM(model, engine="litellm", **kwargs)
+    except BridgeError:
+        raise
+    except Exception as exc:  # DSPy validates the model and its options at construction.
+        from dspy_bridge.runtime.lm.errors import redact
+
+        raise invalid_argument(
+            Reason.LM_BAD_REQUEST, f"lm.model: {redact(str(exc))}", "lm.model"
+        ) from None
+
+
+def build_lm(spec: LMSpec | None, params: Mapping[str, Any] | None = None) -> Any:
+    """The DSPy LM for `spec` with bound `params` (temperature, max_tokens, top_p, n, stop,
+    model) overriding its options; cached.
+
+    Raises FAILED_PRECONDITION NO_LM_CONFIGURED without a spec, FAILED_PRECONDITION
+    LM_AUTH_FAILED when `api_key_env` names an unset variable, INVALID_ARGUMENT for bad options
+    or parameters.
+    """
+    if spec is None:
+        raise failed_precondition(
+            Reason.NO_LM_CONFIGURED,
+            "no LM is configured: call ConfigureLM for the session, give the module an lm, "
+            "or start the server with --lm",
+        )
+    options = validate_lm_spec(spec)
+    overrides = _check_params(params or {})
+    model = str(overrides.pop("model", spec.model))
+    options.update(overrides)
+    offline = model == OFFLINE_MODEL
+    if not offline and "latency_ms" in options:
+        # A bound `model` switched an offline spec to a provider: the option does not apply.
+        options.pop("latency_ms")
+    key = None if offline else _read_key(spec)
+    fingerprint = hashlib.sha256(key.encode()).hexdigest() if key else ""
+    cache_key = (
+        model,
+        spec.api_base,
+        spec.api_key_env,
+        fingerprint,
+        _freeze(options),
+    )
+    with _cache_lock:
+        lm = _cache.get(cache_key)
+        if lm is not None:
+            _cache.move_to_end(cache_key)
+            return lm
+    if offline:
+        options.pop("timeout", None)
+        lm = OfflineLM(**options)
+    else:
+        lm = _provider_lm(model, spec, key, options)
+    with _cache_lock:
+        _cache[cache_key] = lm
+        _cache.move_to_end(cache_key)
+        while len(_cache) > LM_CACHE_SIZE:
+            _cache.popitem(last=False)
+    return lm

@@ -1,0 +1,49 @@
+"""Session store backends, chosen by URL (DESIGN §1).
+
+`memory://` (the default, also the empty string), `sqlite:///relative.db` or
+`sqlite:////absolute/path.db` (SQLAlchemy's convention: three slashes then the path, so an
+absolute path shows a fourth). `redis://` is reserved for the shared backend and refused until
+that backend exists, so a misconfigured deployment fails at start rather than silently
+falling back to memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dspy_bridge.errors import failed_precondition
+from dspy_bridge.store.base import SessionStore
+from dspy_bridge.store.memory import MemoryStore
+from dspy_bridge.store.sqlite import SqliteStore
+
+__all__ = ["MemoryStore", "SessionStore", "SqliteStore", "open_store"]
+
+#: `ErrorInfo.reason` when the URL names a backend this build does not provide.
+STORE_UNSUPPORTED = "STORE_UNSUPPORTED"
+
+_ACCEPTED = "memory:// (default), sqlite:///relative/path.db, sqlite:////absolute/path.db"
+
+
+async def open_store(url: str, *, history_limit: int = 1000) -> SessionStore:
+    """Opens the backend `url` names. ValueError for a malformed or unknown URL."""
+    scheme, sep, rest = url.partition("://")
+    if url == "" or (scheme == "memory" and sep and rest == ""):
+        return MemoryStore(history_limit=history_limit)
+    if scheme == "sqlite" and sep:
+        path = _sqlite_path(url, rest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return await SqliteStore.open(path, history_limit=history_limit)
+    if scheme in ("redis", "rediss") and sep:
+        raise failed_precondition(
+            STORE_UNSUPPORTED,
+            "the redis store backend is not available yet; use memory:// or sqlite:///path.db",
+            store=scheme,
+        )
+    raise ValueError(f"unsupported store URL {url!r}; accepted: {_ACCEPTED}")
+
+
+def _sqlite_path(url: str, rest: str) -> Path:
+    """The file path of a `sqlite://` URL: `rest` must be `/` + the path (no host part)."""
+    if not rest.startswith("/") or rest == "/":
+        raise ValueError(f"store URL {url!r} has no file path; accepted: {_ACCEPTED}")
+    return Path(rest[1:])

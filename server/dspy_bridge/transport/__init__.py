@@ -1,0 +1,1 @@
+"""The gRPC edge of the bridge: proto <-> domain conversion, servicers and status mapping."""

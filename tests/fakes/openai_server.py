@@ -1,0 +1,339 @@
+"""A local OpenAI-compatible server for tests of the real `dspy.LM` -> LiteLLM -> HTTP path.
+
+`FakeOpenAI` listens on 127.0.0.1 (a free port) and serves `POST /v1/chat/completions`, plain
+and `stream: true` (server-sent events), with scripted behaviours:
+
+- `ANSWER` (the default): answers like the offline LM, in the format of the adapter that built
+  the prompt (ChatAdapter `[[ ## field ## ]]` sections for the requested output fields, or
+  JSON / XML), with usage; `text(...)` answers a fixed text instead;
+- `RATE_LIMITED` (429), `UNAUTHORIZED` (401, echoing the bearer key back like careless
+  providers do), `CONTEXT_LENGTH` (400 with OpenAI's `context_length_exceeded` body),
+  `BAD_REQUEST` (400), `SERVER_ERROR` (500), `UNAVAILABLE` (503), `MODEL_NOT_FOUND` (404);
+- `HANG`: accepts the request and never answers, until the server stops.
+
+Behaviours queued with `enqueue` are used one per request, then the default. Every request is
+recorded (`requests`: path, lower-cased headers, JSON body) so tests can check what was sent.
+
+The server is a stdlib `ThreadingHTTPServer` speaking HTTP/1.0 (one request per connection,
+so no idle keep-alive connection can hold a thread). `stop()` wakes every hanging request,
+shuts the server down and joins the accept thread and every handler thread: nothing outlives
+the test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+import pytest
+from dspy_bridge.runtime.lm.offline import complete_messages
+
+THREAD_PREFIX = "fake-openai"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What the server does with one request."""
+
+    kind: str  # "answer" | "text" | "error" | "auth" | "hang"
+    status: int = 200
+    body: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    text: str = ""
+
+
+def _error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+ANSWER = Behaviour("answer")
+HANG = Behaviour("hang")
+UNAUTHORIZED = Behaviour("auth", 401)
+RATE_LIMITED = Behaviour(
+    "error",
+    429,
+    _error_body("Rate limit reached for fake-model on requests per min.", "requests", None),
+    {"retry-after": "0"},
+)
+CONTEXT_LENGTH = Behaviour(
+    "error",
+    400,
+    _error_body(
+        "This model's maximum context length is 16 tokens. However, your messages resulted in "
+        "512 tokens. Please reduce the length of the messages.",
+        "invalid_request_error",
+        "context_length_exceeded",
+    ),
+)
+BAD_REQUEST = Behaviour(
+    "error",
+    400,
+    _error_body(
+        "Unrecognized request argument supplied: frobnicate", "invalid_request_error", None
+    ),
+)
+SERVER_ERROR = Behaviour(
+    "error",
+    500,
+    _error_body("The server had an error processing your request.", "server_error", None),
+)
+UNAVAILABLE = Behaviour(
+    "error",
+    503,
+    _error_body(
+        "The engine is currently overloaded, please try again later.", "server_error", None
+    ),
+    {"retry-after": "0"},
+)
+MODEL_NOT_FOUND = Behaviour(
+    "error",
+    404,
+    _error_body(
+        "The model `fake-model` does not exist.", "invalid_request_error", "model_not_found"
+    ),
+)
+
+
+def text(content: str) -> Behaviour:
+    """Answer with exactly `content` (e.g. something no adapter can parse)."""
+    return Behaviour("text", text=content)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class _Server(ThreadingHTTPServer):
+    """One named, tracked thread per request; `FakeOpenAI.stop` joins them all."""
+
+    daemon_threads = False
+    fake: FakeOpenAI
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"{THREAD_PREFIX}-handler",
+        )
+        self.fake._track(thread)
+        thread.start()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"
+    # A client that connects and sends nothing cannot hold a thread for long.
+    timeout = 10
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._json(400, _error_body("invalid JSON", "invalid_request_error", None))
+            return
+        fake._record(
+            RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        )
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, _error_body(f"no route {self.path}", "invalid_request_error", None))
+            return
+        behaviour = fake._next()
+        if behaviour.kind == "hang":
+            fake._stopping.wait()
+            return
+        if behaviour.kind == "auth":
+            token = self.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            message = f"Incorrect API key provided: {token}. You can find your API key online."
+            self._json(401, _error_body(message, "invalid_request_error", "invalid_api_key"))
+            return
+        if behaviour.kind == "error":
+            self._json(behaviour.status, dict(behaviour.body or {}), behaviour.headers)
+            return
+        n = int(body.get("n") or 1)
+        if behaviour.kind == "text":
+            texts = [behaviour.text] * n
+        else:
+            texts = complete_messages(body.get("messages") or [], n=n)
+        if body.get("stream"):
+            self._stream(body, texts[0])
+        else:
+            self._json(200, _completion(body, texts))
+
+    def _json(
+        self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _stream(self, body: Mapping[str, Any], content: str) -> None:
+        model = str(body.get("model", "fake-model"))
+        ident = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        created = int(time.time())
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            chunk = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        pieces = [content[i : i + 5] for i in range(0, len(content), 5)]
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("cache-control", "no-cache")
+            self.end_headers()
+            first = {"role": "assistant", "content": ""}
+            self.wfile.write(event([{"index": 0, "delta": first, "finish_reason": None}]))
+            for piece in pieces:
+                delta = {"content": piece}
+                self.wfile.write(event([{"index": 0, "delta": delta, "finish_reason": None}]))
+                self.wfile.flush()
+            self.wfile.write(event([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                self.wfile.write(event([], usage=_usage(body, [content])))
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _usage(body: Mapping[str, Any], texts: list[str]) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
+    completion = sum(len(t.split()) for t in texts)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _completion(body: Mapping[str, Any], texts: list[str]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(body.get("model", "fake-model")),
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": t},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+            for i, t in enumerate(texts)
+        ],
+        "usage": _usage(body, texts),
+    }
+
+
+class FakeOpenAI:
+    """The fake server; use as a context manager (or the `fake_openai` fixture)."""
+
+    def __init__(self) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._lock = threading.Lock()
+        self._script: deque[Behaviour] = deque()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handlers: list[threading.Thread] = []
+        self.default = ANSWER
+        self.requests: list[RecordedRequest] = []
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The `api_base` to give LiteLLM."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Behaviours for the next requests, in order; after them, `default`."""
+        with self._lock:
+            self._script.extend(behaviours)
+
+    def start(self) -> FakeOpenAI:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{THREAD_PREFIX}-accept",
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End hanging requests, stop accepting, and join every thread the server started."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+        with self._lock:
+            handlers, self._handlers = self._handlers, []
+        for thread in handlers:
+            thread.join()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _next(self) -> Behaviour:
+        with self._lock:
+            return self._script.popleft() if self._script else self.default
+
+    def _track(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._handlers = [t for t in self._handlers if t.is_alive()]
+            self._handlers.append(thread)
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A running `FakeOpenAI`, stopped (threads joined) after the test."""
+    with FakeOpenAI() as server:
+        yield server

@@ -1,0 +1,72 @@
+"""Runs the real `dspy-bridge serve` in a child process for fault tests (kill -9, SIGTERM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+
+class ServerProcess:
+    """A sidecar child process. Its JSON log lines are read on a thread and queued."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        full_env = {**os.environ, "DSPY_BRIDGE_LOG_FORMAT": "json", **(env or {})}
+        full_env.pop("OPENAI_API_KEY", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspy_bridge", "serve", "--host", "127.0.0.1", "--port", "0",
+             "--lm", "offline", *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env=full_env,
+            text=True,
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.raw: list[str] = []
+        assert self.proc.stderr is not None
+        threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
+        serving = self.wait_for("serving", timeout=60)
+        self.target = f"127.0.0.1:{serving['port']}"
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.raw.append(line)
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+
+    def wait_for(self, event: str, timeout: float) -> dict[str, Any]:
+        """Blocks until a log event with this name arrives (or the process dies)."""
+        while True:
+            try:
+                item = self.events.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {event!r} log event; stderr:\n{''.join(self.raw)}") from None
+            if item.get("event") == event:
+                return item
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@contextmanager
+def server_process(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    server = ServerProcess(*args, env=env)
+    try:
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            server.kill()

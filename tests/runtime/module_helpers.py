@@ -1,0 +1,64 @@
+"""Helpers for the module runtime tests: records built the way ModuleService stores them."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import dspy
+from dspy_bridge.model import LMSpec, ModuleRecord
+from dspy_bridge.runtime import registry
+from dspy_bridge.runtime.lm.offline import OfflineLM
+from dspy_bridge.runtime.signatures import parse_signature
+
+OFFLINE = LMSpec("offline")
+_ids = itertools.count(1)
+
+
+def make_record(
+    module_type: str = "Predict",
+    signature: str = "question -> answer",
+    config: dict[str, Any] | None = None,
+    *,
+    bindings: dict[str, str] | None = None,
+    state: dict[str, Any] | None = None,
+    instructions: str = "",
+    version: int = 1,
+    session_id: str = "s1",
+    module_id: str | None = None,
+) -> ModuleRecord:
+    """A record with a validated, normalized spec (as CreateModule stores it)."""
+    spec = parse_signature(signature, instructions=instructions)
+    inputs = tuple(f.name for f in spec.inputs)
+    outputs = tuple(f.name for f in spec.outputs)
+    normalized = registry.get_type(module_type).validate_config(
+        config or {}, inputs, outputs, registry.BuildContext(session_id=session_id)
+    )
+    return ModuleRecord(
+        session_id=session_id,
+        module_id=module_id or f"m{next(_ids)}",
+        version=version,
+        spec={
+            "module_type": module_type,
+            "signature": spec.to_dict(),
+            "config": normalized,
+            "variable_bindings": dict(bindings or {}),
+            "lm": None,
+        },
+        state=state,
+        create_time=1.0,
+        update_time=1.0,
+    )
+
+
+def offline_factory(spec: LMSpec | None, params: Mapping[str, Any]) -> dspy.BaseLM:
+    """An LM factory that makes an offline LM for *any* model name, so tests can switch the
+    `model` parameter and see which model each call used without reaching a provider."""
+    options = spec.options if spec else {}
+    kwargs = {k: v for k, v in params.items() if k != "model"}
+    return OfflineLM(
+        model=str(params.get("model") or (spec.model if spec else "offline")),
+        latency_ms=float(options.get("latency_ms", 0)),
+        **kwargs,
+    )
