@@ -91,13 +91,20 @@ def echo_server() -> Iterator[str]:
 @contextmanager
 def bridge_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, float]]:
     """Starts `dspy-bridge serve`; yields (target, seconds from spawn to SERVING)."""
-    full_env = {**os.environ, "DSPY_BRIDGE_LOG_FORMAT": "json", "DSPY_BRIDGE_LOG_LEVEL": "info",
-                **(env or {})}
+    full_env = {
+        **os.environ,
+        "DSPY_BRIDGE_LOG_FORMAT": "json",
+        "DSPY_BRIDGE_LOG_LEVEL": "info",
+        **(env or {}),
+    }
     full_env.pop("OPENAI_API_KEY", None)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dspy_bridge", "serve", "--host", "127.0.0.1", "--port", "0", *args],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=full_env, text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=full_env,
+        text=True,
     )
     assert proc.stderr is not None
     try:
@@ -111,7 +118,9 @@ def bridge_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tup
                 # Keep draining stderr so the child never blocks on a full pipe.
                 import threading
 
-                threading.Thread(target=lambda: [None for _ in proc.stderr or ()], daemon=True).start()
+                threading.Thread(
+                    target=lambda: [None for _ in proc.stderr or ()], daemon=True
+                ).start()
                 yield f"127.0.0.1:{event['port']}", cold
                 return
         raise RuntimeError("bridge server exited before serving")

@@ -37,19 +37,28 @@ async def _bridge_load(target: str, seconds: float) -> dict[str, dict[str, float
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)
         sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-        await stub.RegisterVariable(pb.RegisterVariableRequest(
-            session_id=sid, name="temperature", type=vpb.VARIABLE_TYPE_FLOAT,
-            initial_value=value_pb2.Value(float_value=0.5),
-            constraints=vpb.VariableConstraints(min=0, max=2),
-        ))
+        await stub.RegisterVariable(
+            pb.RegisterVariableRequest(
+                session_id=sid,
+                name="temperature",
+                type=vpb.VARIABLE_TYPE_FLOAT,
+                initial_value=value_pb2.Value(float_value=0.5),
+                constraints=vpb.VariableConstraints(min=0, max=2),
+            )
+        )
         get_req = pb.GetVariableRequest(session_id=sid, name="temperature")
-        get = await closed_loop(lambda: stub.GetVariable(get_req), concurrency=CONCURRENCY, seconds=seconds)
+        get = await closed_loop(
+            lambda: stub.GetVariable(get_req), concurrency=CONCURRENCY, seconds=seconds
+        )
         counter = iter(range(10**9))
 
         def update() -> Any:
             x = (next(counter) % 200) / 100
-            return stub.UpdateVariable(pb.UpdateVariableRequest(
-                session_id=sid, name="temperature", value=value_pb2.Value(float_value=x)))
+            return stub.UpdateVariable(
+                pb.UpdateVariableRequest(
+                    session_id=sid, name="temperature", value=value_pb2.Value(float_value=x)
+                )
+            )
 
         upd = await closed_loop(update, concurrency=CONCURRENCY, seconds=seconds)
     return {"get": get.summary(), "update": upd.summary()}
@@ -60,11 +69,18 @@ async def _watch_latency(target: str, watchers: int, updates: int) -> dict[str, 
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)
         sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-        await stub.RegisterVariable(pb.RegisterVariableRequest(
-            session_id=sid, name="clock", type=vpb.VARIABLE_TYPE_INTEGER,
-            initial_value=value_pb2.Value(int_value=0)))
+        await stub.RegisterVariable(
+            pb.RegisterVariableRequest(
+                session_id=sid,
+                name="clock",
+                type=vpb.VARIABLE_TYPE_INTEGER,
+                initial_value=value_pb2.Value(int_value=0),
+            )
+        )
         streams = [
-            stub.WatchVariables(pb.WatchVariablesRequest(session_id=sid, names=["clock"], include_initial=True))
+            stub.WatchVariables(
+                pb.WatchVariablesRequest(session_id=sid, names=["clock"], include_initial=True)
+            )
             for _ in range(watchers)
         ]
         for s in streams:
@@ -78,8 +94,13 @@ async def _watch_latency(target: str, watchers: int, updates: int) -> dict[str, 
 
         tasks = [asyncio.create_task(watch(s)) for s in streams]
         for _ in range(updates):
-            await stub.UpdateVariable(pb.UpdateVariableRequest(
-                session_id=sid, name="clock", value=value_pb2.Value(int_value=time.monotonic_ns())))
+            await stub.UpdateVariable(
+                pb.UpdateVariableRequest(
+                    session_id=sid,
+                    name="clock",
+                    value=value_pb2.Value(int_value=time.monotonic_ns()),
+                )
+            )
             await asyncio.sleep(0.002)  # paced: this measures delivery latency, not saturation
         await asyncio.gather(*tasks)
         for s in streams:
@@ -96,13 +117,15 @@ async def _watch_latency(target: str, watchers: int, updates: int) -> dict[str, 
 
 def run(rounds: int = 3, seconds: float = 3.0) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    with echo_server() as echo_target, bridge_server("--workers", "0", "--log-level", "warning") as (target, _):
+    with echo_server() as echo_target, bridge_server("--workers", "0") as (target, _):
         for _ in range(rounds):
             echo = asyncio.run(_echo_load(echo_target, seconds))
             bridge = asyncio.run(_bridge_load(target, seconds))
             rows.append({"echo": echo, **bridge})
         watch = asyncio.run(_watch_latency(target, watchers=10, updates=500))
-    update_ratio = median([r["update"]["throughput_per_s"] / r["echo"]["throughput_per_s"] for r in rows])
+    update_ratio = median(
+        [r["update"]["throughput_per_s"] / r["echo"]["throughput_per_s"] for r in rows]
+    )
     get_ratio = median([r["get"]["throughput_per_s"] / r["echo"]["throughput_per_s"] for r in rows])
     return {
         "rounds": rows,

@@ -50,7 +50,9 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest_asyncio.fixture
-async def server(store_url: str, settings_overrides: dict[str, object]) -> AsyncIterator[RunningServer]:
+async def server(
+    store_url: str, settings_overrides: dict[str, object]
+) -> AsyncIterator[RunningServer]:
     running = await start_server(test_settings(store=store_url, **settings_overrides))
     try:
         yield running

@@ -21,8 +21,19 @@ class ServerProcess:
         full_env = {**os.environ, "DSPY_BRIDGE_LOG_FORMAT": "json", **(env or {})}
         full_env.pop("OPENAI_API_KEY", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dspy_bridge", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--lm", "offline", *args],
+            [
+                sys.executable,
+                "-m",
+                "dspy_bridge",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--lm",
+                "offline",
+                *args,
+            ],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             env=full_env,
@@ -49,7 +60,9 @@ class ServerProcess:
             try:
                 item = self.events.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError(f"no {event!r} log event; stderr:\n{''.join(self.raw)}") from None
+                raise AssertionError(
+                    f"no {event!r} log event; stderr:\n{''.join(self.raw)}"
+                ) from None
             if item.get("event") == event:
                 return item
 

@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
         settings = _settings({})
-        target = args.target or f"{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        target = args.target or f"{host}:{settings.port}"
         return _health(target, args.timeout)
     settings = _settings({name: getattr(args, name) for name in _SERVE_FLAGS})
     configure_logging(settings.log_level, settings.log_format)

@@ -42,7 +42,9 @@ async def test_session_lifecycle(stub: Stub) -> None:
 
 
 async def test_session_ids_are_unguessable_and_chosen_ids_are_unique(stub: Stub) -> None:
-    ids = {(await stub.CreateSession(pb.CreateSessionRequest())).session.session_id for _ in range(20)}
+    ids = {
+        (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id for _ in range(20)
+    }
     assert len(ids) == 20
     await stub.CreateSession(pb.CreateSessionRequest(session_id="mine"))
     err = await expect_error(
@@ -60,7 +62,9 @@ async def test_session_ids_are_unguessable_and_chosen_ids_are_unique(stub: Stub)
         (pb.CreateSessionRequest(ttl_seconds=-1), "ttl_seconds"),
     ],
 )
-async def test_bad_session_requests(stub: Stub, request_: pb.CreateSessionRequest, field: str) -> None:
+async def test_bad_session_requests(
+    stub: Stub, request_: pb.CreateSessionRequest, field: str
+) -> None:
     err = await expect_error(stub.CreateSession(request_), grpc.StatusCode.INVALID_ARGUMENT)
     assert err.fields == [field]
     listed = await stub.ListSessions(pb.ListSessionsRequest())
@@ -120,7 +124,9 @@ async def _collect(stream: grpc.aio.UnaryStreamCall) -> list[pb.WatchVariablesRe
     return [event async for event in stream]
 
 
-@pytest.mark.parametrize("settings_overrides", [{"max_sessions": 2, "max_variables_per_session": 1}])
+@pytest.mark.parametrize(
+    "settings_overrides", [{"max_sessions": 2, "max_variables_per_session": 1}]
+)
 async def test_limits(stub: Stub) -> None:
     await stub.CreateSession(pb.CreateSessionRequest(session_id="a"))
     await stub.CreateSession(pb.CreateSessionRequest(session_id="b"))

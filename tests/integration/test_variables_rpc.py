@@ -28,9 +28,14 @@ async def _session(stub: Stub) -> str:
     return (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
 
 
-async def _register(stub: Stub, sid: str, name: str, type_: int, value: value_pb2.Value, **c: Any) -> vpb.Variable:
+async def _register(
+    stub: Stub, sid: str, name: str, type_: int, value: value_pb2.Value, **c: Any
+) -> vpb.Variable:
     req = pb.RegisterVariableRequest(
-        session_id=sid, name=name, type=type_, initial_value=value,
+        session_id=sid,
+        name=name,
+        type=type_,
+        initial_value=value,
         constraints=vpb.VariableConstraints(**c),
     )
     return (await stub.RegisterVariable(req)).variable
@@ -46,8 +51,13 @@ async def test_register_every_type(stub: Stub) -> None:
     tensor = value_pb2.Value(
         tensor_value=value_pb2.Tensor(dtype="float32", shape=[2], data=b"\x00" * 8)
     )
-    emb = value_pb2.Value(json_value=struct_pb2.Value(list_value=struct_pb2.ListValue(values=[
-        struct_pb2.Value(number_value=0.1), struct_pb2.Value(number_value=0.2)])))
+    emb = value_pb2.Value(
+        json_value=struct_pb2.Value(
+            list_value=struct_pb2.ListValue(
+                values=[struct_pb2.Value(number_value=0.1), struct_pb2.Value(number_value=0.2)]
+            )
+        )
+    )
     cases = [
         ("temperature", T.VARIABLE_TYPE_FLOAT, fv(0.7), {"min": 0, "max": 2}),
         ("max_tokens", T.VARIABLE_TYPE_INTEGER, iv(256), {"min": 1, "max": 4096, "step": 1}),
@@ -57,7 +67,12 @@ async def test_register_every_type(stub: Stub) -> None:
         ("strategy", T.VARIABLE_TYPE_MODULE, sv("ChainOfThought"), {}),
         ("centroid", T.VARIABLE_TYPE_EMBEDDING, emb, {"dims": [2]}),
         ("weights", T.VARIABLE_TYPE_TENSOR, tensor, {"dtype": "float32", "dims": [2]}),
-        ("extra", T.VARIABLE_TYPE_JSON, value_pb2.Value(json_value=struct_pb2.Value(string_value="x")), {}),
+        (
+            "extra",
+            T.VARIABLE_TYPE_JSON,
+            value_pb2.Value(json_value=struct_pb2.Value(string_value="x")),
+            {},
+        ),
     ]
     for name, type_, value, constraints in cases:
         var = await _register(stub, sid, name, type_, value, **constraints)
@@ -71,29 +86,71 @@ async def test_register_every_type(stub: Stub) -> None:
 
 
 BAD_REGISTRATIONS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
-    ("wrong type", {"type": T.VARIABLE_TYPE_FLOAT, "initial_value": sv("hot")},
-     grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_TYPE_MISMATCH"),
-    ("out of range", {"type": T.VARIABLE_TYPE_FLOAT, "initial_value": fv(3.0),
-                      "constraints": vpb.VariableConstraints(min=0, max=2)},
-     grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_CONSTRAINT_VIOLATION"),
-    ("bad pattern", {"type": T.VARIABLE_TYPE_STRING, "initial_value": sv("ABC"),
-                     "constraints": vpb.VariableConstraints(pattern="[a-z]+")},
-     grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_CONSTRAINT_VIOLATION"),
-    ("choice outside choices", {"type": T.VARIABLE_TYPE_CHOICE, "initial_value": sv("loud"),
-                                "constraints": vpb.VariableConstraints(choices=["a", "b"])},
-     grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_CONSTRAINT_VIOLATION"),
-    ("unspecified type", {"type": T.VARIABLE_TYPE_UNSPECIFIED, "initial_value": fv(1)},
-     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
-    ("bad constraints", {"type": T.VARIABLE_TYPE_FLOAT, "initial_value": fv(1),
-                         "constraints": vpb.VariableConstraints(min=5, max=1)},
-     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONSTRAINTS"),
-    ("oversized value", {"type": T.VARIABLE_TYPE_STRING, "initial_value": sv("x" * 5000)},
-     grpc.StatusCode.RESOURCE_EXHAUSTED, "VALUE_TOO_LARGE"),
+    (
+        "wrong type",
+        {"type": T.VARIABLE_TYPE_FLOAT, "initial_value": sv("hot")},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VARIABLE_TYPE_MISMATCH",
+    ),
+    (
+        "out of range",
+        {
+            "type": T.VARIABLE_TYPE_FLOAT,
+            "initial_value": fv(3.0),
+            "constraints": vpb.VariableConstraints(min=0, max=2),
+        },
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VARIABLE_CONSTRAINT_VIOLATION",
+    ),
+    (
+        "bad pattern",
+        {
+            "type": T.VARIABLE_TYPE_STRING,
+            "initial_value": sv("ABC"),
+            "constraints": vpb.VariableConstraints(pattern="[a-z]+"),
+        },
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VARIABLE_CONSTRAINT_VIOLATION",
+    ),
+    (
+        "choice outside choices",
+        {
+            "type": T.VARIABLE_TYPE_CHOICE,
+            "initial_value": sv("loud"),
+            "constraints": vpb.VariableConstraints(choices=["a", "b"]),
+        },
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VARIABLE_CONSTRAINT_VIOLATION",
+    ),
+    (
+        "unspecified type",
+        {"type": T.VARIABLE_TYPE_UNSPECIFIED, "initial_value": fv(1)},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_REQUEST",
+    ),
+    (
+        "bad constraints",
+        {
+            "type": T.VARIABLE_TYPE_FLOAT,
+            "initial_value": fv(1),
+            "constraints": vpb.VariableConstraints(min=5, max=1),
+        },
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_CONSTRAINTS",
+    ),
+    (
+        "oversized value",
+        {"type": T.VARIABLE_TYPE_STRING, "initial_value": sv("x" * 5000)},
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "VALUE_TOO_LARGE",
+    ),
 ]
 
 
 @pytest.mark.parametrize("settings_overrides", [{"max_value_bytes": 4096}])
-@pytest.mark.parametrize(("case", "fields", "code", "reason"), BAD_REGISTRATIONS, ids=[c[0] for c in BAD_REGISTRATIONS])
+@pytest.mark.parametrize(
+    ("case", "fields", "code", "reason"), BAD_REGISTRATIONS, ids=[c[0] for c in BAD_REGISTRATIONS]
+)
 async def test_bad_registration_changes_nothing(
     stub: Stub, case: str, fields: dict[str, Any], code: grpc.StatusCode, reason: str
 ) -> None:
@@ -101,7 +158,9 @@ async def test_bad_registration_changes_nothing(
     await _register(stub, sid, "keep", T.VARIABLE_TYPE_INTEGER, iv(1))
     before = await _snapshot(stub, sid)
     err = await expect_error(
-        stub.RegisterVariable(pb.RegisterVariableRequest(session_id=sid, name="v", **fields)), code, reason
+        stub.RegisterVariable(pb.RegisterVariableRequest(session_id=sid, name="v", **fields)),
+        code,
+        reason,
     )
     assert err.fields, "a field violation names the bad field"
     assert await _snapshot(stub, sid) == before
@@ -111,8 +170,13 @@ async def test_duplicate_name(stub: Stub) -> None:
     sid = await _session(stub)
     await _register(stub, sid, "t", T.VARIABLE_TYPE_FLOAT, fv(0.1))
     await expect_error(
-        stub.RegisterVariable(pb.RegisterVariableRequest(session_id=sid, name="t", type=T.VARIABLE_TYPE_FLOAT, initial_value=fv(0.2))),
-        grpc.StatusCode.ALREADY_EXISTS, "VARIABLE_ALREADY_EXISTS",
+        stub.RegisterVariable(
+            pb.RegisterVariableRequest(
+                session_id=sid, name="t", type=T.VARIABLE_TYPE_FLOAT, initial_value=fv(0.2)
+            )
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "VARIABLE_ALREADY_EXISTS",
     )
     got = (await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="t"))).variable
     assert got.value.float_value == 0.1 and got.version == 1
@@ -127,16 +191,34 @@ async def test_bad_updates_change_nothing(stub: Stub) -> None:
     before = await _snapshot(stub, sid)
 
     def upd(name: str, value: value_pb2.Value, **kw: Any) -> Awaitable[Any]:
-        return stub.UpdateVariable(pb.UpdateVariableRequest(session_id=sid, name=name, value=value, **kw))
+        return stub.UpdateVariable(
+            pb.UpdateVariableRequest(session_id=sid, name=name, value=value, **kw)
+        )
 
     cases: list[tuple[Callable[[], Awaitable[Any]], grpc.StatusCode, str]] = [
         (lambda: upd("t", sv("x")), grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_TYPE_MISMATCH"),
-        (lambda: upd("t", fv(1.5)), grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_CONSTRAINT_VIOLATION"),
-        (lambda: upd("s", sv("NO")), grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_CONSTRAINT_VIOLATION"),
-        (lambda: upd("c", sv("z")), grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_CONSTRAINT_VIOLATION"),
+        (
+            lambda: upd("t", fv(1.5)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VARIABLE_CONSTRAINT_VIOLATION",
+        ),
+        (
+            lambda: upd("s", sv("NO")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VARIABLE_CONSTRAINT_VIOLATION",
+        ),
+        (
+            lambda: upd("c", sv("z")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VARIABLE_CONSTRAINT_VIOLATION",
+        ),
         (lambda: upd("s", sv("a" * 5000)), grpc.StatusCode.RESOURCE_EXHAUSTED, "VALUE_TOO_LARGE"),
         (lambda: upd("nope", fv(0.1)), grpc.StatusCode.NOT_FOUND, "VARIABLE_NOT_FOUND"),
-        (lambda: upd("t", fv(0.2), expected_version=7), grpc.StatusCode.ABORTED, "VERSION_CONFLICT"),
+        (
+            lambda: upd("t", fv(0.2), expected_version=7),
+            grpc.StatusCode.ABORTED,
+            "VERSION_CONFLICT",
+        ),
     ]
     for make_call, code, reason in cases:
         await expect_error(make_call(), code, reason)
@@ -148,10 +230,15 @@ async def test_bad_updates_change_nothing(stub: Stub) -> None:
 async def test_version_conflict_reports_current_version(stub: Stub) -> None:
     sid = await _session(stub)
     await _register(stub, sid, "n", T.VARIABLE_TYPE_INTEGER, iv(0))
-    await stub.UpdateVariable(pb.UpdateVariableRequest(session_id=sid, name="n", value=iv(1), expected_version=1))
+    await stub.UpdateVariable(
+        pb.UpdateVariableRequest(session_id=sid, name="n", value=iv(1), expected_version=1)
+    )
     err = await expect_error(
-        stub.UpdateVariable(pb.UpdateVariableRequest(session_id=sid, name="n", value=iv(2), expected_version=1)),
-        grpc.StatusCode.ABORTED, "VERSION_CONFLICT",
+        stub.UpdateVariable(
+            pb.UpdateVariableRequest(session_id=sid, name="n", value=iv(2), expected_version=1)
+        ),
+        grpc.StatusCode.ABORTED,
+        "VERSION_CONFLICT",
     )
     assert err.metadata["current_version"] == "2"
 
@@ -163,24 +250,44 @@ async def test_batch_atomic_and_not(stub: Stub) -> None:
     before = await _snapshot(stub, sid)
     writes = [pb.VariableWrite(name="a", value=iv(5)), pb.VariableWrite(name="b", value=iv(50))]
     err = await expect_error(
-        stub.BatchUpdateVariables(pb.BatchUpdateVariablesRequest(session_id=sid, writes=writes, atomic=True)),
-        grpc.StatusCode.INVALID_ARGUMENT, "VARIABLE_CONSTRAINT_VIOLATION",
+        stub.BatchUpdateVariables(
+            pb.BatchUpdateVariablesRequest(session_id=sid, writes=writes, atomic=True)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VARIABLE_CONSTRAINT_VIOLATION",
     )
     assert err.fields == ["writes[1].value"]
     assert await _snapshot(stub, sid) == before
-    stale = [pb.VariableWrite(name="a", value=iv(5)), pb.VariableWrite(name="b", value=iv(6), expected_version=9)]
+    stale = [
+        pb.VariableWrite(name="a", value=iv(5)),
+        pb.VariableWrite(name="b", value=iv(6), expected_version=9),
+    ]
     await expect_error(
-        stub.BatchUpdateVariables(pb.BatchUpdateVariablesRequest(session_id=sid, writes=stale, atomic=True)),
-        grpc.StatusCode.ABORTED, "VERSION_CONFLICT",
+        stub.BatchUpdateVariables(
+            pb.BatchUpdateVariablesRequest(session_id=sid, writes=stale, atomic=True)
+        ),
+        grpc.StatusCode.ABORTED,
+        "VERSION_CONFLICT",
     )
     assert await _snapshot(stub, sid) == before
 
-    mixed = await stub.BatchUpdateVariables(pb.BatchUpdateVariablesRequest(session_id=sid, writes=writes))
+    mixed = await stub.BatchUpdateVariables(
+        pb.BatchUpdateVariablesRequest(session_id=sid, writes=writes)
+    )
     assert mixed.results[0].variable.value.int_value == 5 and mixed.results[0].error.code == 0
     assert mixed.results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    ok = await stub.BatchUpdateVariables(pb.BatchUpdateVariablesRequest(
-        session_id=sid, atomic=True, source="tuner", reason="both",
-        writes=[pb.VariableWrite(name="a", value=iv(7)), pb.VariableWrite(name="b", value=iv(8))]))
+    ok = await stub.BatchUpdateVariables(
+        pb.BatchUpdateVariablesRequest(
+            session_id=sid,
+            atomic=True,
+            source="tuner",
+            reason="both",
+            writes=[
+                pb.VariableWrite(name="a", value=iv(7)),
+                pb.VariableWrite(name="b", value=iv(8)),
+            ],
+        )
+    )
     assert [(r.variable.name, r.variable.version) for r in ok.results] == [("a", 3), ("b", 2)]
     assert ok.results[0].variable.source == "tuner"
 
@@ -189,47 +296,90 @@ async def test_history_and_rollback(stub: Stub) -> None:
     sid = await _session(stub)
     await _register(stub, sid, "t", T.VARIABLE_TYPE_FLOAT, fv(0.1))
     for x in (0.2, 0.3, 0.4):
-        await stub.UpdateVariable(pb.UpdateVariableRequest(session_id=sid, name="t", value=fv(x), reason=f"to {x}"))
-    history = (await stub.GetVariableHistory(pb.GetVariableHistoryRequest(session_id=sid, name="t"))).entries
-    assert [(e.version, e.value.float_value) for e in history] == [(4, 0.4), (3, 0.3), (2, 0.2), (1, 0.1)]
+        await stub.UpdateVariable(
+            pb.UpdateVariableRequest(session_id=sid, name="t", value=fv(x), reason=f"to {x}")
+        )
+    history = (
+        await stub.GetVariableHistory(pb.GetVariableHistoryRequest(session_id=sid, name="t"))
+    ).entries
+    assert [(e.version, e.value.float_value) for e in history] == [
+        (4, 0.4),
+        (3, 0.3),
+        (2, 0.2),
+        (1, 0.1),
+    ]
     assert history[0].reason == "to 0.4" and history[0].source == "host"
-    limited = (await stub.GetVariableHistory(pb.GetVariableHistoryRequest(session_id=sid, name="t", limit=2))).entries
+    limited = (
+        await stub.GetVariableHistory(
+            pb.GetVariableHistoryRequest(session_id=sid, name="t", limit=2)
+        )
+    ).entries
     assert [e.version for e in limited] == [4, 3]
-    rolled = (await stub.RollbackVariable(pb.RollbackVariableRequest(session_id=sid, name="t", target_version=2))).variable
+    rolled = (
+        await stub.RollbackVariable(
+            pb.RollbackVariableRequest(session_id=sid, name="t", target_version=2)
+        )
+    ).variable
     assert rolled.version == 5 and rolled.value.float_value == 0.2
     await expect_error(
-        stub.RollbackVariable(pb.RollbackVariableRequest(session_id=sid, name="t", target_version=99)),
-        grpc.StatusCode.NOT_FOUND, "VERSION_NOT_FOUND",
+        stub.RollbackVariable(
+            pb.RollbackVariableRequest(session_id=sid, name="t", target_version=99)
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "VERSION_NOT_FOUND",
     )
     await expect_error(
-        stub.RollbackVariable(pb.RollbackVariableRequest(session_id=sid, name="t", target_version=1, expected_version=1)),
-        grpc.StatusCode.ABORTED, "VERSION_CONFLICT",
+        stub.RollbackVariable(
+            pb.RollbackVariableRequest(
+                session_id=sid, name="t", target_version=1, expected_version=1
+            )
+        ),
+        grpc.StatusCode.ABORTED,
+        "VERSION_CONFLICT",
     )
-    assert (await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="t"))).variable.version == 5
+    assert (
+        await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="t"))
+    ).variable.version == 5
 
 
 async def test_delete_variable(stub: Stub) -> None:
     sid = await _session(stub)
     await _register(stub, sid, "t", T.VARIABLE_TYPE_FLOAT, fv(0.1))
     await stub.DeleteVariable(pb.DeleteVariableRequest(session_id=sid, name="t"))
-    await expect_error(stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="t")),
-                       grpc.StatusCode.NOT_FOUND, "VARIABLE_NOT_FOUND")
-    await expect_error(stub.DeleteVariable(pb.DeleteVariableRequest(session_id=sid, name="t")),
-                       grpc.StatusCode.NOT_FOUND, "VARIABLE_NOT_FOUND")
+    await expect_error(
+        stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="t")),
+        grpc.StatusCode.NOT_FOUND,
+        "VARIABLE_NOT_FOUND",
+    )
+    await expect_error(
+        stub.DeleteVariable(pb.DeleteVariableRequest(session_id=sid, name="t")),
+        grpc.StatusCode.NOT_FOUND,
+        "VARIABLE_NOT_FOUND",
+    )
 
 
 async def test_watch_initial_updates_and_session_end(stub: Stub) -> None:
     sid = await _session(stub)
     await _register(stub, sid, "t", T.VARIABLE_TYPE_FLOAT, fv(0.1))
     await _register(stub, sid, "other", T.VARIABLE_TYPE_FLOAT, fv(0.1))
-    stream = stub.WatchVariables(pb.WatchVariablesRequest(session_id=sid, names=["t"], include_initial=True))
+    stream = stub.WatchVariables(
+        pb.WatchVariablesRequest(session_id=sid, names=["t"], include_initial=True)
+    )
     first = await stream.read()
-    assert first.change.kind == C.VARIABLE_CHANGE_KIND_INITIAL and first.change.variable.version == 1
+    assert (
+        first.change.kind == C.VARIABLE_CHANGE_KIND_INITIAL and first.change.variable.version == 1
+    )
     await stub.UpdateVariable(pb.UpdateVariableRequest(session_id=sid, name="other", value=fv(0.9)))
-    await stub.UpdateVariable(pb.UpdateVariableRequest(session_id=sid, name="t", value=fv(0.2), reason="r"))
+    await stub.UpdateVariable(
+        pb.UpdateVariableRequest(session_id=sid, name="t", value=fv(0.2), reason="r")
+    )
     second = await stream.read()
     assert second.change.kind == C.VARIABLE_CHANGE_KIND_UPDATED
-    assert (second.change.variable.name, second.change.variable.version, second.change.reason) == ("t", 2, "r")
+    assert (second.change.variable.name, second.change.variable.version, second.change.reason) == (
+        "t",
+        2,
+        "r",
+    )
     await stub.DeleteSession(pb.DeleteSessionRequest(session_id=sid))
     last = await stream.read()
     assert last.session_ended.reason == "deleted"
@@ -249,7 +399,9 @@ async def test_concurrent_writers_lose_nothing_and_watchers_see_every_version(st
     writers, increments = 8, 15
     total = writers * increments
     watchers = [
-        stub.WatchVariables(pb.WatchVariablesRequest(session_id=sid, names=["counter"], include_initial=True))
+        stub.WatchVariables(
+            pb.WatchVariablesRequest(session_id=sid, names=["counter"], include_initial=True)
+        )
         for _ in range(3)
     ]
     for w in watchers:  # the INITIAL event proves the watcher is subscribed
@@ -258,11 +410,18 @@ async def test_concurrent_writers_lose_nothing_and_watchers_see_every_version(st
     async def writer() -> None:
         for _ in range(increments):
             while True:
-                cur = (await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="counter"))).variable
+                cur = (
+                    await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="counter"))
+                ).variable
                 try:
-                    await stub.UpdateVariable(pb.UpdateVariableRequest(
-                        session_id=sid, name="counter", value=iv(cur.value.int_value + 1),
-                        expected_version=cur.version))
+                    await stub.UpdateVariable(
+                        pb.UpdateVariableRequest(
+                            session_id=sid,
+                            name="counter",
+                            value=iv(cur.value.int_value + 1),
+                            expected_version=cur.version,
+                        )
+                    )
                     break
                 except grpc.aio.AioRpcError as err:
                     assert err.code() == grpc.StatusCode.ABORTED
@@ -296,7 +455,9 @@ async def test_watcher_that_falls_behind_gets_resync_not_a_silent_gap(stub: Stub
         assert (await stream.read()).change.kind == C.VARIABLE_CHANGE_KIND_INITIAL
     # One atomic batch publishes 10 changes at once: more than the watcher's queue holds.
     writes = [pb.VariableWrite(name=n, value=iv(1)) for n in names]
-    await stub.BatchUpdateVariables(pb.BatchUpdateVariablesRequest(session_id=sid, writes=writes, atomic=True))
+    await stub.BatchUpdateVariables(
+        pb.BatchUpdateVariablesRequest(session_id=sid, writes=writes, atomic=True)
+    )
     event = await stream.read()
     assert event.WhichOneof("event") == "resync"
     assert event.resync.skipped_changes == 10

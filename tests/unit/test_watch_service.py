@@ -4,6 +4,7 @@ when it reads again, gets one resync and then every later version, in order."""
 from __future__ import annotations
 
 import pytest
+
 from dspy_bridge.config import Settings
 from dspy_bridge.model import Constraints, VariableType
 from dspy_bridge.services.sessions import SessionService

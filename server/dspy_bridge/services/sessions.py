@@ -109,7 +109,7 @@ class SessionService:
             raise session_not_found(session_id)
         return session
 
-    async def list(self, page_size: int, page_token: str) -> tuple[list[Session], str]:
+    async def list_page(self, page_size: int, page_token: str) -> tuple[list[Session], str]:
         if page_size < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"

@@ -134,7 +134,7 @@ class VariableService:
     async def get(self, session_id: str, name: str) -> Variable:
         return await self._store.get_variable(session_id, name)
 
-    async def list(self, session_id: str, pattern: str = "") -> list[Variable]:
+    async def list_matching(self, session_id: str, pattern: str = "") -> list[Variable]:
         variables = await self._store.list_variables(session_id)
         if not pattern:
             return variables
@@ -158,13 +158,19 @@ class VariableService:
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def _validated(self, session_id: str, req: WriteRequest, source: str, reason: str) -> VariableWrite:
+    async def _validated(
+        self, session_id: str, req: WriteRequest, source: str, reason: str
+    ) -> VariableWrite:
         variable = await self._store.get_variable(session_id, req.name)
         value = coerce_value(variable.type, variable.constraints, req.value, "value")
         check_value_size(value, self._settings.max_value_bytes, "value")
-        return VariableWrite(variable.id, value, source or DEFAULT_SOURCE, reason, req.expected_version)
+        return VariableWrite(
+            variable.id, value, source or DEFAULT_SOURCE, reason, req.expected_version
+        )
 
-    async def _commit(self, session_id: str, writes: Sequence[VariableWrite], reason: str) -> list[Variable]:
+    async def _commit(
+        self, session_id: str, writes: Sequence[VariableWrite], reason: str
+    ) -> list[Variable]:
         async with self._lock(session_id):
             updated = await self._store.write_variables(session_id, writes, now=self._clock())
             for variable in updated:
@@ -259,7 +265,9 @@ class VariableService:
                 target_version=str(target_version),
             )
         why = reason or f"rollback to version {target_version}"
-        write = VariableWrite(variable.id, entry.value, source or DEFAULT_SOURCE, why, expected_version)
+        write = VariableWrite(
+            variable.id, entry.value, source or DEFAULT_SOURCE, why, expected_version
+        )
         (updated,) = await self._commit(session_id, [write], why)
         return updated
 

@@ -82,7 +82,7 @@ class BridgeServicer(ModuleRpcs, pb_grpc.BridgeServiceServicer):
             module_types=self.facts.module_types,
             optimizers=self.facts.optimizers,
             metrics=self.facts.metrics,
-            variable_types=[t.value for t in VariableType],
+            variable_types=[variable_pb2.VariableType.ValueType(t.value) for t in VariableType],
             store_backend=self.facts.store_backend,
             pool=self.facts.pool_info(),
             limits=pb.ServerLimits(
@@ -114,7 +114,7 @@ class BridgeServicer(ModuleRpcs, pb_grpc.BridgeServiceServicer):
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: Ctx
     ) -> pb.ListSessionsResponse:
-        sessions, token = await self.sessions.list(request.page_size, request.page_token)
+        sessions, token = await self.sessions.list_page(request.page_size, request.page_token)
         return pb.ListSessionsResponse(
             sessions=[convert.session_to_proto(s) for s in sessions], next_page_token=token
         )
@@ -161,7 +161,7 @@ class BridgeServicer(ModuleRpcs, pb_grpc.BridgeServiceServicer):
     async def ListVariables(
         self, request: pb.ListVariablesRequest, context: Ctx
     ) -> pb.ListVariablesResponse:
-        variables = await self.variables.list(request.session_id, request.pattern)
+        variables = await self.variables.list_matching(request.session_id, request.pattern)
         return pb.ListVariablesResponse(variables=[convert.variable_to_proto(v) for v in variables])
 
     async def DeleteVariable(
@@ -213,7 +213,7 @@ class BridgeServicer(ModuleRpcs, pb_grpc.BridgeServiceServicer):
             if isinstance(event, Change):
                 yield pb.WatchVariablesResponse(
                     change=variable_pb2.VariableChange(
-                        kind=event.kind.value,
+                        kind=variable_pb2.VariableChangeKind.ValueType(event.kind.value),
                         variable=convert.variable_to_proto(event.variable),
                         reason=event.reason,
                     )
