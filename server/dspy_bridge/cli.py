@@ -15,18 +15,16 @@ from dspy_bridge import __version__
 from dspy_bridge.config import Settings
 from dspy_bridge.log import configure_logging
 
-# Flags of `serve`; each also reads DSPY_BRIDGE_<NAME> from the environment (flags win).
-_SERVE_FLAGS: dict[str, tuple[type, str]] = {
-    "host": (str, "address to listen on (default 127.0.0.1)"),
-    "port": (int, "port to listen on (default 50051; 0 picks a free port)"),
-    "workers": (int, "worker processes (default: CPU count; 0 = execute in the front process)"),
-    "store": (str, "session store URL: memory:// (default) or sqlite:///path.db"),
-    "lm": (str, "default LM: a LiteLLM model string or `offline`"),
-    "log_level": (str, "debug | info | warning | error"),
-    "log_format": (str, "auto | json | console"),
-    "metrics_port": (int, "Prometheus /metrics port (0 = off)"),
-    "grace_seconds": (float, "drain time on SIGTERM"),
-}
+
+def _flag_type(name: str) -> type:
+    """The argparse type of a settings field (Literal and str fields parse as str)."""
+    annotation = Settings.model_fields[name].annotation
+    return annotation if annotation in (int, float) else str
+
+
+def _default_text(name: str) -> str:
+    field = Settings.model_fields[name]
+    return "CPU count" if field.default_factory is not None else repr(field.default)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,8 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dspy-bridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the sidecar")
-    for name, (kind, help_text) in _SERVE_FLAGS.items():
-        serve.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=help_text)
+    # Every setting is a flag and an env var DSPY_BRIDGE_<NAME>; a flag wins over the env.
+    for name, field in Settings.model_fields.items():
+        serve.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=_flag_type(name),
+            help=f"{field.description} [{_default_text(name)}; DSPY_BRIDGE_{name.upper()}]",
+        )
     health = commands.add_parser("health", help="exit 0 if the sidecar reports SERVING")
     health.add_argument("--target", default=None, help="host:port (default from settings)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
@@ -69,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         target = args.target or f"{host}:{settings.port}"
         return _health(target, args.timeout)
-    settings = _settings({name: getattr(args, name) for name in _SERVE_FLAGS})
+    settings = _settings({name: getattr(args, name) for name in Settings.model_fields})
     configure_logging(settings.log_level, settings.log_format)
     from dspy_bridge.transport.server import serve  # heavy imports only when serving
 
