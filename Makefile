@@ -21,15 +21,8 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml uv.lock
 
 # Generated code lives inside the client package (it is the one both the client and the server import).
 proto: $(PROTO_OUT)/.generated
-$(PROTO_OUT)/.generated: $(PROTO_FILES) $(VENV)/.installed
-	rm -rf $(PROTO_OUT) && mkdir -p $(PROTO_OUT)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto \
-	  --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
-	  --mypy_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTO_FILES)
-	# protoc writes absolute imports from the proto root; re-root them under the client package.
-	find $(PROTO_OUT) -name '*.py*' -exec sed -i -E \
-	  's/^(from|import) dspy_bridge\.v1/\1 dspy_bridge_client._proto.dspy_bridge.v1/' {} +
-	touch $(PROTO_OUT)/__init__.py $(PROTO_OUT)/dspy_bridge/__init__.py $(PROTO_OUT)/dspy_bridge/v1/__init__.py
+$(PROTO_OUT)/.generated: $(PROTO_FILES) proto/generate.py $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python proto/generate.py
 	touch $@
 
 run: install

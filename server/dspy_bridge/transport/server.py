@@ -14,7 +14,10 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from dspy_bridge.config import Settings
+from dspy_bridge.jobs.metrics import METRIC_NAMES
 from dspy_bridge.log import get_logger
+from dspy_bridge.observability import serve_metrics
+from dspy_bridge.pool import PoolConfig, WorkerPool
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import Executor, InProcessExecutor
 from dspy_bridge.services.modules import ModuleService
@@ -65,19 +68,55 @@ class RunningServer:
         log.info("stopped")
 
 
+async def build_executor(settings: Settings) -> Executor:
+    """`--workers 0`: execution in this process; otherwise a started worker pool."""
+    if settings.workers == 0:
+        return InProcessExecutor()
+    pool = WorkerPool(
+        PoolConfig(
+            workers=settings.workers,
+            concurrency=settings.worker_concurrency,
+            queue_size=settings.worker_queue_size,
+            max_requests=settings.worker_max_requests,
+            max_rss_mb=settings.worker_max_rss_mb,
+            backoff_seconds=settings.worker_restart_backoff_seconds,
+            backoff_max_seconds=settings.worker_restart_backoff_max_seconds,
+            start_timeout_seconds=settings.worker_start_timeout_seconds,
+            grace_seconds=settings.grace_seconds,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+        )
+    )
+    await pool.start()
+    return pool
+
+
+def pool_info(settings: Settings, executor: Executor) -> pb.PoolInfo:
+    stats = executor.stats()
+    return pb.PoolInfo(
+        workers=settings.workers,
+        workers_alive=stats.get("workers_alive", 0),
+        restarts=stats.get("restarts", 0),
+        queue_depth=stats.get("queue_depth", 0),
+        in_flight=stats.get("in_flight", 0),
+    )
+
+
 async def start_server(settings: Settings) -> RunningServer:
     """Builds and starts the server; returns once it accepts calls."""
     store = await open_store(settings.store, history_limit=settings.history_limit)
     hub = WatchHub(settings.watch_queue_size)
     sessions = SessionService(store, hub, settings)
     variables = VariableService(store, hub, settings)
-    executor = InProcessExecutor()
+    executor = await build_executor(settings)
     modules = ModuleService(store, executor, settings)
     sessions.on_session_gone(modules.session_gone)
     facts = ServerFacts(
         store_backend=store.backend,
         dspy_version=dspy.__version__,
         module_types=registry.module_types(),
+        metrics=list(METRIC_NAMES),
+        pool_info=lambda: pool_info(settings, executor),
     )
     servicer = BridgeServicer(settings, facts, sessions, variables, modules)
 
@@ -108,6 +147,8 @@ async def start_server(settings: Settings) -> RunningServer:
     await health.set("", serving)
     await health.set(SERVICE_NAME, serving)
     background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
+    if settings.metrics_port:
+        serve_metrics(settings.metrics_port, settings.host)
     running = RunningServer(settings, server, health, hub, executor, store, port, background)
     log.info("serving", host=settings.host, port=port, store=store.backend)
     return running
