@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RPC_LATENCY = Histogram(
@@ -20,6 +22,13 @@ WATCHERS = Gauge("dspy_bridge_watchers", "Open WatchVariables streams.")
 SESSIONS_EXPIRED = Counter("dspy_bridge_sessions_expired_total", "Sessions removed by TTL expiry.")
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
-    """Starts the /metrics HTTP endpoint in a daemon thread."""
-    start_http_server(port, addr=host)
+def serve_metrics(port: int, host: str = "0.0.0.0") -> Callable[[], None]:
+    """Starts the /metrics HTTP endpoint in a daemon thread; returns its stop function."""
+    server, thread = start_http_server(port, addr=host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

@@ -12,6 +12,7 @@ from dspy_bridge.config import Settings
 from dspy_bridge.errors import BridgeError, Reason, invalid_argument, session_not_found
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, Session
+from dspy_bridge.observability import SESSIONS_EXPIRED
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store.base import SessionStore
@@ -147,6 +148,7 @@ class SessionService:
             except BridgeError:
                 continue  # deleted concurrently
             gone.append(session_id)
+            SESSIONS_EXPIRED.inc()
             log.info("session expired", session_id=session_id)
         return gone
 

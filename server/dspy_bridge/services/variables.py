@@ -32,6 +32,7 @@ from dspy_bridge.model.validation import (
     validate_constraints,
     validate_name,
 )
+from dspy_bridge.observability import WATCHERS
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.watch import (
     SHUTDOWN,
@@ -295,6 +296,7 @@ class VariableService:
         self, session_id: str, watcher: Watcher, initial: list[Variable]
     ) -> AsyncIterator[WatchEvent]:
         last_sent: dict[str, int] = {}
+        WATCHERS.inc()
         try:
             for variable in initial:
                 last_sent[variable.id] = variable.version
@@ -328,4 +330,5 @@ class VariableService:
                     last_sent.pop(variable.id, None)
                 yield item
         finally:
+            WATCHERS.dec()
             self._hub.unsubscribe(watcher)

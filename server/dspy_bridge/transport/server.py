@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import contextlib
 import signal
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class RunningServer:
     store: SessionStore
     port: int
     background: list[asyncio.Task[None]]
+    stop_metrics: Callable[[], None] | None = None
 
     @property
     def target(self) -> str:
@@ -65,6 +67,8 @@ class RunningServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.store.close()
+        if self.stop_metrics is not None:
+            self.stop_metrics()
         log.info("stopped")
 
 
@@ -147,9 +151,10 @@ async def start_server(settings: Settings) -> RunningServer:
     await health.set("", serving)
     await health.set(SERVICE_NAME, serving)
     background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
-    if settings.metrics_port:
-        serve_metrics(settings.metrics_port, settings.host)
-    running = RunningServer(settings, server, health, hub, executor, store, port, background)
+    stop_metrics = serve_metrics(settings.metrics_port, settings.host) if settings.metrics_port else None
+    running = RunningServer(
+        settings, server, health, hub, executor, store, port, background, stop_metrics
+    )
     log.info("serving", host=settings.host, port=port, store=store.backend)
     return running
 
