@@ -9,7 +9,8 @@ PROTO_OUT := clients/python/src/dspy_bridge_client/_proto
 PROTO_FILES := $(wildcard proto/dspy_bridge/v1/*.proto)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install proto run serve test lint fmt bench clean
+.PHONY: install proto run serve test test-python test-node lint fmt bench clean
+NPM ?= npm
 
 install: $(VENV)/.installed $(PROTO_OUT)/.generated
 
@@ -41,11 +42,18 @@ fmt: install
 	$(BIN)/ruff check --fix server clients/python tests bench
 	$(BIN)/ruff format server clients/python tests bench
 
-test: install lint
+test: install lint test-python test-node
+
+test-python: install
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# Node/TypeScript client: compile, then `node --test` against a real sidecar run from .venv.
+test-node: install
+	cd clients/node && $(NPM) ci --no-audit --no-fund --loglevel=error \
+	  && DSPY_BRIDGE_PYTHON=$(abspath $(BIN)/python) $(NPM) test
 
 bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(PROTO_OUT) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PROTO_OUT) .mypy_cache .ruff_cache .pytest_cache clients/node/node_modules clients/node/dist

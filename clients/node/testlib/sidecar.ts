@@ -1,0 +1,64 @@
+// Starts a real dspy-bridge sidecar as a child process for the tests and reads its port from the
+// JSON log line {"event": "serving", "port": ...} on stderr.
+import { ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+/** The repository's virtualenv (this file is dist/testlib/sidecar.js inside clients/node). */
+const REPO_PYTHON = resolve(__dirname, "..", "..", "..", "..", ".venv", "bin", "python");
+
+/** The interpreter that runs the sidecar: $DSPY_BRIDGE_PYTHON, else the repository's .venv. */
+export const PYTHON =
+  process.env.DSPY_BRIDGE_PYTHON ?? (existsSync(REPO_PYTHON) ? REPO_PYTHON : join("/work/main", ".venv", "bin", "python"));
+
+export interface Sidecar {
+  target: string;
+  child: ChildProcess;
+  /** Every stderr line so far (for failure messages). */
+  log: string[];
+  stop(): Promise<void>;
+}
+
+export async function startSidecar(extraArgs: string[] = []): Promise<Sidecar> {
+  const child = spawn(
+    PYTHON,
+    ["-m", "dspy_bridge", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "0", "--lm", "offline", ...extraArgs],
+    { env: { ...process.env, DSPY_BRIDGE_LOG_FORMAT: "json" }, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const log: string[] = [];
+  const lines = createInterface({ input: child.stderr! });
+  const port = await new Promise<number>((resolve, reject) => {
+    const onExit = (code: number | null, signal: string | null) =>
+      reject(new Error(`sidecar exited (code ${code}, signal ${signal}) before serving:\n${log.join("\n")}`));
+    child.once("exit", onExit);
+    child.once("error", reject);
+    lines.on("line", (line) => {
+      log.push(line);
+      if (!line.startsWith("{")) return;
+      try {
+        const event = JSON.parse(line);
+        if (event.event === "serving" && typeof event.port === "number") {
+          child.off("exit", onExit);
+          resolve(event.port);
+        }
+      } catch {
+        // not JSON: keep reading
+      }
+    });
+  });
+  return {
+    target: `127.0.0.1:${port}`,
+    child,
+    log,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
