@@ -1,6 +1,6 @@
 """`python -m bench [suite ...]` runs benchmark suites and prints their figures as JSON.
 
-Suites: variables (issue 2). Results are also written to bench/results/<suite>.json.
+Suites: variables (issue 2), pool (issue 4). Results are also written to bench/results/<suite>.json.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import variables
+from bench import execute, pool, variables
 
 SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "variables": variables.run,
+    "pool": pool.run,
+    "execute": execute.run,
 }
 
 

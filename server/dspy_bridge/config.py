@@ -23,6 +23,33 @@ class Settings(BaseSettings):
         ge=0,
         description="Worker processes for execution; 0 runs execution in the front process.",
     )
+    worker_concurrency: int = Field(
+        512, ge=1, description="Executions one worker process runs at once (LM calls awaited)."
+    )
+    worker_queue_size: int = Field(
+        1_024,
+        ge=0,
+        description="Calls waiting per worker beyond worker_concurrency; past it, calls fail "
+        "RESOURCE_EXHAUSTED QUEUE_FULL with a retry_after_ms hint.",
+    )
+    worker_max_requests: int = Field(
+        0, ge=0, description="Recycle a worker after this many executions; 0 = never."
+    )
+    worker_max_rss_mb: int = Field(
+        0, ge=0, description="Recycle a worker whose resident memory exceeds this; 0 = never."
+    )
+    worker_restart_backoff_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="First delay before restarting a worker that died again; doubles with each "
+        "death in a row (the first restart is immediate).",
+    )
+    worker_restart_backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Longest delay between restarts of a crash-looping worker."
+    )
+    worker_start_timeout_seconds: float = Field(
+        60.0, gt=0, description="How long a new worker may take to become ready."
+    )
     store: str = Field("memory://", description="Session store URL: memory://, sqlite:///path.db.")
     lm: str = Field(
         "",

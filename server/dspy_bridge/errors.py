@@ -40,6 +40,14 @@ class BridgeError(Exception):
     def __str__(self) -> str:
         return f"{self.code.name} {self.reason}: {self.message}"
 
+    def __reduce__(self) -> tuple[type[BridgeError], tuple[object, ...]]:
+        """Pickles by fields (an Exception pickles its `args`, which is only the message), so
+        an error raised in a worker process arrives whole in the front."""
+        return (
+            BridgeError,
+            (self.code, self.reason, self.message, dict(self.metadata), tuple(self.violations)),
+        )
+
     def at(self, prefix: str) -> BridgeError:
         """The same error with every field violation path put under `prefix` (e.g. `writes[3]`)."""
         moved = tuple(
@@ -153,3 +161,13 @@ class Reason:
     WORKER_LOST = "WORKER_LOST"
     DRAINING = "DRAINING"
     INTERNAL = "INTERNAL"
+    UNKNOWN_METRIC = "UNKNOWN_METRIC"
+    INVALID_METRIC_OPTIONS = "INVALID_METRIC_OPTIONS"
+    INVALID_DATASET = "INVALID_DATASET"
+    INVALID_SEARCH_SPACE = "INVALID_SEARCH_SPACE"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    JOB_ALREADY_EXISTS = "JOB_ALREADY_EXISTS"
+    JOB_STATE_CONFLICT = "JOB_STATE_CONFLICT"
+    JOB_NOT_SUCCEEDED = "JOB_NOT_SUCCEEDED"
+    UNKNOWN_OPTIMIZER = "UNKNOWN_OPTIMIZER"
+    INVALID_OPTIMIZER_CONFIG = "INVALID_OPTIMIZER_CONFIG"

@@ -48,7 +48,7 @@ from dspy_bridge.runtime.executor import (
 )
 from dspy_bridge.runtime.lm.factory import validate_lm_spec
 from dspy_bridge.runtime.params import ParamError, check_bindings, check_value
-from dspy_bridge.runtime.program import build_program, coerce_execution_inputs
+from dspy_bridge.runtime.program import build_program, coerce_execution_inputs, spec_signature
 from dspy_bridge.runtime.signatures import (
     FieldSpec,
     SignatureSpec,
@@ -349,7 +349,7 @@ class ModuleService:
         if not bindings:
             return prepared
         variables = {v.name: v for v in await self._store.list_variables(session_id)}
-        signature = SignatureSpec.from_dict(spec["signature"])
+        signature = spec_signature(record)
         check = _ParamCheck(spec, signature, self._context(session_id))
         for name, params in by_variable.items():
             variable = variables.get(name)

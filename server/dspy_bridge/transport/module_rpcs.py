@@ -99,8 +99,15 @@ def _values_in(values: Mapping[str, value_pb2.Value], field: str) -> dict[str, P
         raise invalid_argument(Reason.INVALID_INPUT, f"{field}: {exc}", field) from None
 
 
-def _options(options: module_pb2.ExecuteOptions) -> ExecuteOptions:
-    return ExecuteOptions(timeout_ms=options.timeout_ms, include_trace=options.include_trace)
+def _options(options: module_pb2.ExecuteOptions, context: Ctx | None = None) -> ExecuteOptions:
+    """The call's gRPC deadline, when sooner than `timeout_ms`, becomes the execution's timeout,
+    so the executor (or a worker) cancels the LM call at it."""
+    timeout_ms = options.timeout_ms
+    remaining = context.time_remaining() if context is not None else None
+    if remaining is not None and timeout_ms >= 0:
+        left = max(1, int(remaining * 1000))
+        timeout_ms = min(timeout_ms, left) if timeout_ms > 0 else left
+    return ExecuteOptions(timeout_ms=timeout_ms, include_trace=options.include_trace)
 
 
 def usage_to_proto(usage: UsageStats, out: module_pb2.Usage) -> None:
@@ -193,7 +200,7 @@ class ModuleRpcs:
             request.module_id,
             _values_in(request.inputs, "inputs"),
             _values_in(request.variable_overrides, "variable_overrides"),
-            _options(request.options),
+            _options(request.options, context),
         )
         return _result_to_proto(outcome.result, outcome.variables_used, outcome.module_version)
 
@@ -208,7 +215,7 @@ class ModuleRpcs:
             request.module_id,
             items,
             _values_in(request.variable_overrides, "variable_overrides"),
-            _options(request.options),
+            _options(request.options, context),
             request.max_concurrency,
         )
         out = pb.ExecuteBatchResponse(
@@ -236,7 +243,7 @@ class ModuleRpcs:
             request.module_id,
             _values_in(request.inputs, "inputs"),
             _values_in(request.variable_overrides, "variable_overrides"),
-            _options(request.options),
+            _options(request.options, context),
         )
         events = handle.events
         try:

@@ -1,0 +1,88 @@
+"""DSPy's documented deployment, as the baseline for the pool suite: FastAPI + uvicorn +
+`dspy.asyncify` serving a ChainOfThought (https://dspy.ai/tutorials/deployment/), with the same
+`OfflineLM` the bridge uses so both sides do the same DSPy work per call.
+
+`python -m bench.fastapi_baseline <port> [latency_ms]` serves it; `baseline_server()` starts it
+as a child and yields its URL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dspy
+import httpx
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from dspy_bridge.runtime.lm.offline import OfflineLM
+
+
+class Question(BaseModel):
+    text: str
+
+
+def make_app(latency_ms: float = 0.0) -> FastAPI:
+    """The tutorial's app: one program, configured globally, run through `dspy.asyncify`."""
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+    dspy.configure(lm=OfflineLM(latency_ms=latency_ms), async_max_workers=4)
+    program = dspy.asyncify(dspy.ChainOfThought("question -> answer"))
+    app = FastAPI(title="DSPy Program API")
+
+    @app.post("/predict")
+    async def predict(question: Question) -> dict[str, Any]:
+        result = await program(question=question.text)
+        return {"status": "success", "data": result.toDict()}
+
+    return app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def baseline_server(latency_ms: float = 0.0) -> Iterator[str]:
+    """Starts uvicorn (one process, as documented) in a child; yields its base URL."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fastapi_baseline", str(port), str(latency_ms)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # polling a child's port: no event exists across processes
+            try:
+                httpx.post(f"{url}/predict", json={"text": "warm up"}, timeout=5).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the FastAPI baseline did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: list[str]) -> None:
+    import uvicorn
+
+    app = make_app(float(argv[1]) if len(argv) > 1 else 0.0)
+    uvicorn.run(app, host="127.0.0.1", port=int(argv[0]), log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

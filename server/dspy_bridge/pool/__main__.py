@@ -1,0 +1,9 @@
+"""`python -m dspy_bridge.pool <fd> <log_level> <log_format>`: a worker process (see worker.py)."""
+
+from __future__ import annotations
+
+import sys
+
+from dspy_bridge.pool.worker import main
+
+main(sys.argv[1:])

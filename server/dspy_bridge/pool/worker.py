@@ -1,0 +1,171 @@
+"""A worker process: runs executions sent by the front on its own `InProcessExecutor`.
+
+Started as `python -m dspy_bridge.pool <fd> <log_level> <log_format>` with one end of a
+socketpair. Every execution is its own asyncio task, so one worker runs many at once (the LM
+calls are awaited; sync-only modules run in threads inside the executor). The worker keeps the
+module records it was sent, keyed by (session, module, version, create_time), so the front sends
+a big `state` once per worker, not once per call; when it has dropped one it answers `miss` and
+the front resends it.
+
+The worker never outlives the front: end of stream on its socket cancels everything and exits.
+SIGINT is ignored (a terminal's Ctrl-C reaches the whole process group; the front decides when
+workers stop, draining them first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections import OrderedDict
+from typing import Any
+
+import grpc
+
+from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.model import ModuleRecord
+from dspy_bridge.pool.protocol import Message, RecordKey, encode, read_message
+from dspy_bridge.runtime.executor import (
+    ExecutionRequest,
+    InProcessExecutor,
+    ResultEvent,
+)
+
+RECORDS_KEPT = 1024
+RSS_EVERY_SECONDS = 0.5
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident memory of a process from /proc (0 where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _internal(exc: BaseException) -> BridgeError:
+    return BridgeError(
+        grpc.StatusCode.INTERNAL, Reason.INTERNAL, f"internal error: {type(exc).__name__}"
+    )
+
+
+class Worker:
+    """The worker's side of the protocol (see `dspy_bridge.pool.protocol`)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.executor = InProcessExecutor()
+        self.records: OrderedDict[RecordKey, ModuleRecord] = OrderedDict()
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._rss_sent = 0.0
+
+    def send(self, message: Message) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(encode(message))
+
+    def _record(self, key: RecordKey, record: ModuleRecord | None) -> ModuleRecord | None:
+        if record is not None:
+            self.records[key] = record
+            while len(self.records) > RECORDS_KEPT:
+                self.records.popitem(last=False)
+            return record
+        record = self.records.get(key)
+        if record is not None:
+            self.records.move_to_end(key)
+        return record
+
+    async def run(self) -> None:
+        self.send(("ready", os.getpid()))
+        while True:
+            try:
+                message = await read_message(self.reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                for task in list(self.tasks.values()):  # the front is gone: nobody to answer
+                    task.cancel()
+                return
+            kind = message[0]
+            if kind == "exec":
+                self._start(*message[1:])
+            elif kind == "cancel":
+                running = self.tasks.get(message[1])
+                if running is not None:
+                    running.cancel()
+            elif kind == "forget":
+                self.executor.forget_session(message[1])
+                for key in [k for k in self.records if k[0] == message[1]]:
+                    del self.records[key]
+            elif kind == "drain":
+                await self.idle.wait()
+                await self.writer.drain()
+                return
+
+    def _start(
+        self,
+        call_id: int,
+        stream: bool,
+        key: RecordKey,
+        record: ModuleRecord | None,
+        fields: dict[str, Any],
+    ) -> None:
+        known = self._record(key, record)
+        if known is None:
+            self.send(("miss", call_id))
+            return
+        request = ExecutionRequest(record=known, **fields)
+        self.idle.clear()
+        self.tasks[call_id] = asyncio.create_task(self._call(call_id, stream, request))
+
+    async def _call(self, call_id: int, stream: bool, request: ExecutionRequest) -> None:
+        try:
+            if stream:
+                async for event in self.executor.execute_stream(request):
+                    if isinstance(event, ResultEvent):
+                        self.send(("result", call_id, event.result))
+                    else:
+                        self.send(("event", call_id, event))
+            else:
+                result = await self.executor.execute(request)
+                self.send(("result", call_id, result))
+        except asyncio.CancelledError:
+            self.send(("cancelled", call_id))
+        except BridgeError as exc:
+            self.send(("error", call_id, exc))
+        except Exception as exc:  # e.g. an output that does not pickle; never kill the worker
+            self.send(("error", call_id, _internal(exc)))
+        finally:
+            del self.tasks[call_id]
+            if not self.tasks:
+                self.idle.set()
+            now = time.monotonic()
+            if now - self._rss_sent >= RSS_EVERY_SECONDS:
+                self._rss_sent = now
+                self.send(("rss", rss_bytes()))
+
+
+async def serve(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    worker = Worker(reader, writer)
+    try:
+        await worker.run()
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+def main(argv: list[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from dspy_bridge.log import configure_logging
+
+    level = argv[1] if len(argv) > 1 else "warning"
+    fmt = argv[2] if len(argv) > 2 else "json"
+    configure_logging(level, "console" if fmt == "console" else "json")
+    asyncio.run(serve(int(argv[0])))
