@@ -26,7 +26,14 @@ from .fake_server import FakeBridge
 
 PAIRS = [(BridgeClient, AsyncBridgeClient), (SessionHandle, AsyncSessionHandle)]
 # Methods of the async twins that return without a round trip (streams, handles, iterators).
-NOT_COROUTINES = {"session", "watch", "execute_stream", "list_sessions"}
+NOT_COROUTINES = {
+    "session",
+    "watch",
+    "execute_stream",
+    "list_sessions",
+    "watch_optimization",
+    "list_optimizations",
+}
 
 
 def public_methods(cls: type) -> dict[str, Any]:

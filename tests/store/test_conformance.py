@@ -16,10 +16,17 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import (
     Constraints,
     HistoryEntry,
+    Job,
+    JobProgress,
+    JobStatus,
+    JobUpdate,
     LMSpec,
     ModuleRecord,
     PyValue,
@@ -30,8 +37,6 @@ from dspy_bridge.model import (
     VariableWrite,
 )
 from dspy_bridge.store import MemoryStore, SessionStore, SqliteStore, open_store
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 # Mirrors conftest's `make_store` fixture: opens a fresh store of the backend under test.
 StoreFactory = Callable[..., Awaitable[SessionStore]]
@@ -944,3 +949,170 @@ async def test_open_store_redis_is_not_available_yet() -> None:
 async def test_open_store_rejects_other_urls(url: str) -> None:
     with pytest.raises(ValueError, match="memory://"):
         await open_store(url)
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+
+def a_job(job_id: str = "j1", *, session_id: str = "s1", **kw: Any) -> Job:
+    fields: dict[str, Any] = {
+        "module_id": "qa",
+        "optimizer": "BootstrapFewShot",
+        "create_time": 1003.0,
+        "config": {"max_bootstrapped_demos": 2, "nested": {"a": [1, 2.5, "x", None, True]}},
+        "metric": {"name": "exact_match", "options": {"field": "answer"}},
+        "apply_requested": True,
+        "trainset_size": 4,
+        "valset_size": 2,
+        "module_version": 1,
+    }
+    fields.update(kw)
+    return Job(job_id=job_id, session_id=session_id, **fields)
+
+
+async def test_create_and_get_job_round_trip(store: SessionStore) -> None:
+    await with_session(store)
+    job = a_job()
+    created = await store.create_job(job)
+    assert created == job
+    fetched = await store.get_job("s1", "j1")
+    assert fetched == job
+    assert fetched.status is JobStatus.QUEUED
+    assert_same(fetched.config, job.config)
+
+
+async def test_duplicate_job_is_already_exists(store: SessionStore) -> None:
+    await with_session(store)
+    await store.create_job(a_job())
+    await expect_error(
+        store.create_job(a_job(optimizer="COPRO")), ALREADY_EXISTS, "JOB_ALREADY_EXISTS"
+    )
+    assert (await store.get_job("s1", "j1")).optimizer == "BootstrapFewShot"
+
+
+async def test_unknown_job_or_session_is_not_found(store: SessionStore) -> None:
+    await expect_error(store.create_job(a_job()), NOT_FOUND, Reason.SESSION_NOT_FOUND)
+    await expect_error(store.get_job("s1", "j1"), NOT_FOUND, Reason.SESSION_NOT_FOUND)
+    await expect_error(store.list_jobs("s1"), NOT_FOUND, Reason.SESSION_NOT_FOUND)
+    await with_session(store)
+    await expect_error(store.get_job("s1", "nope"), NOT_FOUND, "JOB_NOT_FOUND")
+    await expect_error(
+        store.update_job("s1", "nope", JobUpdate(status=JobStatus.RUNNING)),
+        NOT_FOUND,
+        "JOB_NOT_FOUND",
+    )
+
+
+async def test_update_job_changes_only_given_fields(store: SessionStore) -> None:
+    await with_session(store)
+    await store.create_job(a_job())
+    running = await store.update_job(
+        "s1",
+        "j1",
+        JobUpdate(status=JobStatus.RUNNING, start_time=1004.0, progress=JobProgress("trial", 1, 4)),
+    )
+    assert (running.status, running.start_time) == (JobStatus.RUNNING, 1004.0)
+    assert running.progress == JobProgress("trial", 1, 4)
+    result = {"kind": "module", "module_version": 0, "previous_version": 1, "demo_count": 2}
+    done = await store.update_job(
+        "s1",
+        "j1",
+        JobUpdate(status=JobStatus.SUCCEEDED, result=result, best_score=0.75, end_time=1005.0),
+        if_status={JobStatus.RUNNING},
+    )
+    assert done == await store.get_job("s1", "j1")
+    assert (done.status, done.best_score, done.end_time, done.start_time) == (
+        JobStatus.SUCCEEDED,
+        0.75,
+        1005.0,
+        1004.0,
+    )
+    assert done.result == result
+    assert done.progress == JobProgress("trial", 1, 4)
+    assert done.config == a_job().config
+
+
+async def test_update_job_with_wrong_status_is_aborted_and_changes_nothing(
+    store: SessionStore,
+) -> None:
+    await with_session(store)
+    await store.create_job(a_job(status=JobStatus.CANCELLED, end_time=1004.0))
+    error = await expect_error(
+        store.update_job(
+            "s1", "j1", JobUpdate(status=JobStatus.SUCCEEDED), if_status={JobStatus.RUNNING}
+        ),
+        ABORTED,
+        "JOB_STATE_CONFLICT",
+    )
+    assert error.metadata["current_status"] == "CANCELLED"
+    assert (await store.get_job("s1", "j1")).status is JobStatus.CANCELLED
+
+
+async def test_list_jobs_in_create_order_with_filter_and_paging(store: SessionStore) -> None:
+    await with_session(store)
+    await with_session(store, "other")
+    await store.create_job(a_job("b", create_time=2.0))
+    await store.create_job(a_job("a", create_time=2.0, module_id="other"))
+    await store.create_job(a_job("c", create_time=1.0))
+    await store.create_job(a_job("x", session_id="other"))
+    assert [j.job_id for j in await store.list_jobs("s1")] == ["c", "a", "b"]
+    assert [j.job_id for j in await store.list_jobs("s1", module_id="qa")] == ["c", "b"]
+    assert [j.job_id for j in await store.list_jobs("s1", offset=1, limit=1)] == ["a"]
+    assert [j.job_id for j in await store.list_jobs("s1", offset=2, limit=5)] == ["b"]
+
+
+async def test_mark_running_jobs_interrupted(store: SessionStore) -> None:
+    await with_session(store)
+    await with_session(store, "other")
+    await store.create_job(a_job("queued"))
+    await store.create_job(a_job("running", status=JobStatus.RUNNING, start_time=1004.0))
+    await store.create_job(a_job("done", status=JobStatus.SUCCEEDED, end_time=1005.0))
+    await store.create_job(a_job("elsewhere", session_id="other", status=JobStatus.RUNNING))
+    marked = await store.mark_running_jobs_interrupted(2000.0)
+    assert sorted(j.job_id for j in marked) == ["elsewhere", "queued", "running"]
+    for sid, jid in [("s1", "queued"), ("s1", "running"), ("other", "elsewhere")]:
+        job = await store.get_job(sid, jid)
+        assert (job.status, job.end_time) == (JobStatus.INTERRUPTED, 2000.0)
+    done = await store.get_job("s1", "done")
+    assert (done.status, done.end_time) == (JobStatus.SUCCEEDED, 1005.0)
+    assert await store.mark_running_jobs_interrupted(3000.0) == []
+
+
+async def test_deleting_a_session_deletes_its_jobs(store: SessionStore) -> None:
+    await with_session(store)
+    await with_session(store, "other")
+    await store.create_job(a_job())
+    await store.create_job(a_job(session_id="other"))
+    await store.delete_session("s1")
+    await with_session(store)
+    assert await store.list_jobs("s1") == []
+    await expect_error(store.get_job("s1", "j1"), NOT_FOUND, "JOB_NOT_FOUND")
+    assert [j.job_id for j in await store.list_jobs("other")] == ["j1"]
+
+
+async def test_returned_jobs_are_copies(store: SessionStore) -> None:
+    await with_session(store)
+    job = a_job()
+    await store.create_job(job)
+    job.config["max_bootstrapped_demos"] = 99
+    fetched = await store.get_job("s1", "j1")
+    assert fetched.config["max_bootstrapped_demos"] == 2
+    fetched.metric["name"] = "changed"
+    assert (await store.get_job("s1", "j1")).metric["name"] == "exact_match"
+
+
+async def test_sqlite_jobs_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = await SqliteStore.open(path)
+    try:
+        await with_session(store)
+        await store.create_job(a_job(status=JobStatus.RUNNING))
+    finally:
+        await store.close()
+    reopened = await SqliteStore.open(path)
+    try:
+        marked = await reopened.mark_running_jobs_interrupted(5.0)
+        assert [j.job_id for j in marked] == ["j1"]
+        assert (await reopened.get_job("s1", "j1")).status is JobStatus.INTERRUPTED
+    finally:
+        await reopened.close()

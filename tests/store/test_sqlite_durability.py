@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from dspy_bridge.model import VariableWrite
 from dspy_bridge.store import SqliteStore
+from dspy_bridge.store.sqlite import SCHEMA_VERSION
 
 SESSION, VARIABLE_ID = "durable", "v-counter"
 
@@ -101,7 +103,7 @@ def test_database_uses_wal_and_is_intact_after_sigkill(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     conn.close()
 
 
@@ -110,7 +112,7 @@ async def test_reopening_keeps_the_schema_and_refuses_a_newer_one(tmp_path: Path
     await (await SqliteStore.open(path)).close()
     await (await SqliteStore.open(path)).close()  # schema creation is idempotent
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         conn.execute("UPDATE schema_version SET version = 99")
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):

@@ -57,7 +57,9 @@ class Tensor:
 
     @classmethod
     def from_numpy(cls, array: np.ndarray[Any, Any]) -> Tensor:
-        name = next((n for n, d in DTYPES.items() if np.dtype(d) == array.dtype.newbyteorder("<")), None)
+        name = next(
+            (n for n, d in DTYPES.items() if np.dtype(d) == array.dtype.newbyteorder("<")), None
+        )
         if name is None:
             raise ValueError(f"unsupported dtype {array.dtype}")
         little = array.astype(DTYPES[name], copy=False)

@@ -9,9 +9,19 @@ nothing. Values handed in are already validated by the service layer.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from dspy_bridge.model import HistoryEntry, LMSpec, ModuleRecord, Session, Variable, VariableWrite
+from dspy_bridge.model import (
+    HistoryEntry,
+    Job,
+    JobStatus,
+    JobUpdate,
+    LMSpec,
+    ModuleRecord,
+    Session,
+    Variable,
+    VariableWrite,
+)
 
 
 class SessionStore(ABC):
@@ -55,8 +65,8 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def create_variable(self, variable: Variable, *, max_variables: int) -> Variable:
-        """Stores a new variable at version 1 with its first history entry.
-        NOT_FOUND (session), ALREADY_EXISTS (name), RESOURCE_EXHAUSTED (`max_variables`, 0 = no limit)."""
+        """Stores a new variable at version 1 with its first history entry. NOT_FOUND (session),
+        ALREADY_EXISTS (name), RESOURCE_EXHAUSTED (`max_variables`, 0 = no limit)."""
 
     @abstractmethod
     async def get_variable(self, session_id: str, name_or_id: str) -> Variable:
@@ -100,13 +110,51 @@ class SessionStore(ABC):
         """Current versions of the session's modules in module_id order. NOT_FOUND (session)."""
 
     @abstractmethod
-    async def put_module_version(self, record: ModuleRecord, *, expected_version: int) -> ModuleRecord:
+    async def put_module_version(
+        self, record: ModuleRecord, *, expected_version: int
+    ) -> ModuleRecord:
         """Stores `record` as version `expected_version + 1`, if `expected_version` is still current
         (ABORTED otherwise). NOT_FOUND (session, module)."""
 
     @abstractmethod
     async def delete_module(self, session_id: str, module_id: str) -> None:
         """Removes the module with all its versions. NOT_FOUND."""
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_job(self, job: Job) -> Job:
+        """Stores a new job record. NOT_FOUND (session), ALREADY_EXISTS (job_id, reason
+        JOB_ALREADY_EXISTS). Jobs are owned by their session: deleting it deletes them."""
+
+    @abstractmethod
+    async def get_job(self, session_id: str, job_id: str) -> Job:
+        """NOT_FOUND (session; job with reason JOB_NOT_FOUND)."""
+
+    @abstractmethod
+    async def update_job(
+        self,
+        session_id: str,
+        job_id: str,
+        update: JobUpdate,
+        *,
+        if_status: Collection[JobStatus] | None = None,
+    ) -> Job:
+        """Applies `update` atomically and returns the job after it. With `if_status`, only when the
+        job's current status is one of those: otherwise ABORTED (reason JOB_STATE_CONFLICT, current
+        status in metadata) and nothing changes. NOT_FOUND (session, job)."""
+
+    @abstractmethod
+    async def list_jobs(
+        self, session_id: str, *, module_id: str = "", offset: int = 0, limit: int = 0
+    ) -> list[Job]:
+        """The session's jobs (of one module when `module_id` is set), ordered by
+        (create_time, job_id), `limit` (0 = all) from `offset`. NOT_FOUND (session)."""
+
+    @abstractmethod
+    async def mark_running_jobs_interrupted(self, now: float) -> list[Job]:
+        """Every QUEUED or RUNNING job of every session becomes INTERRUPTED with `end_time=now`;
+        returns them. Called when a server starts (and stops): no process runs them any more."""
 
     # -- lifecycle ------------------------------------------------------------------------
 

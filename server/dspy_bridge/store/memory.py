@@ -13,7 +13,7 @@ strings and `Tensor`s are immutable and are shared rather than copied, which kee
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,7 +28,11 @@ from dspy_bridge.errors import (
     version_conflict,
 )
 from dspy_bridge.model import (
+    ACTIVE_STATUSES,
     HistoryEntry,
+    Job,
+    JobStatus,
+    JobUpdate,
     LMSpec,
     ModuleRecord,
     PyValue,
@@ -38,6 +42,7 @@ from dspy_bridge.model import (
     VariableWrite,
 )
 from dspy_bridge.store.base import SessionStore
+from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
 
 # Values of these types cannot be mutated in place, so sharing them is safe.
 _IMMUTABLE: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes, Tensor})
@@ -81,6 +86,10 @@ def _copy_module(record: ModuleRecord) -> ModuleRecord:
     return replace(record, spec=_copy_json(record.spec), state=state)
 
 
+def _copy_job(job: Job) -> Job:
+    return Job.from_dict(_copy_json(job.to_dict()))
+
+
 @dataclass
 class _VariableSlot:
     """A variable and its kept history (oldest first; bounded by the store's history_limit)."""
@@ -98,6 +107,8 @@ class _SessionSlot:
     by_name: dict[str, _VariableSlot] = field(default_factory=dict)
     # module_id -> every version, index = version - 1.
     modules: dict[str, list[ModuleRecord]] = field(default_factory=dict)
+    # job_id -> job record.
+    jobs: dict[str, Job] = field(default_factory=dict)
 
 
 class MemoryStore(SessionStore):
@@ -348,3 +359,59 @@ class MemoryStore(SessionStore):
         slot = self._slot(session_id)
         self._versions(slot, module_id)
         del slot.modules[module_id]
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def create_job(self, job: Job) -> Job:
+        slot = self._slot(job.session_id)
+        if job.job_id in slot.jobs:
+            raise job_exists(job.session_id, job.job_id)
+        slot.jobs[job.job_id] = _copy_job(job)
+        return _copy_job(job)
+
+    @staticmethod
+    def _job(slot: _SessionSlot, job_id: str) -> Job:
+        job = slot.jobs.get(job_id)
+        if job is None:
+            raise job_not_found(slot.session.session_id, job_id)
+        return job
+
+    async def get_job(self, session_id: str, job_id: str) -> Job:
+        return _copy_job(self._job(self._slot(session_id), job_id))
+
+    async def update_job(
+        self,
+        session_id: str,
+        job_id: str,
+        update: JobUpdate,
+        *,
+        if_status: Collection[JobStatus] | None = None,
+    ) -> Job:
+        slot = self._slot(session_id)
+        job = self._job(slot, job_id)
+        if if_status is not None and job.status not in if_status:
+            raise job_state_conflict(job_id, job.status)
+        updated = _copy_job(update.apply_to(job))
+        slot.jobs[job_id] = updated
+        return _copy_job(updated)
+
+    async def list_jobs(
+        self, session_id: str, *, module_id: str = "", offset: int = 0, limit: int = 0
+    ) -> list[Job]:
+        slot = self._slot(session_id)
+        jobs = [job for job in slot.jobs.values() if not module_id or job.module_id == module_id]
+        jobs.sort(key=lambda job: (job.create_time, job.job_id))
+        start = max(offset, 0)
+        page = jobs[start : start + limit] if limit > 0 else jobs[start:]
+        return [_copy_job(job) for job in page]
+
+    async def mark_running_jobs_interrupted(self, now: float) -> list[Job]:
+        marked: list[Job] = []
+        for slot in self._sessions.values():
+            for job_id, job in list(slot.jobs.items()):
+                if job.status in ACTIVE_STATUSES:
+                    done = replace(job, status=JobStatus.INTERRUPTED, end_time=now)
+                    slot.jobs[job_id] = done
+                    marked.append(_copy_job(done))
+        marked.sort(key=lambda job: (job.create_time, job.job_id))
+        return marked

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -37,8 +37,12 @@ from dspy_bridge.errors import (
     version_conflict,
 )
 from dspy_bridge.model import (
+    ACTIVE_STATUSES,
     Constraints,
     HistoryEntry,
+    Job,
+    JobStatus,
+    JobUpdate,
     LMSpec,
     ModuleRecord,
     Session,
@@ -49,11 +53,12 @@ from dspy_bridge.model import (
     encode_value,
 )
 from dspy_bridge.store.base import SessionStore
+from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
 
 T = TypeVar("T")
 
 #: Bumped whenever the schema changes; `open` refuses a database written by a newer schema.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -117,6 +122,16 @@ CREATE TABLE IF NOT EXISTS module_versions (
     FOREIGN KEY (session_id, module_id)
         REFERENCES modules (session_id, module_id) ON DELETE CASCADE
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS jobs (
+    session_id  TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+    job_id      TEXT NOT NULL,
+    module_id   TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    create_time REAL NOT NULL,
+    record      TEXT NOT NULL,
+    PRIMARY KEY (session_id, job_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
 """
 
 _SESSION_COLUMNS = """
@@ -626,6 +641,106 @@ class SqliteStore(SessionStore):
 
         await self._run(tx, write=True)
 
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def create_job(self, job: Job) -> Job:
+        record = _dumps(job.to_dict())
+
+        def tx(conn: sqlite3.Connection) -> Job:
+            _require_session(conn, job.session_id)
+            taken = conn.execute(
+                "SELECT 1 FROM jobs WHERE session_id = ? AND job_id = ?",
+                (job.session_id, job.job_id),
+            ).fetchone()
+            if taken is not None:
+                raise job_exists(job.session_id, job.job_id)
+            _write_job(conn, Job.from_dict(json.loads(record)), insert=True)
+            return _load_job(conn, job.session_id, job.job_id)
+
+        return await self._run(tx, write=True)
+
+    async def get_job(self, session_id: str, job_id: str) -> Job:
+        def read(conn: sqlite3.Connection) -> Job:
+            _require_session(conn, session_id)
+            return _load_job(conn, session_id, job_id)
+
+        return await self._run(read, write=False)
+
+    async def update_job(
+        self,
+        session_id: str,
+        job_id: str,
+        update: JobUpdate,
+        *,
+        if_status: Collection[JobStatus] | None = None,
+    ) -> Job:
+        def tx(conn: sqlite3.Connection) -> Job:
+            _require_session(conn, session_id)
+            job = _load_job(conn, session_id, job_id)
+            if if_status is not None and job.status not in if_status:
+                raise job_state_conflict(job_id, job.status)
+            _write_job(conn, update.apply_to(job), insert=False)
+            return _load_job(conn, session_id, job_id)
+
+        return await self._run(tx, write=True)
+
+    async def list_jobs(
+        self, session_id: str, *, module_id: str = "", offset: int = 0, limit: int = 0
+    ) -> list[Job]:
+        def read(conn: sqlite3.Connection) -> list[Job]:
+            _require_session(conn, session_id)
+            rows = conn.execute(
+                "SELECT record FROM jobs WHERE session_id = ? AND (? = '' OR module_id = ?)"
+                " ORDER BY create_time, job_id LIMIT ? OFFSET ?",
+                (session_id, module_id, module_id, limit if limit > 0 else -1, max(offset, 0)),
+            ).fetchall()
+            return [Job.from_dict(json.loads(row[0])) for row in rows]
+
+        return await self._run(read, write=False)
+
+    async def mark_running_jobs_interrupted(self, now: float) -> list[Job]:
+        active = tuple(int(status) for status in ACTIVE_STATUSES)
+
+        def tx(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT record FROM jobs WHERE status IN ({', '.join('?' * len(active))})"
+                " ORDER BY create_time, job_id",
+                active,
+            ).fetchall()
+            marked = []
+            for (record,) in rows:
+                job = Job.from_dict(json.loads(record))
+                job = JobUpdate(status=JobStatus.INTERRUPTED, end_time=now).apply_to(job)
+                _write_job(conn, job, insert=False)
+                marked.append(job)
+            return marked
+
+        return await self._run(tx, write=True)
+
+
+def _write_job(conn: sqlite3.Connection, job: Job, *, insert: bool) -> None:
+    record = _dumps(job.to_dict())
+    if insert:
+        conn.execute(
+            "INSERT INTO jobs (session_id, job_id, module_id, status, create_time, record)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (job.session_id, job.job_id, job.module_id, int(job.status), job.create_time, record),
+        )
+    else:
+        conn.execute(
+            "UPDATE jobs SET status = ?, record = ? WHERE session_id = ? AND job_id = ?",
+            (int(job.status), record, job.session_id, job.job_id),
+        )
+
+
+def _load_job(conn: sqlite3.Connection, session_id: str, job_id: str) -> Job:
+    row = conn.execute(
+        "SELECT record FROM jobs WHERE session_id = ? AND job_id = ?", (session_id, job_id)
+    ).fetchone()
+    if row is None:
+        raise job_not_found(session_id, job_id)
+    return Job.from_dict(json.loads(row[0]))
+
 
 def _variable_with(
     current: Variable, write: VariableWrite, value: str, version: int, now: float
@@ -684,6 +799,9 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     found = row[0]
     if found is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif found < SCHEMA_VERSION:
+        # Older schemas only lack tables, which the CREATE … IF NOT EXISTS above has added.
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
     elif found > SCHEMA_VERSION:
         raise RuntimeError(
             f"database schema version {found} is newer than this server's {SCHEMA_VERSION}"

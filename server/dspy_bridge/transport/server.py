@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import contextlib
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dspy
@@ -15,7 +16,10 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from dspy_bridge.config import Settings
+from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.jobs.metrics import METRIC_NAMES
+from dspy_bridge.jobs.service import OptimizationService
+from dspy_bridge.jobs.variable_search import KIND_NAME, VariableSearchKind
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import serve_metrics
 from dspy_bridge.pool import PoolConfig, WorkerPool
@@ -49,6 +53,8 @@ class RunningServer:
     port: int
     background: list[asyncio.Task[None]]
     stop_metrics: Callable[[], None] | None = None
+    #: Optimization jobs: their processes are stopped (jobs INTERRUPTED) before the store closes.
+    jobs: JobManager | None = None
 
     @property
     def target(self) -> str:
@@ -60,6 +66,8 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.hub.shutdown()
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        if self.jobs is not None:
+            await self.jobs.close()
         await self.executor.close()
         for task in self.background:
             task.cancel()
@@ -123,6 +131,15 @@ async def start_server(settings: Settings) -> RunningServer:
         pool_info=lambda: pool_info(settings, executor),
     )
     servicer = BridgeServicer(settings, facts, sessions, variables, modules)
+    # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------
+    interrupted = await store.mark_running_jobs_interrupted(time.time())
+    if interrupted:
+        log.warning("jobs interrupted by a restart", jobs=[j.job_id for j in interrupted])
+    job_manager = JobManager(store)
+    servicer.jobs = OptimizationService(store, modules, job_manager)
+    servicer.jobs.register_kind(KIND_NAME, VariableSearchKind(store, variables))
+    sessions.on_session_gone(job_manager.session_gone)
+    facts.optimizers = servicer.jobs.optimizers()
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -151,10 +168,13 @@ async def start_server(settings: Settings) -> RunningServer:
     await health.set("", serving)
     await health.set(SERVICE_NAME, serving)
     background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
-    stop_metrics = serve_metrics(settings.metrics_port, settings.host) if settings.metrics_port else None
+    stop_metrics = None
+    if settings.metrics_port:
+        stop_metrics = serve_metrics(settings.metrics_port, settings.host)
     running = RunningServer(
         settings, server, health, hub, executor, store, port, background, stop_metrics
     )
+    running.jobs = job_manager
     log.info("serving", host=settings.host, port=port, store=store.backend)
     return running
 

@@ -19,6 +19,8 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import Resync, SessionGone, VariableService, WriteRequest
 from dspy_bridge.services.watch import Change
 from dspy_bridge.transport import convert
+from dspy_bridge.transport.eval_rpcs import EvaluateRpcs
+from dspy_bridge.transport.job_rpcs import JobRpcs
 from dspy_bridge.transport.module_rpcs import ModuleRpcs
 from dspy_bridge.transport.status import ok_status, to_status_proto
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -45,7 +47,7 @@ def _expected(request: Any) -> int | None:
     return request.expected_version if request.HasField("expected_version") else None
 
 
-class BridgeServicer(ModuleRpcs, pb_grpc.BridgeServiceServicer):
+class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, pb_grpc.BridgeServiceServicer):
     """All RPCs; module and execution RPCs come from `ModuleRpcs`."""
 
     def __init__(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -252,3 +252,60 @@ def import_state(
     if expected_version is not None:
         request.expected_version = expected_version
     return request
+
+
+Dataset: TypeAlias = Iterable[
+    Mapping[str, Mapping[str, Any]] | tuple[Mapping[str, Any], Mapping[str, Any]]
+]
+"""Examples as ``{"inputs": {...}, "labels": {...}}`` mappings or ``(inputs, labels)`` pairs."""
+
+
+def evaluate(
+    session_id: str,
+    module_id: str,
+    dataset: Dataset,
+    metric: str,
+    metric_options: Mapping[str, Any] | None,
+    num_threads: int,
+    overrides: Mapping[str, Any] | None,
+    module_version: int,
+) -> pb.EvaluateRequest:
+    from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
+
+    request = pb.EvaluateRequest(
+        session_id=session_id,
+        module_id=module_id,
+        metric=job_pb2.MetricSpec(name=metric, options=to_struct(metric_options or {})),
+        num_threads=num_threads,
+        module_version=module_version,
+    )
+    for example in dataset:
+        if isinstance(example, tuple):
+            inputs, labels = example
+        else:
+            unknown = set(example) - {"inputs", "labels"}
+            if unknown:
+                raise ValueError(
+                    f"a dataset example holds 'inputs' and 'labels', not {sorted(unknown)}"
+                )
+            inputs, labels = example.get("inputs", {}), example.get("labels", {})
+        item = request.dataset.add()
+        update_value_map(item.inputs, inputs)
+        update_value_map(item.labels, labels)
+    update_value_map(request.variable_overrides, overrides or {})
+    return request
+
+
+EvaluationProgress: TypeAlias = Callable[[int, int], object]
+"""``progress(completed, total)``, called as examples finish."""
+
+
+EvaluationEvent: TypeAlias = tuple[int, int] | pb.EvaluateResponse
+"""An EvaluateStream event: ``(completed, total)`` or the final response."""
+
+
+def evaluation_event(message: pb.EvaluateStreamResponse) -> EvaluationEvent:
+    """An EvaluateStream message as ``(completed, total)`` or the final response."""
+    if message.HasField("result"):
+        return message.result
+    return (message.progress.completed, message.progress.total)

@@ -29,14 +29,18 @@ from typing import Any, Self
 import grpc
 
 from dspy_bridge_client import _requests as rq
+from dspy_bridge_client import jobs
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
+from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
 from dspy_bridge_client._streams import AsyncExecutionStream, AsyncStream
 from dspy_bridge_client.client import _CLOSED, DEFAULT_TARGET
 from dspy_bridge_client.errors import UnavailableError, from_rpc_error
+from dspy_bridge_client.jobs import ApplyResult, Job
 from dspy_bridge_client.types import (
     BatchResults,
     Constraints,
+    Evaluation,
     ExecuteResult,
     HistoryEntry,
     LMConfig,
@@ -638,6 +642,185 @@ class AsyncSessionHandle:
         response: pb.ImportModuleStateResponse = await self._transport.unary(
             "ImportModuleState", request
         )
+        return Module._from_proto(response.module)
+
+    async def evaluate(
+        self,
+        module_id: str,
+        dataset: rq.Dataset,
+        metric: str,
+        *,
+        metric_options: Mapping[str, Any] | None = None,
+        num_threads: int = 0,
+        overrides: Mapping[str, Any] | None = None,
+        module_version: int = 0,
+        progress: rq.EvaluationProgress | None = None,
+    ) -> Evaluation:
+        """Run a module over a dataset and score every prediction with a metric.
+
+        Args:
+            module_id: the module to evaluate.
+            dataset: examples as ``{"inputs": {...}, "labels": {...}}`` or
+                ``(inputs, labels)`` pairs; every label must be an output field.
+            metric: a built-in metric (``ServerInfo.metrics``), e.g. ``"exact_match"``.
+            metric_options: the metric's options, e.g. ``{"field": "answer"}`` or
+                ``{"pattern": "^yes"}`` for ``regex``.
+            num_threads: examples run at once (0 = server default, 4).
+            overrides: variable values used instead of the bound variables.
+            module_version: a past version to evaluate; 0 = current.
+            progress: called as ``progress(completed, total)`` while examples finish (the call
+                then uses the streaming RPC, EvaluateStream).
+
+        Returns an `Evaluation`: the mean ``score`` and one `EvaluationResult` per example
+        (a failed example carries its error and scores 0). A bad request (unknown metric, bad
+        options, labels that are not output fields, inputs that do not match the signature)
+        raises `InvalidArgumentError` before any work.
+        """
+        request = rq.evaluate(
+            self._session_id,
+            module_id,
+            dataset,
+            metric,
+            metric_options,
+            num_threads,
+            overrides,
+            module_version,
+        )
+        if progress is None:
+            response: pb.EvaluateResponse = await self._transport.unary("Evaluate", request)
+            return Evaluation._from_proto(response)
+        call = self._transport.stream(
+            "EvaluateStream", pb.EvaluateStreamRequest(evaluation=request), self._transport.timeout
+        )
+        events: AsyncStream[rq.EvaluationEvent] = AsyncStream(
+            call, rq.evaluation_event, self._transport.target
+        )
+        async with events:
+            async for event in events:
+                if isinstance(event, pb.EvaluateResponse):
+                    return Evaluation._from_proto(event)
+                progress(*event)
+        raise UnavailableError("the evaluation stream ended without a result")
+
+    # -- optimization jobs ------------------------------------------------------------------
+
+    async def start_optimization(
+        self,
+        module_id: str,
+        optimizer: str,
+        trainset: jobs.Dataset,
+        metric: str,
+        *,
+        valset: jobs.Dataset | None = None,
+        metric_options: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        apply: bool = False,
+        variable_search: job_pb2.VariableSearchSpec | None = None,
+    ) -> Job:
+        """Start an optimization job of a module; returns it QUEUED or RUNNING.
+
+        Args:
+            module_id: the module to optimize (its current version).
+            optimizer: a DSPy optimizer (``ServerInfo.optimizers``: ``LabeledFewShot``,
+                ``BootstrapFewShot``, ``MIPROv2``, ``GEPA``, ...) or ``VariableSearch``.
+            trainset: examples as ``{"inputs": {...}, "labels": {...}}`` or ``(inputs, labels)``.
+            metric: a metric name (``ServerInfo.metrics``); `metric_options` its options.
+            valset: validation examples (default: the optimizer uses the trainset).
+            config: the optimizer's arguments, e.g. ``{"max_bootstrapped_demos": 2}``.
+            apply: make the result current as soon as the job succeeds.
+            variable_search: what a ``VariableSearch`` searches.
+
+        A bad request raises `InvalidArgumentError` before any work starts.
+        """
+        request = jobs.start_request(
+            self._session_id,
+            module_id,
+            optimizer,
+            trainset,
+            metric,
+            valset=valset,
+            metric_options=metric_options,
+            config=config,
+            apply=apply,
+            variable_search=variable_search,
+        )
+        response: pb.StartOptimizationResponse = await self._transport.unary(
+            "StartOptimization", request
+        )
+        return Job._from_proto(response.job)
+
+    async def get_optimization(self, job_id: str) -> Job:
+        """A job as it is now."""
+        request = pb.GetOptimizationRequest(session_id=self._session_id, job_id=job_id)
+        response: pb.GetOptimizationResponse = await self._transport.unary(
+            "GetOptimization", request
+        )
+        return Job._from_proto(response.job)
+
+    def watch_optimization(self, job_id: str) -> AsyncStream[Job]:
+        """Stream snapshots of a job as it progresses; the last has a terminal status."""
+        request = pb.WatchOptimizationRequest(session_id=self._session_id, job_id=job_id)
+        call = self._transport.stream("WatchOptimization", request, None)
+        return AsyncStream(call, jobs.watch_event, self._transport.target)
+
+    async def wait_optimization(self, job_id: str, max_wait: float | None = None) -> Job:
+        """Wait until the job reaches a terminal status (polling it); returns it then.
+        Raises `TimeoutError` after `max_wait` seconds."""
+        deadline = None if max_wait is None else time.monotonic() + max_wait
+        while True:
+            job = await self.get_optimization(job_id)
+            if job.done:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status}")
+            await asyncio.sleep(0.1)
+
+    async def cancel_optimization(self, job_id: str) -> Job:
+        """Stop a job (CANCELLED within seconds); a finished job is returned unchanged."""
+        request = pb.CancelOptimizationRequest(session_id=self._session_id, job_id=job_id)
+        response: pb.CancelOptimizationResponse = await self._transport.unary(
+            "CancelOptimization", request
+        )
+        return Job._from_proto(response.job)
+
+    async def list_optimizations(
+        self, module_id: str = "", *, page_size: int = 0
+    ) -> AsyncIterator[Job]:
+        """The session's jobs (of one module when `module_id` is set), oldest first; pages
+        are fetched as the iteration goes."""
+        token = ""
+        while True:
+            request = pb.ListOptimizationsRequest(
+                session_id=self._session_id,
+                module_id=module_id,
+                page_size=page_size,
+                page_token=token,
+            )
+            response: pb.ListOptimizationsResponse = await self._transport.unary(
+                "ListOptimizations", request
+            )
+            for job in response.jobs:
+                yield Job._from_proto(job)
+            token = response.next_page_token
+            if not token:
+                return
+
+    async def apply_optimization(self, job_id: str, trial_number: int | None = None) -> ApplyResult:
+        """Make a SUCCEEDED job's result current: a new module version (source
+        ``optimizer:<job_id>``) or variable writes (VariableSearch; `trial_number` picks a
+        trial other than the best)."""
+        request = jobs.apply_request(self._session_id, job_id, trial_number)
+        response: pb.ApplyOptimizationResponse = await self._transport.unary(
+            "ApplyOptimization", request
+        )
+        return ApplyResult._from_proto(response)
+
+    async def revert_module(
+        self, module_id: str, to_version: int, expected_version: int | None = None
+    ) -> Module:
+        """Make an old module version current again, as a new version equal to it."""
+        request = jobs.revert_request(self._session_id, module_id, to_version, expected_version)
+        response: pb.RevertModuleResponse = await self._transport.unary("RevertModule", request)
         return Module._from_proto(response.module)
 
 

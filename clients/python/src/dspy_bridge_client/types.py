@@ -32,6 +32,8 @@ __all__ = [
     "BatchResult",
     "BatchResults",
     "Constraints",
+    "Evaluation",
+    "EvaluationResult",
     "ExecuteResult",
     "ExecutionStatus",
     "FieldRole",
@@ -916,4 +918,73 @@ class ServerInfo:
             ),
             default_lm_model=message.default_lm_model,
             start_time=_time(message, "start_time"),
+        )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """One example of `evaluate`: the module's outputs and the metric's score, or the error."""
+
+    index: int
+    """Position of the example in the dataset."""
+    outputs: dict[str, PyValue]
+    """Every field of the prediction; empty when the example failed."""
+    score: float
+    """The metric's score (0 when the example failed)."""
+    error: BridgeError | None
+    """Why the example failed (not raised); None on success."""
+    latency_ms: float
+    """Server-side time of the example in milliseconds."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the example ran and was scored."""
+        return self.error is None
+
+    @classmethod
+    def _from_proto(cls, message: Any) -> EvaluationResult:
+        failed = message.HasField("error") and message.error.code != 0
+        return cls(
+            index=message.index,
+            outputs=from_value_map(message.outputs),
+            score=message.score,
+            error=from_status(message.error) if failed else None,
+            latency_ms=message.latency_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The outcome of `evaluate`: the mean score and one `EvaluationResult` per example."""
+
+    score: float
+    """Mean score over the dataset (failed examples count as 0)."""
+    results: tuple[EvaluationResult, ...]
+    """One result per example, in dataset order."""
+    usage: Usage
+    """Summed LM usage."""
+    module_version: int
+    """The module version evaluated."""
+    variables_used: dict[str, VariableUsage]
+    """The variables every example used (one snapshot for the whole evaluation)."""
+    latency_ms: float
+    """Server-side time of the whole evaluation in milliseconds."""
+
+    @property
+    def errors(self) -> list[tuple[int, BridgeError]]:
+        """``(index, error)`` of every failed example."""
+        return [(r.index, r.error) for r in self.results if r.error is not None]
+
+    @classmethod
+    def _from_proto(cls, message: pb.EvaluateResponse) -> Evaluation:
+        return cls(
+            score=message.score,
+            results=tuple(EvaluationResult._from_proto(r) for r in message.results),
+            usage=Usage._from_proto(message.usage),
+            module_version=message.module_version,
+            variables_used=_variables_used(message.variables_used),
+            latency_ms=message.latency_ms,
         )

@@ -1,0 +1,144 @@
+"""What runs inside a job's own process: the entry point and the progress reporter.
+
+The front starts `job_main(runner, payload, conn)` in a fresh process (see `manager.py`). `runner`
+is a `"module:function"` path; the function is called as `fn(payload, reporter)` and returns the
+job's JSON-able result. Everything the job says travels to the front as dicts over `conn`:
+
+- `{"type": "progress", "phase", "completed", "total", "message", "best_score"}` (throttled);
+- `{"type": "result", "result": {...}, "best_score": float | None}` — the last message on success;
+- `{"type": "error", "code": int, "reason": str, "message": str}` — the last message on failure.
+
+A process that ends without a last message (killed, crashed) is reported by the front.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import grpc
+
+from dspy_bridge.errors import BridgeError, Reason
+
+#: Least time between two progress messages that change nothing but counters.
+PROGRESS_INTERVAL_S = 0.2
+
+
+class Reporter:
+    """Sends progress to the front; cheap to call often (throttled)."""
+
+    def __init__(self, conn: Connection, interval: float = PROGRESS_INTERVAL_S) -> None:
+        self._conn = conn
+        self._interval = interval
+        self._last_sent = 0.0
+        self._phase = ""
+        self._pending: dict[str, Any] | None = None
+        self.best_score: float | None = None
+
+    def progress(
+        self,
+        phase: str,
+        completed: int = 0,
+        total: int = 0,
+        message: str = "",
+        best_score: float | None = None,
+    ) -> None:
+        """Reports where the job is. A new phase or a better score is sent at once."""
+        improved = best_score is not None and (
+            self.best_score is None or best_score > self.best_score
+        )
+        if improved:
+            self.best_score = best_score
+        event = {
+            "type": "progress",
+            "phase": phase,
+            "completed": int(completed),
+            "total": int(total),
+            "message": message,
+            "best_score": self.best_score,
+        }
+        now = time.monotonic()
+        if improved or phase != self._phase or now - self._last_sent >= self._interval:
+            self._phase = phase
+            self._last_sent = now
+            self._pending = None
+            self._send(event)
+        else:
+            self._pending = event
+
+    def flush(self) -> None:
+        """Sends the last throttled progress message, if any."""
+        if self._pending is not None:
+            self._send(self._pending)
+            self._pending = None
+
+    def _send(self, message: dict[str, Any]) -> None:
+        _send(self._conn, message)
+
+
+def _send(conn: Connection, message: dict[str, Any]) -> None:
+    """Sends to the front; when nobody listens any more (the job was cancelled, the server
+    stopped) the job has no reason to go on, so the process ends quietly."""
+    try:
+        conn.send(message)
+    except OSError:
+        os._exit(1)
+
+
+def load_runner(path: str) -> Callable[[Any, Reporter], dict[str, Any]]:
+    module_name, _, name = path.partition(":")
+    fn = getattr(importlib.import_module(module_name), name)
+    return fn  # type: ignore[no-any-return]
+
+
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """Ends this process when the process that started it is gone (e.g. the server was
+    killed): a job must not run on with nobody to report to."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def job_main(runner: str, payload: Any, conn: Connection) -> None:
+    """The job process's entry point (see module docstring)."""
+    _exit_with_parent()
+    reporter = Reporter(conn)
+    try:
+        result = load_runner(runner)(payload, reporter)
+        reporter.flush()
+        _send(conn, {"type": "result", "result": result, "best_score": reporter.best_score})
+    except BridgeError as exc:
+        _send(
+            conn,
+            {
+                "type": "error",
+                "code": exc.code.value[0],
+                "reason": exc.reason,
+                "message": exc.message,
+            },
+        )
+    except BaseException as exc:  # report anything; the process ends right after
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:1000]
+        _send(
+            conn,
+            {
+                "type": "error",
+                "code": grpc.StatusCode.UNKNOWN.value[0],
+                "reason": Reason.EXECUTION_FAILED,
+                "message": f"the job failed: {detail}",
+            },
+        )
+    finally:
+        conn.close()

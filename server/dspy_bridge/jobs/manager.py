@@ -1,0 +1,452 @@
+"""Runs jobs in their own processes and keeps their records in the store (DESIGN §3, §4).
+
+Each job gets a fresh process (multiprocessing `forkserver` context with DSPy preloaded, so a job
+starts in a fraction of a second; `spawn` where forkserver is unavailable), so a job never
+starves `Execute` of CPU or of the event loop. The front:
+
+- creates the record QUEUED, waits for a free slot (`max_running` jobs at once), starts the
+  process and marks the job RUNNING;
+- reads the process's messages (`child.py`) on a thread and writes progress, the result or the
+  error to the store, publishing each new snapshot to `watch()` subscribers;
+- on cancel marks the job CANCELLED at once and stops the process (SIGTERM, then SIGKILL after
+  `kill_grace` seconds);
+- on close (server stop) kills every job process and marks the jobs INTERRUPTED; a server that
+  died without closing has its jobs marked INTERRUPTED by `store.mark_running_jobs_interrupted`
+  at the next start.
+
+Status changes are guarded with `if_status` so that a late message from a process never moves a
+job out of a terminal status (a cancelled job stays CANCELLED even if its result arrives).
+A job process also exits by itself when the front process that started it is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.context
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import grpc
+
+from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.jobs.child import job_main
+from dspy_bridge.log import get_logger
+from dspy_bridge.model import (
+    ACTIVE_STATUSES,
+    Job,
+    JobProgress,
+    JobStatus,
+    JobUpdate,
+)
+from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.store.base import SessionStore
+
+log = get_logger(__name__)
+
+#: Modules a forkserver imports once, so each job process starts with DSPy loaded.
+PRELOAD = ["dspy_bridge.jobs.optimizers", "dspy_bridge.jobs.variable_search"]
+#: How often a watcher re-reads a job from the store when no snapshot arrives.
+WATCH_POLL_S = 2.0
+_WATCH_QUEUE = 64
+
+OnSuccess = Callable[[Job], Awaitable[Job]]
+
+_context: multiprocessing.context.BaseContext | None = None
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context job processes are started with (see module docstring)."""
+    global _context
+    if _context is None:
+        try:
+            forkserver = multiprocessing.get_context("forkserver")
+            forkserver.set_forkserver_preload(PRELOAD)
+            _context = forkserver
+        except ValueError:
+            _context = multiprocessing.get_context("spawn")
+    return _context
+
+
+@dataclass
+class _Handle:
+    """A job this manager runs: its process (once started) and whether it was cancelled."""
+
+    session_id: str
+    job_id: str
+    process: multiprocessing.process.BaseProcess | None = None
+    cancelled: bool = False
+    task: asyncio.Task[None] | None = None
+    messages: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+
+
+class JobManager:
+    """Starts, tracks, cancels and publishes jobs (see module docstring)."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        clock: Clock = system_clock,
+        *,
+        max_running: int = 2,
+        kill_grace: float = 2.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._slots = asyncio.Semaphore(max(1, max_running))
+        self._kill_grace = kill_grace
+        self._handles: dict[str, _Handle] = {}
+        self._watchers: dict[str, set[asyncio.Queue[Job]]] = {}
+        self._closed = False
+
+    # -- starting ---------------------------------------------------------------------------
+
+    async def submit(
+        self, job: Job, runner: str, payload: Any, on_success: OnSuccess | None = None
+    ) -> Job:
+        """Stores `job` (QUEUED) and runs `runner(payload, reporter)` in a new process."""
+        if self._closed:
+            raise BridgeError(
+                grpc.StatusCode.UNAVAILABLE, Reason.DRAINING, "the server is shutting down"
+            )
+        created = await self._store.create_job(job)
+        handle = _Handle(job.session_id, job.job_id)
+        self._handles[job.job_id] = handle
+        handle.task = asyncio.create_task(self._run(handle, runner, payload, on_success))
+        return created
+
+    async def _run(
+        self, handle: _Handle, runner: str, payload: Any, on_success: OnSuccess | None
+    ) -> None:
+        try:
+            async with self._slots:
+                if handle.cancelled or self._closed:
+                    return
+                await self._execute(handle, runner, payload, on_success)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not leave the job RUNNING forever
+            log.exception("job supervision failed", job_id=handle.job_id)
+            await self._finish(
+                handle,
+                JobStatus.FAILED,
+                error=_error(grpc.StatusCode.INTERNAL, Reason.INTERNAL, f"internal error: {exc}"),
+            )
+        finally:
+            self._stop_process(handle, wait=False)
+            self._handles.pop(handle.job_id, None)
+
+    async def _execute(
+        self, handle: _Handle, runner: str, payload: Any, on_success: OnSuccess | None
+    ) -> None:
+        ctx = process_context()
+        parent, child = ctx.Pipe(duplex=False)
+        process = ctx.Process(  # type: ignore[attr-defined]
+            target=job_main, args=(runner, payload, child), name=f"job-{handle.job_id}"
+        )
+        process.daemon = True
+        await asyncio.to_thread(process.start)
+        child.close()
+        handle.process = process
+        if handle.cancelled:  # cancelled while the process was starting
+            self._stop_process(handle, wait=False)
+            parent.close()
+            return
+        running = await self._update(
+            handle,
+            JobUpdate(
+                status=JobStatus.RUNNING,
+                start_time=self._clock(),
+                progress=JobProgress("starting", message=f"job process {process.pid} started"),
+            ),
+            if_status={JobStatus.QUEUED},
+        )
+        if running is None:
+            self._stop_process(handle, wait=False)
+            parent.close()
+            return
+        log.info("job started", job_id=handle.job_id, pid=process.pid)
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=_pump, args=(parent, loop, handle.messages), daemon=True, name="job-pipe"
+        ).start()
+        while True:
+            message = await handle.messages.get()
+            if message is None:
+                break
+            kind = message.get("type")
+            if kind == "progress":
+                await self._progress(handle, message)
+            elif kind == "result":
+                await self._succeed(handle, message, on_success)
+                return
+            elif kind == "error":
+                error = _error(
+                    _status_code(message.get("code")),
+                    str(message.get("reason") or Reason.EXECUTION_FAILED),
+                    str(message.get("message") or "the job failed"),
+                )
+                await self._finish(handle, JobStatus.FAILED, error=error)
+                return
+        if handle.cancelled or self._closed:
+            return
+        await asyncio.to_thread(process.join, 5)
+        await self._finish(
+            handle,
+            JobStatus.FAILED,
+            error=_error(
+                grpc.StatusCode.UNAVAILABLE,
+                Reason.WORKER_LOST,
+                f"the job process exited (exit code {process.exitcode}) without a result",
+            ),
+        )
+
+    async def _progress(self, handle: _Handle, message: dict[str, Any]) -> None:
+        best = message.get("best_score")
+        await self._update(
+            handle,
+            JobUpdate(
+                progress=JobProgress(
+                    str(message.get("phase", "")),
+                    int(message.get("completed", 0)),
+                    int(message.get("total", 0)),
+                    str(message.get("message", "")),
+                ),
+                best_score=float(best) if isinstance(best, int | float) else None,
+            ),
+            if_status={JobStatus.RUNNING},
+        )
+
+    async def _succeed(
+        self, handle: _Handle, message: dict[str, Any], on_success: OnSuccess | None
+    ) -> None:
+        result = message.get("result")
+        best = message.get("best_score")
+        job = await self._finish(
+            handle,
+            JobStatus.SUCCEEDED,
+            result=result if isinstance(result, dict) else {},
+            best_score=float(best) if isinstance(best, int | float) else None,
+        )
+        if job is not None and on_success is not None:
+            try:
+                after = await on_success(job)
+            except BridgeError as exc:
+                log.warning("applying the job result failed", job_id=job.job_id, error=str(exc))
+            else:
+                self._publish(after)
+
+    async def _finish(
+        self,
+        handle: _Handle,
+        status: JobStatus,
+        *,
+        error: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        best_score: float | None = None,
+    ) -> Job | None:
+        current = await self._peek(handle)
+        progress = None
+        if current is not None and status is JobStatus.SUCCEEDED:
+            progress = JobProgress(
+                "done", current.progress.completed, current.progress.total, "finished"
+            )
+        return await self._update(
+            handle,
+            JobUpdate(
+                status=status,
+                error=error,
+                result=result,
+                best_score=best_score,
+                end_time=self._clock(),
+                progress=progress,
+            ),
+            if_status=ACTIVE_STATUSES,
+        )
+
+    async def _peek(self, handle: _Handle) -> Job | None:
+        try:
+            return await self._store.get_job(handle.session_id, handle.job_id)
+        except BridgeError:
+            return None
+
+    async def _update(
+        self,
+        handle: _Handle,
+        update: JobUpdate,
+        *,
+        if_status: frozenset[JobStatus] | set[JobStatus] | None = None,
+    ) -> Job | None:
+        """The job after `update`, published; None when it no longer applies (the job reached
+        another status meanwhile, or its session is gone — then the process is stopped)."""
+        try:
+            job = await self._store.update_job(
+                handle.session_id, handle.job_id, update, if_status=if_status
+            )
+        except BridgeError as exc:
+            if exc.code == grpc.StatusCode.NOT_FOUND:
+                handle.cancelled = True
+                self._stop_process(handle, wait=False)
+            return None
+        self._publish(job)
+        return job
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _publish(self, job: Job) -> None:
+        for queue in list(self._watchers.get(job.job_id, ())):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # snapshots: an older one may go
+            queue.put_nowait(job)
+
+    def publish(self, job: Job) -> None:
+        """Sends a snapshot of a job changed elsewhere (ApplyOptimization) to its watchers."""
+        self._publish(job)
+
+    async def watch(self, session_id: str, job_id: str) -> AsyncIterator[Job]:
+        """Snapshots of the job, first the current one; ends after a terminal snapshot.
+        NOT_FOUND (raised before the first snapshot) for an unknown job."""
+        queue: asyncio.Queue[Job] = asyncio.Queue(_WATCH_QUEUE)
+        watchers = self._watchers.setdefault(job_id, set())
+        watchers.add(queue)
+        try:
+            job = await self._store.get_job(session_id, job_id)
+            yield job
+            while not job.status.terminal:
+                try:
+                    async with asyncio.timeout(WATCH_POLL_S):
+                        newer = await queue.get()
+                except TimeoutError:
+                    newer = await self._store.get_job(session_id, job_id)
+                if newer.session_id != session_id:
+                    continue
+                job = newer
+                yield job
+        finally:
+            watchers.discard(queue)
+            if not watchers:
+                self._watchers.pop(job_id, None)
+
+    def running_jobs(self) -> list[str]:
+        return list(self._handles)
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    async def cancel(self, session_id: str, job_id: str) -> Job:
+        """Marks an active job CANCELLED and stops its process; a finished job is returned
+        unchanged. NOT_FOUND for an unknown job."""
+        job = await self._store.get_job(session_id, job_id)
+        if job.status.terminal:
+            return job
+        handle = self._handles.get(job_id)
+        if handle is not None:
+            handle.cancelled = True
+        try:
+            job = await self._store.update_job(
+                session_id,
+                job_id,
+                JobUpdate(
+                    status=JobStatus.CANCELLED,
+                    end_time=self._clock(),
+                    progress=JobProgress(
+                        "cancelled", job.progress.completed, job.progress.total, "cancelled"
+                    ),
+                ),
+                if_status=ACTIVE_STATUSES,
+            )
+        except BridgeError as exc:
+            if exc.reason != Reason.JOB_STATE_CONFLICT:
+                raise
+            return await self._store.get_job(session_id, job_id)
+        self._publish(job)
+        if handle is not None:
+            self._stop_process(handle, wait=False)
+            handle.messages.put_nowait(None)
+        log.info("job cancelled", job_id=job_id)
+        return job
+
+    async def session_gone(self, session_id: str) -> None:
+        """Stops the jobs of a deleted or expired session (their records went with it)."""
+        for handle in list(self._handles.values()):
+            if handle.session_id == session_id:
+                handle.cancelled = True
+                self._stop_process(handle, wait=False)
+                handle.messages.put_nowait(None)
+
+    def _stop_process(self, handle: _Handle, *, wait: bool) -> None:
+        process = handle.process
+        if process is None or process.exitcode is not None:
+            return
+        with contextlib.suppress(Exception):
+            process.terminate()
+        grace = self._kill_grace
+
+        def reap() -> None:
+            process.join(grace)
+            if process.exitcode is None:
+                with contextlib.suppress(Exception):
+                    process.kill()
+                process.join(5)
+
+        if wait:
+            reap()
+        else:
+            threading.Thread(target=reap, daemon=True, name="job-reaper").start()
+
+    async def close(self) -> None:
+        """Server stop: kills every job process and marks the jobs INTERRUPTED."""
+        self._closed = True
+        handles = list(self._handles.values())
+        for handle in handles:
+            handle.cancelled = True
+            handle.messages.put_nowait(None)
+        await asyncio.gather(
+            *(asyncio.to_thread(self._stop_process, h, wait=True) for h in handles)
+        )
+        for handle in handles:
+            if handle.task is not None:
+                handle.task.cancel()
+        for handle in handles:
+            if handle.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await handle.task
+        for handle in handles:
+            with contextlib.suppress(BridgeError):
+                job = await self._store.update_job(
+                    handle.session_id,
+                    handle.job_id,
+                    JobUpdate(status=JobStatus.INTERRUPTED, end_time=self._clock()),
+                    if_status=ACTIVE_STATUSES,
+                )
+                self._publish(job)
+
+
+def _pump(conn: Connection, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
+    """Forwards a job process's messages to the event loop; None when the pipe closes."""
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            loop.call_soon_threadsafe(queue.put_nowait, message)
+    finally:
+        conn.close()
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+def _status_code(raw: Any) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if code.value[0] == raw:
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def _error(code: grpc.StatusCode, reason: str, message: str) -> dict[str, Any]:
+    return {"code": code.value[0], "reason": reason, "message": message}

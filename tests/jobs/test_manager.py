@@ -1,0 +1,109 @@
+"""JobManager on its own (memory store): results, progress, failures of every kind, crashes,
+cancel, close, and the status guard that keeps terminal jobs terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from dspy_bridge.jobs.manager import JobManager
+from dspy_bridge.model import Job, JobStatus, Session
+from dspy_bridge.store import MemoryStore
+
+R = "tests.jobs.runners:"
+
+
+async def _store() -> MemoryStore:
+    store = MemoryStore()
+    await store.create_session(Session(session_id="s1", create_time=1.0), max_sessions=0)
+    return store
+
+
+def _job(job_id: str) -> Job:
+    return Job(job_id=job_id, session_id="s1", module_id="m", optimizer="test", create_time=2.0)
+
+
+async def _until_done(manager: JobManager, job_id: str) -> list[Job]:
+    seen = []
+    async with asyncio.timeout(60):
+        async for job in manager.watch("s1", job_id):
+            seen.append(job)
+    return seen
+
+
+async def _until_running(store: MemoryStore, job_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while (await store.get_job("s1", job_id)).status is not JobStatus.RUNNING:
+        assert time.monotonic() < deadline, "the job never ran"
+        await asyncio.sleep(0.05)
+
+
+async def test_result_progress_and_watch() -> None:
+    store = await _store()
+    manager = JobManager(store)
+    applied: list[str] = []
+
+    async def on_success(job: Job) -> Job:
+        applied.append(job.job_id)
+        return job
+
+    await manager.submit(_job("j1"), R + "echo", {"x": 1}, on_success)
+    seen = await _until_done(manager, "j1")
+    final = seen[-1]
+    assert final.status is JobStatus.SUCCEEDED
+    assert final.result == {"kind": "echo", "payload": {"x": 1}}
+    assert final.best_score == 1.0 and final.progress.phase == "done"
+    assert any(j.progress.phase == "step" for j in seen)
+    assert final.start_time is not None and final.end_time is not None
+    assert applied == ["j1"]
+    await manager.close()
+
+
+async def test_failures_are_reported_with_their_codes() -> None:
+    store = await _store()
+    manager = JobManager(store)
+    await manager.submit(_job("refuse"), R + "refuse", None)
+    await manager.submit(_job("boom"), R + "boom", None)
+    await manager.submit(_job("crash"), R + "crash", None)
+    refused = (await _until_done(manager, "refuse"))[-1]
+    assert refused.status is JobStatus.FAILED
+    assert refused.error == {
+        "code": grpc.StatusCode.FAILED_PRECONDITION.value[0],
+        "reason": "NO_LM_CONFIGURED",
+        "message": "no LM here",
+    }
+    boomed = (await _until_done(manager, "boom"))[-1]
+    assert boomed.status is JobStatus.FAILED and boomed.error is not None
+    assert "RuntimeError: boom" in boomed.error["message"]
+    crashed = (await _until_done(manager, "crash"))[-1]
+    assert crashed.status is JobStatus.FAILED and crashed.error is not None
+    assert crashed.error["reason"] == "WORKER_LOST" and "exit code 7" in crashed.error["message"]
+    await manager.close()
+
+
+async def test_cancel_and_close() -> None:
+    store = await _store()
+    manager = JobManager(store, max_running=1, kill_grace=0.5)
+    await manager.submit(_job("slow"), R + "sleep", 30)
+    await manager.submit(_job("queued"), R + "sleep", 30)
+    await _until_running(store, "slow")
+    assert (await store.get_job("s1", "queued")).status is JobStatus.QUEUED
+    started = time.monotonic()
+    cancelled = await manager.cancel("s1", "queued")
+    assert cancelled.status is JobStatus.CANCELLED
+    cancelled = await manager.cancel("s1", "slow")
+    assert cancelled.status is JobStatus.CANCELLED
+    deadline = time.monotonic() + 10
+    while manager.running_jobs():
+        assert time.monotonic() < deadline, "the job processes were not stopped"
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - started < 5
+    assert (await store.get_job("s1", "slow")).status is JobStatus.CANCELLED
+
+    await manager.submit(_job("last"), R + "sleep", 30)
+    await _until_running(store, "last")
+    await manager.close()
+    assert (await store.get_job("s1", "last")).status is JobStatus.INTERRUPTED
+    assert manager.running_jobs() == []
