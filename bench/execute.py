@@ -44,7 +44,9 @@ async def _in_process_block(module: dspy.Module, n: int) -> list[float]:
 
 async def _bridge_setup(stub: pb_grpc.BridgeServiceStub, module_type: str) -> tuple[str, str]:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-    await stub.ConfigureLM(pb.ConfigureLMRequest(session_id=sid, lm=lm_pb2.LMConfig(model="offline")))
+    await stub.ConfigureLM(
+        pb.ConfigureLMRequest(session_id=sid, lm=lm_pb2.LMConfig(model="offline"))
+    )
     await stub.RegisterVariable(
         pb.RegisterVariableRequest(
             session_id=sid,

@@ -19,7 +19,9 @@ from dspy_bridge.log import configure_logging
 def _flag_type(name: str) -> type:
     """The argparse type of a settings field (Literal and str fields parse as str)."""
     annotation = Settings.model_fields[name].annotation
-    return annotation if annotation in (int, float) else str
+    if annotation is int:
+        return int
+    return float if annotation is float else str
 
 
 def _default_text(name: str) -> str:

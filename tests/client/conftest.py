@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+
 from dspy_bridge_client import AsyncBridgeClient, BridgeClient
 
 from .fake_server import FakeBridge, FakeServer

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
-from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
+
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["BridgeService"]
 METHODS: dict[str, bool] = {m.name: m.server_streaming for m in _SERVICE.methods}

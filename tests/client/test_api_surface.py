@@ -8,8 +8,9 @@ import socket
 import threading
 from typing import Any
 
-import dspy_bridge_client
 import pytest
+
+import dspy_bridge_client
 from dspy_bridge_client import (
     AsyncBridgeClient,
     AsyncSessionHandle,

@@ -12,6 +12,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
+
 from dspy_bridge_client import (
     AsyncSessionHandle,
     BatchResults,
@@ -43,7 +45,6 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import (
     variable_pb2,
 )
 from dspy_bridge_client.values import from_struct, from_value, from_value_map, to_struct, to_value
-from google.protobuf import timestamp_pb2
 
 from .conftest import Api
 from .fake_server import FakeBridge, rich_status

@@ -7,6 +7,8 @@ import socket
 
 import grpc
 import pytest
+from google.rpc import status_pb2  # type: ignore[import-untyped]
+
 from dspy_bridge_client import errors
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -20,7 +22,6 @@ from dspy_bridge_client.errors import (
     from_rpc_error,
     from_status,
 )
-from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from .fake_server import FakeBridge, rich_status
 

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import struct_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import value_pb2
 from dspy_bridge_client.values import (
@@ -28,9 +32,6 @@ from dspy_bridge_client.values import (
     to_value_map,
     update_value_map,
 )
-from google.protobuf import struct_pb2
-from hypothesis import given
-from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+
 from dspy_bridge.runtime.lm.offline import complete_messages
 
 THREAD_PREFIX = "fake-openai"

@@ -10,14 +10,14 @@ from typing import Any
 import dspy
 import grpc
 import pytest
+from google.protobuf import struct_pb2
+
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.lm.offline import OfflineLM
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import lm_pb2, module_pb2, value_pb2
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2 as vpb
-from google.protobuf import struct_pb2
-
 from tests.fakes.openai_server import RATE_LIMITED, FakeOpenAI
 from tests.integration.rpc import expect_error, fv, iv, sv
 

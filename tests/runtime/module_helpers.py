@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dspy
+
 from dspy_bridge.model import LMSpec, ModuleRecord
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.lm.offline import OfflineLM

@@ -9,6 +9,7 @@ from typing import Any
 import dspy
 import grpc
 import pytest
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import LMSpec, ModuleRecord
 from dspy_bridge.runtime.executor import (
@@ -20,7 +21,6 @@ from dspy_bridge.runtime.executor import (
 )
 from dspy_bridge.runtime.lm.offline import OfflineLM
 from dspy_bridge.runtime.program import build_program
-
 from tests.fakes.openai_server import HANG, RATE_LIMITED, FakeOpenAI
 from tests.runtime.module_helpers import OFFLINE, make_record, offline_factory
 

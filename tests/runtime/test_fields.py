@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pydantic
 import pytest
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import Tensor, encode_value
 from dspy_bridge.runtime.fields import coerce_inputs, outputs_to_values

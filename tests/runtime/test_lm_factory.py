@@ -13,6 +13,7 @@ import dspy
 import grpc
 import pytest
 from dspy.streaming import StreamListener, StreamResponse
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import LMSpec
 from dspy_bridge.runtime.lm import (
@@ -25,7 +26,6 @@ from dspy_bridge.runtime.lm import (
     validate_lm_spec,
 )
 from dspy_bridge.runtime.lm.factory import LM_CACHE_SIZE
-
 from tests.fakes import openai_server as fakes
 from tests.fakes.openai_server import FakeOpenAI
 

@@ -11,6 +11,7 @@ from typing import Any
 import dspy
 import grpc
 import pytest
+
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import Constraints, LMSpec, VariableType
@@ -30,7 +31,6 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService, WriteRequest
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store.memory import MemoryStore
-
 from tests.runtime.module_helpers import offline_factory
 
 T = VariableType

@@ -7,12 +7,12 @@ from typing import Any
 import dspy
 import grpc
 import pytest
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import ExecutionRequest, InProcessExecutor
 from dspy_bridge.runtime.program import build_program, coerce_execution_inputs
 from dspy_bridge.runtime.strategies import Reward
-
 from tests.runtime.module_helpers import OFFLINE, make_record
 
 

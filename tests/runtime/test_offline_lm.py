@@ -11,6 +11,7 @@ import dspy
 import pytest
 from dspy.streaming import StreamListener, StreamResponse
 from dspy.teleprompt import LabeledFewShot
+
 from dspy_bridge.runtime.lm.offline import OFFLINE_MODEL, OfflineLM, complete_messages
 from dspy_bridge.runtime.signatures import parse_signature, to_dspy_signature
 

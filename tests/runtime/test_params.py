@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import Constraints, Variable, VariableType
 from dspy_bridge.runtime import params

@@ -8,11 +8,11 @@ from typing import Any
 import dspy
 import grpc
 import pytest
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import ModuleRecord
 from dspy_bridge.runtime.program import build_program, make_adapter
 from dspy_bridge.runtime.state import import_state
-
 from tests.runtime.module_helpers import make_record
 
 DEMO = {"question": "What is the capital of France?", "answer": "Paris"}

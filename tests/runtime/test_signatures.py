@@ -9,6 +9,9 @@ from typing import Any, Literal
 import dspy
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.runtime.signatures import (
     RESERVED_FIELD_NAMES,
@@ -19,8 +22,6 @@ from dspy_bridge.runtime.signatures import (
     resolve_type,
     to_dspy_signature,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _error(**kwargs: Any) -> BridgeError:

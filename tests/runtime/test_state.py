@@ -9,13 +9,13 @@ from typing import Any
 import dspy
 import grpc
 import pytest
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import ModuleRecord
 from dspy_bridge.runtime.executor import ExecutionRequest, InProcessExecutor
 from dspy_bridge.runtime.lm.offline import OfflineLM
 from dspy_bridge.runtime.program import build_program
 from dspy_bridge.runtime.state import demo_count, export_record_state, export_state, import_state
-
 from tests.runtime.module_helpers import OFFLINE, make_record
 
 QUESTION = "What is the capital of France?"

@@ -7,6 +7,7 @@ from typing import Any
 
 import dspy
 import pytest
+
 from dspy_bridge.runtime import tools
 from dspy_bridge.runtime.tools import (
     BuiltinTools,

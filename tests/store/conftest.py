@@ -12,6 +12,7 @@ from typing import Protocol
 
 import pytest
 import pytest_asyncio
+
 from dspy_bridge.store import SessionStore, open_store
 
 BACKENDS = ["memory", "sqlite"]

@@ -11,6 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import (
     Constraints,
@@ -47,9 +51,6 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import (
     value_pb2,
     variable_pb2,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 
 def wire(v: value_pb2.Value) -> value_pb2.Value:

@@ -14,6 +14,9 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import Constraints, Tensor
 from dspy_bridge.model import VariableType as T
@@ -25,8 +28,6 @@ from dspy_bridge.model.validation import (
     validate_constraints,
     validate_name,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 C = Constraints
 NONE = Constraints()

@@ -16,12 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from dspy_bridge_client._proto.dspy_bridge.v1 import (
-    lm_pb2,
-    session_pb2,
-    value_pb2,
-    variable_pb2,
-)
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.internal.containers import MessageMap
 
@@ -30,6 +24,12 @@ from dspy_bridge.model.module import LMSpec
 from dspy_bridge.model.session import Session
 from dspy_bridge.model.value import PyValue, Tensor
 from dspy_bridge.model.variable import Constraints, HistoryEntry, Variable, VariableType
+from dspy_bridge_client._proto.dspy_bridge.v1 import (
+    lm_pb2,
+    session_pb2,
+    value_pb2,
+    variable_pb2,
+)
 
 __all__ = [
     "constraints_from_proto",

@@ -98,7 +98,7 @@ def _wrap_stream(
     return handler
 
 
-class BridgeInterceptor(grpc.aio.ServerInterceptor):
+class BridgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Wraps each handler once (cached per method) so the per-call cost is one function layer."""
 
     def __init__(self) -> None:

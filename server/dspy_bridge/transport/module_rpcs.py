@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeAlias
 
 import grpc
-from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
-from dspy_bridge_client._proto.dspy_bridge.v1 import module_pb2, value_pb2
 from google.protobuf import struct_pb2
 from grpc.aio import ServicerContext
 
@@ -30,6 +28,8 @@ from dspy_bridge.services.modules import (
 )
 from dspy_bridge.transport import convert
 from dspy_bridge.transport.status import ok_status, to_status_proto
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
+from dspy_bridge_client._proto.dspy_bridge.v1 import module_pb2, value_pb2
 
 Ctx: TypeAlias = ServicerContext[Any, Any]
 
