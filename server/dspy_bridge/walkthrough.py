@@ -27,6 +27,7 @@ from dspy_bridge_client import (
     VariableChange,
     VersionConflictError,
     WatchResync,
+    search_spec,
 )
 
 
@@ -182,6 +183,85 @@ def modules_tour(session: SessionHandle) -> None:
     show("state", state[:70] + "...")
 
 
+# A tiny keyword -> topic task. Under the `offline` LM an unoptimized module answers from a
+# hash of its inputs; with demonstrations it answers like the most word-overlapping one.
+TRAIN = [
+    ("the striker scored a goal in the football match", "sports"),
+    ("heavy rain and thunder storm expected tomorrow", "weather"),
+    ("bake the bread dough in a hot oven", "cooking"),
+    ("the stock market fell as interest rates rose", "finance"),
+    ("the team won the basketball game in overtime", "sports"),
+    ("snow and freezing wind forecast for the weekend", "weather"),
+    ("simmer the tomato sauce with garlic and basil", "cooking"),
+    ("investors sold shares after weak quarterly earnings", "finance"),
+]
+HELD_OUT = [
+    ("the goalkeeper saved a penalty in the football match", "sports"),
+    ("thunder storm and rain tonight", "weather"),
+    ("bake the cake in the oven", "cooking"),
+    ("interest rates and the stock market", "finance"),
+]
+
+
+def _dataset(rows: list[tuple[str, str]]) -> list[dict[str, dict[str, str]]]:
+    return [{"inputs": {"text": text}, "labels": {"topic": topic}} for text, topic in rows]
+
+
+def optimization_tour(session: SessionHandle) -> None:
+    say("Evaluate a module on a held-out set")
+    session.create_module(
+        "Predict",
+        "text -> topic",
+        module_id="topic",
+        bindings={"temperature": "temperature", "module_type": "strategy"},
+    )
+    session.update_variable("strategy", "Predict")
+    before = session.evaluate("topic", _dataset(HELD_OUT), "exact_match")
+    show("held-out exact_match", f"{before.score:.2f}")
+
+    say("Optimize it with BootstrapFewShot (a job in its own process), watched live")
+    job = session.start_optimization(
+        "topic",
+        "BootstrapFewShot",
+        _dataset(TRAIN),
+        "exact_match",
+        config={"max_bootstrapped_demos": 8, "max_labeled_demos": 8},
+        apply=True,
+    )
+    with session.watch_optimization(job.job_id) as updates:
+        for update in updates:
+            progress = update.progress
+            if progress.message:
+                show(f"{update.status}", f"{progress.phase}: {progress.message}")
+    module = session.get_module("topic")
+    show("applied as", f"module v{module.version} with {module.demo_count} demos")
+    after = session.evaluate("topic", _dataset(HELD_OUT), "exact_match")
+    show("held-out before -> after", f"{before.score:.2f} -> {after.score:.2f}")
+
+    say("VariableSearch over temperature and strategy (Optuna grid, two objectives)")
+    search = session.start_optimization(
+        "topic",
+        "VariableSearch",
+        _dataset(TRAIN),
+        "exact_match",
+        valset=_dataset(HELD_OUT),
+        variable_search=search_spec(
+            {"temperature": {"low": 0.0, "high": 1.0, "step": 0.5}, "strategy": None},
+            sampler="grid",
+            objectives={"metric": "maximize", "tokens": "minimize"},
+        ),
+    )
+    search = session.wait_optimization(search.job_id, max_wait=300)
+    found = search.variable_search_result
+    if found is not None:
+        for trial in found.trials:
+            show(f"trial {trial.number}", f"{trial.values} -> {trial.objectives}")
+        show("pareto front", [t.number for t in found.pareto_front])
+        applied = session.apply_optimization(search.job_id)
+        for variable in applied.variables:
+            show("applied", f"{variable.name} = {variable.value} (source {variable.source})")
+
+
 def main() -> int:
     with sidecar() as target, BridgeClient(target) as client:
         client.wait_until_ready(timeout=60)
@@ -197,6 +277,7 @@ def main() -> int:
         session.configure_lm(info.default_lm_model)
         variables_tour(session)
         modules_tour(session)
+        optimization_tour(session)
         session.delete()
         say("Done: the sidecar is stopped. `make serve` keeps one running.")
     return 0
