@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import dspy
 import grpc
@@ -30,7 +31,7 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
-from dspy_bridge.transport.interceptors import BridgeInterceptor
+from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -147,11 +148,13 @@ async def start_server(settings: Settings) -> RunningServer:
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(
-        interceptors=[BridgeInterceptor()],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
     )
-    pb_grpc.add_BridgeServiceServicer_to_server(servicer, server)
+    service = pb.DESCRIPTOR.services_by_name["BridgeService"]
+    # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
+    wrapped = cast(pb_grpc.BridgeServiceServicer, instrumented(servicer, service))
+    pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
