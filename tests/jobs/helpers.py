@@ -4,7 +4,6 @@ waiting for jobs, and scoring a module on the held-out examples through real RPC
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,13 +99,13 @@ async def get_job(stub: Stub, sid: str, job_id: str) -> job_pb2.Job:
 
 
 async def wait_done(stub: Stub, sid: str, job_id: str, wait_s: float = 90) -> job_pb2.Job:
-    deadline = time.monotonic() + wait_s
-    while True:
-        job = await get_job(stub, sid, job_id)
-        if job.status in TERMINAL:
-            return job
-        assert time.monotonic() < deadline, f"job still {job_pb2.JobStatus.Name(job.status)}"
-        await asyncio.sleep(0.1)
+    """The job once terminal, waited for on its WatchOptimization stream (no polling)."""
+    request = pb.WatchOptimizationRequest(session_id=sid, job_id=job_id)
+    async with asyncio.timeout(wait_s):
+        async for update in stub.WatchOptimization(request):
+            if update.job.status in TERMINAL:
+                return update.job
+    return await get_job(stub, sid, job_id)
 
 
 async def held_out_score(stub: Stub, sid: str, module_id: str = "clf") -> float:

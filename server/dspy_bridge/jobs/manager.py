@@ -226,19 +226,21 @@ class JobManager:
     ) -> None:
         result = message.get("result")
         best = message.get("best_score")
+        # With apply requested, watchers must not see SUCCEEDED before the result is current:
+        # a host that reacts to the terminal snapshot would otherwise run the old version.
         job = await self._finish(
             handle,
             JobStatus.SUCCEEDED,
             result=result if isinstance(result, dict) else {},
             best_score=float(best) if isinstance(best, int | float) else None,
+            publish=on_success is None,
         )
         if job is not None and on_success is not None:
             try:
-                after = await on_success(job)
+                job = await on_success(job)
             except BridgeError as exc:
                 log.warning("applying the job result failed", job_id=job.job_id, error=str(exc))
-            else:
-                self._publish(after)
+            self._publish(job)
 
     async def _finish(
         self,
@@ -248,6 +250,7 @@ class JobManager:
         error: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
         best_score: float | None = None,
+        publish: bool = True,
     ) -> Job | None:
         current = await self._peek(handle)
         progress = None
@@ -266,6 +269,7 @@ class JobManager:
                 progress=progress,
             ),
             if_status=ACTIVE_STATUSES,
+            publish=publish,
         )
 
     async def _peek(self, handle: _Handle) -> Job | None:
@@ -280,6 +284,7 @@ class JobManager:
         update: JobUpdate,
         *,
         if_status: frozenset[JobStatus] | set[JobStatus] | None = None,
+        publish: bool = True,
     ) -> Job | None:
         """The job after `update`, published; None when it no longer applies (the job reached
         another status meanwhile, or its session is gone — then the process is stopped)."""
@@ -292,7 +297,8 @@ class JobManager:
                 handle.cancelled = True
                 self._stop_process(handle, wait=False)
             return None
-        self._publish(job)
+        if publish:
+            self._publish(job)
         return job
 
     # -- reading ----------------------------------------------------------------------------
