@@ -21,7 +21,6 @@ build their payload in the front, run a runner in the job process, and apply the
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from dspy_bridge.model import Job, JobStatus, JobUpdate, LMSpec, ModuleRecord, V
 from dspy_bridge.model.job import MODULE_RESULT
 from dspy_bridge.runtime.lm.factory import validate_lm_spec
 from dspy_bridge.runtime.program import coerce_execution_inputs, spec_signature
+from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.store.base import SessionStore
@@ -104,25 +104,6 @@ class JobKind(Protocol):
         """Makes a SUCCEEDED job's result current (the job record is updated by the caller
         when `outcome.job.applied` is set)."""
         ...
-
-
-def _page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"j:{offset}".encode()).decode()
-
-
-def _offset_from_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        kind, _, raw = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        offset = int(raw)
-        if kind != "j" or offset < 0:
-            raise ValueError(token)
-    except ValueError:
-        raise invalid_argument(
-            Reason.INVALID_REQUEST, "page_token is not one this server issued", "page_token"
-        ) from None
-    return offset
 
 
 class OptimizationService:
@@ -271,12 +252,12 @@ class OptimizationService:
                 Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"
             )
         limit = min(page_size or _DEFAULT_PAGE, _MAX_PAGE)
-        offset = _offset_from_token(page_token)
+        offset = paging.offset_from_token("j", page_token)
         rows = await self._store.list_jobs(
             session_id, module_id=module_id, offset=offset, limit=limit + 1
         )
         more = len(rows) > limit
-        return rows[:limit], _page_token(offset + limit) if more else ""
+        return rows[:limit], paging.page_token("j", offset + limit) if more else ""
 
     async def watch(self, session_id: str, job_id: str) -> AsyncIterator[Job]:
         """Validates first (NOT_FOUND raises here), then yields snapshots."""

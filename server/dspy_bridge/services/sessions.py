@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ from dspy_bridge.errors import BridgeError, Reason, invalid_argument, session_no
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, Session
 from dspy_bridge.observability import SESSIONS_EXPIRED
+from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store.base import SessionStore
@@ -41,25 +41,6 @@ def validate_metadata(metadata: dict[str, str], field: str = "metadata") -> None
                 f"metadata key must be 1-128 characters and value at most {_MAX_METADATA_CHARS}",
                 f"{field}[{key!r}]",
             )
-
-
-def _page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
-
-
-def _offset_from_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        kind, _, raw = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        offset = int(raw)
-        if kind != "o" or offset < 0:
-            raise ValueError(token)
-    except ValueError:
-        raise invalid_argument(
-            Reason.INVALID_REQUEST, "page_token is not one this server issued", "page_token"
-        ) from None
-    return offset
 
 
 class SessionService:
@@ -116,13 +97,13 @@ class SessionService:
                 Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"
             )
         limit = min(page_size or _DEFAULT_PAGE, _MAX_PAGE)
-        offset = _offset_from_token(page_token)
+        offset = paging.offset_from_token("o", page_token)
         # One extra row tells whether another page exists.
         rows = await self._store.list_sessions(offset=offset, limit=limit + 1)
         now = self._clock()
         more = len(rows) > limit
         live = [s for s in rows[:limit] if not s.expired(now)]
-        return live, _page_token(offset + limit) if more else ""
+        return live, paging.page_token("o", offset + limit) if more else ""
 
     async def delete(self, session_id: str, reason: str = "deleted") -> None:
         await self._store.delete_session(session_id)
