@@ -39,12 +39,14 @@ from dspy_bridge.errors import (
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue, Session, Variable
 from dspy_bridge.model.validation import coerce_value
+from dspy_bridge.observability import LM_CALLS, LM_TOKENS
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import (
     ExecutionEvent,
     ExecutionRequest,
     ExecutionResult,
     Executor,
+    ResultEvent,
 )
 from dspy_bridge.runtime.lm.factory import validate_lm_spec
 from dspy_bridge.runtime.params import ParamError, check_bindings, check_value
@@ -128,6 +130,14 @@ class _Prepared:
     lm: LMSpec
     params: dict[str, PyValue] = field(default_factory=dict)
     used: dict[str, VariableUse] = field(default_factory=dict)
+
+    def record_usage(self, usage: UsageStats) -> None:
+        """Counts LM calls and tokens for Prometheus, by the model that ran (a bound `model`
+        variable wins over the LM spec)."""
+        model = str(self.params.get("model") or self.lm.model)
+        LM_CALLS.labels(model).inc(usage.lm_calls)
+        LM_TOKENS.labels(model, "prompt").inc(usage.prompt_tokens)
+        LM_TOKENS.labels(model, "completion").inc(usage.completion_tokens)
 
 
 class ModuleService:
@@ -400,6 +410,7 @@ class ModuleService:
         prepared = await self._prepare(session_id, module_id, overrides or {})
         request = self._request(prepared, inputs, options or ExecuteOptions())
         result = await self._executor.execute(request)
+        prepared.record_usage(result.usage)
         return ExecuteOutcome(result, prepared.used, prepared.record.version)
 
     async def execute_batch(
@@ -446,6 +457,7 @@ class ModuleService:
         for r in results:
             if isinstance(r, ExecutionResult):
                 usage = usage + r.usage
+        prepared.record_usage(usage)
         latency = (time.perf_counter() - start) * 1000
         return BatchOutcome(results, prepared.used, usage, latency, prepared.record.version)
 
@@ -462,8 +474,18 @@ class ModuleService:
         prepared = await self._prepare(session_id, module_id, overrides or {})
         request = self._request(prepared, inputs, options or ExecuteOptions())
         return StreamHandle(
-            prepared.used, prepared.record.version, self._executor.execute_stream(request)
+            prepared.used, prepared.record.version, _counting(prepared, self._executor, request)
         )
+
+
+async def _counting(
+    prepared: _Prepared, executor: Executor, request: ExecutionRequest
+) -> AsyncIterator[ExecutionEvent]:
+    """The executor's stream, counting LM usage when its result arrives."""
+    async for event in executor.execute_stream(request):
+        if isinstance(event, ResultEvent):
+            prepared.record_usage(event.result.usage)
+        yield event
 
 
 class _ParamCheck:
