@@ -335,7 +335,10 @@ def _build_inner(name: str, signature: type[dspy.Signature]) -> dspy.Module:
 
 
 class _RewardLoop(ModuleType):
-    """BestOfN and Refine share their config: an inner module and a reward from config."""
+    """BestOfN and Refine share their config (an inner module, a reward) and their build;
+    `strategy` is the DSPy module class each wraps."""
+
+    strategy: type[strategies.BestOfN] | type[strategies.Refine]
 
     keys = (
         ConfigKey("N", "int", 3, minimum=1, maximum=20, doc="attempts"),
@@ -383,35 +386,26 @@ class _RewardLoop(ModuleType):
             config.get("target_input") or "",
         )
 
-
-class _BestOfN(_RewardLoop):
-    name = "BestOfN"
-
     def build(
         self, signature: type[dspy.Signature], config: Mapping[str, Any], ctx: BuildContext
     ) -> dspy.Module:
-        return strategies.BestOfN(
+        return self.strategy(
             module=_build_inner(config["inner"], signature),
             N=config["N"],
             reward_fn=self.reward(signature, config),
             threshold=config["threshold"],
             fail_count=config.get("fail_count"),
         )
+
+
+class _BestOfN(_RewardLoop):
+    name = "BestOfN"
+    strategy = strategies.BestOfN
 
 
 class _Refine(_RewardLoop):
     name = "Refine"
-
-    def build(
-        self, signature: type[dspy.Signature], config: Mapping[str, Any], ctx: BuildContext
-    ) -> dspy.Module:
-        return strategies.Refine(
-            module=_build_inner(config["inner"], signature),
-            N=config["N"],
-            reward_fn=self.reward(signature, config),
-            threshold=config["threshold"],
-            fail_count=config.get("fail_count"),
-        )
+    strategy = strategies.Refine
 
 
 class _MultiChainComparison(ModuleType):

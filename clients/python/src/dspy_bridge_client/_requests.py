@@ -182,6 +182,18 @@ def _options(timeout_ms: int, include_trace: bool) -> module_pb2.ExecuteOptions:
     return module_pb2.ExecuteOptions(timeout_ms=timeout_ms, include_trace=include_trace)
 
 
+def _fill_execution(
+    request: pb.ExecuteRequest | pb.ExecuteStreamRequest,
+    inputs: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None,
+    timeout_ms: int,
+    include_trace: bool,
+) -> None:
+    request.options.CopyFrom(_options(timeout_ms, include_trace))
+    update_value_map(request.inputs, inputs)
+    update_value_map(request.variable_overrides, overrides or {})
+
+
 def execute(
     session_id: str,
     module_id: str,
@@ -190,13 +202,8 @@ def execute(
     timeout_ms: int,
     include_trace: bool,
 ) -> pb.ExecuteRequest:
-    request = pb.ExecuteRequest(
-        session_id=session_id,
-        module_id=module_id,
-        options=_options(timeout_ms, include_trace),
-    )
-    update_value_map(request.inputs, inputs)
-    update_value_map(request.variable_overrides, overrides or {})
+    request = pb.ExecuteRequest(session_id=session_id, module_id=module_id)
+    _fill_execution(request, inputs, overrides, timeout_ms, include_trace)
     return request
 
 
@@ -208,13 +215,8 @@ def execute_stream(
     timeout_ms: int,
     include_trace: bool,
 ) -> pb.ExecuteStreamRequest:
-    request = pb.ExecuteStreamRequest(
-        session_id=session_id,
-        module_id=module_id,
-        options=_options(timeout_ms, include_trace),
-    )
-    update_value_map(request.inputs, inputs)
-    update_value_map(request.variable_overrides, overrides or {})
+    request = pb.ExecuteStreamRequest(session_id=session_id, module_id=module_id)
+    _fill_execution(request, inputs, overrides, timeout_ms, include_trace)
     return request
 
 

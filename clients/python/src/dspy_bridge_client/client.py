@@ -28,7 +28,7 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
 from dspy_bridge_client._streams import ExecutionStream, Stream
-from dspy_bridge_client.errors import UnavailableError, from_rpc_error
+from dspy_bridge_client.errors import DeadlineExceededError, UnavailableError, from_rpc_error
 from dspy_bridge_client.jobs import ApplyResult, Job
 from dspy_bridge_client.types import (
     BatchResults,
@@ -745,16 +745,21 @@ class SessionHandle:
         return Stream(call, jobs.watch_event, self._transport.target)
 
     def wait_optimization(self, job_id: str, max_wait: float | None = None) -> Job:
-        """Block until the job reaches a terminal status (polling it); returns it then.
-        Raises `TimeoutError` after `max_wait` seconds."""
-        deadline = None if max_wait is None else time.monotonic() + max_wait
-        while True:
-            job = self.get_optimization(job_id)
-            if job.done:
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} is still {job.status}")
-            time.sleep(0.1)
+        """Wait until the job reaches a terminal status, following its WatchOptimization
+        stream; returns it then. Raises `TimeoutError` after `max_wait` seconds."""
+        request = pb.WatchOptimizationRequest(session_id=self._session_id, job_id=job_id)
+        call = self._transport.stream("WatchOptimization", request, max_wait)
+        last: Job | None = None
+        try:
+            with Stream(call, jobs.watch_event, self._transport.target) as updates:
+                for job in updates:
+                    last = job
+                    if job.done:
+                        return job
+        except DeadlineExceededError:
+            status = last.status if last is not None else "not finished"
+            raise TimeoutError(f"job {job_id} is still {status}") from None
+        return self.get_optimization(job_id)  # the stream ended early: read it once more
 
     def cancel_optimization(self, job_id: str) -> Job:
         """Stop a job (CANCELLED within seconds); a finished job is returned unchanged."""
