@@ -43,8 +43,9 @@ class ServerProcess:
         self.raw: list[str] = []
         assert self.proc.stderr is not None
         threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
-        serving = self.wait_for("serving", timeout=60)
-        self.target = f"127.0.0.1:{serving['port']}"
+        #: The `serving` log event (port, store, event loop).
+        self.serving = self.wait_for("serving", timeout=60)
+        self.target = f"127.0.0.1:{self.serving['port']}"
 
     def _pump(self, stream: IO[str]) -> None:
         for line in stream:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from dspy_bridge import __version__
 from dspy_bridge.config import Settings
 from dspy_bridge.log import configure_logging
+from dspy_bridge.loop import run
 
 
 def _flag_type(name: str) -> type:
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     from dspy_bridge.transport.server import serve  # heavy imports only when serving
 
-    asyncio.run(serve(settings))
+    run(serve(settings), settings.event_loop)
     return 0
 
 

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dspy_bridge.loop import EventLoopName, loop_factory
+
 LogFormat = Literal["auto", "json", "console"]
 
 
@@ -59,6 +61,11 @@ class Settings(BaseSettings):
     lm_api_base: str = Field("", description="Base URL for the default LM.")
     lm_api_key_env: str = Field("", description="Env var holding the default LM's API key.")
     log_level: str = Field("info", description="debug, info, warning or error.")
+    event_loop: EventLoopName = Field(
+        "auto",
+        description="Event loop of the server and its workers: uvloop, asyncio, or auto "
+        "(uvloop when installed).",
+    )
     log_format: LogFormat = Field(
         "auto", description="json, console, or auto (console on a terminal, json otherwise)."
     )
@@ -101,6 +108,12 @@ class Settings(BaseSettings):
         if level not in {"debug", "info", "warning", "error"}:
             raise ValueError("log_level must be debug, info, warning or error")
         return level
+
+    @field_validator("event_loop")
+    @classmethod
+    def _loop_available(cls, value: EventLoopName) -> EventLoopName:
+        loop_factory(value)  # ValueError when uvloop is asked for and missing
+        return value
 
     def default_lm_model(self) -> str:
         """The model used when neither a module nor its session names one."""

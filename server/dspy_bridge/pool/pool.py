@@ -76,6 +76,7 @@ class PoolConfig:
     grace_seconds: float = 10.0
     log_level: str = "warning"
     log_format: str = "json"
+    event_loop: str = "auto"
 
 
 def restart_delay(failures: int, base: float, cap: float) -> float:
@@ -200,7 +201,15 @@ class WorkerPool:
 
     def _default_command(self, fd: int) -> list[str]:
         c = self.config
-        return [sys.executable, "-m", "dspy_bridge.pool", str(fd), c.log_level, c.log_format]
+        return [
+            sys.executable,
+            "-m",
+            "dspy_bridge.pool",
+            str(fd),
+            c.log_level,
+            c.log_format,
+            c.event_loop,
+        ]
 
     # -- lifecycle --------------------------------------------------------------------------
 

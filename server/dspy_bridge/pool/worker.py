@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.loop import EventLoopName, run
 from dspy_bridge.model import ModuleRecord
 from dspy_bridge.pool.protocol import Message, RecordKey, encode, read_message
 from dspy_bridge.runtime.executor import (
@@ -167,5 +168,8 @@ def main(argv: list[str]) -> None:
 
     level = argv[1] if len(argv) > 1 else "warning"
     fmt = argv[2] if len(argv) > 2 else "json"
+    event_loop: EventLoopName = "auto"
+    if len(argv) > 3 and argv[3] in ("uvloop", "asyncio"):
+        event_loop = "uvloop" if argv[3] == "uvloop" else "asyncio"
     configure_logging(level, "console" if fmt == "console" else "json")
-    asyncio.run(serve(int(argv[0])))
+    run(serve(int(argv[0])), event_loop)

@@ -301,13 +301,13 @@ class InProcessExecutor:
 
         The key holds the module's create_time: a module deleted and created again under the
         same id starts at version 1 again and must not hit the old one's programs."""
-        structural = _freeze({k: v for k, v in params.items() if k not in NON_STRUCTURAL})
+        structural = {k: v for k, v in params.items() if k not in NON_STRUCTURAL}
         key = (
             record.session_id,
             record.module_id,
             record.version,
             record.create_time,
-            structural,
+            _freeze(structural) if structural else "",
         )
         program = self._programs.get(key)
         if program is None:

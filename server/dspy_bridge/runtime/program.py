@@ -93,14 +93,16 @@ def spec_signature(record: ModuleRecord) -> SignatureSpec:
 
 
 def coerce_execution_inputs(
-    record: ModuleRecord, inputs: Mapping[str, PyValue]
+    record: ModuleRecord,
+    inputs: Mapping[str, PyValue],
+    signature: SignatureSpec | None = None,
 ) -> dict[str, PyValue]:
     """Inputs coerced to the signature's types (INVALID_ARGUMENT `INVALID_INPUT` otherwise).
 
     A `Parallel` module takes a single input, `items`: a list of objects, each holding the
-    signature's inputs.
+    signature's inputs. `signature` is the record's, when the caller has it already.
     """
-    signature = spec_signature(record)
+    signature = signature or spec_signature(record)
     if record.spec["module_type"] != "Parallel":
         return coerce_inputs(signature, inputs)
     extra = sorted(set(inputs) - {"items"})

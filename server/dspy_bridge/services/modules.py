@@ -122,22 +122,39 @@ class StreamHandle:
     events: AsyncIterator[ExecutionEvent]
 
 
+_usage_counters: dict[str, tuple[Any, Any, Any]] = {}
+
+
+def _count_usage(model: str, usage: UsageStats) -> None:
+    """Counts LM calls and tokens for Prometheus (the labelled children are looked up once per
+    model: `labels()` is a locked lookup, and this runs on every execution)."""
+    counters = _usage_counters.get(model)
+    if counters is None:
+        counters = _usage_counters[model] = (
+            LM_CALLS.labels(model),
+            LM_TOKENS.labels(model, "prompt"),
+            LM_TOKENS.labels(model, "completion"),
+        )
+    calls, prompt, completion = counters
+    calls.inc(usage.lm_calls)
+    prompt.inc(usage.prompt_tokens)
+    completion.inc(usage.completion_tokens)
+
+
 @dataclass
 class _Prepared:
     """Everything an execution needs that comes from the store, resolved once."""
 
     record: ModuleRecord
+    signature: SignatureSpec
     lm: LMSpec
     params: dict[str, PyValue] = field(default_factory=dict)
     used: dict[str, VariableUse] = field(default_factory=dict)
 
     def record_usage(self, usage: UsageStats) -> None:
-        """Counts LM calls and tokens for Prometheus, by the model that ran (a bound `model`
-        variable wins over the LM spec)."""
-        model = str(self.params.get("model") or self.lm.model)
-        LM_CALLS.labels(model).inc(usage.lm_calls)
-        LM_TOKENS.labels(model, "prompt").inc(usage.prompt_tokens)
-        LM_TOKENS.labels(model, "completion").inc(usage.completion_tokens)
+        """Counts LM calls and tokens by the model that ran (a bound `model` variable wins over
+        the LM spec)."""
+        _count_usage(str(self.params.get("model") or self.lm.model), usage)
 
 
 class ModuleService:
@@ -355,11 +372,11 @@ class ModuleService:
                 )
         lm_spec = spec.get("lm")
         lm = LMSpec.from_dict(lm_spec) if lm_spec else (session.lm or self.default_lm())
-        prepared = _Prepared(record, lm)
+        signature = spec_signature(record)
+        prepared = _Prepared(record, signature, lm)
         if not bindings:
             return prepared
         variables = {v.name: v for v in await self._store.list_variables(session_id)}
-        signature = spec_signature(record)
         check = _ParamCheck(spec, signature, self._context(session_id))
         for name, params in by_variable.items():
             variable = variables.get(name)
@@ -389,7 +406,7 @@ class ModuleService:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "timeout_ms must not be negative", "options.timeout_ms"
             )
-        coerced = coerce_execution_inputs(prepared.record, inputs)
+        coerced = coerce_execution_inputs(prepared.record, inputs, prepared.signature)
         return ExecutionRequest(
             record=prepared.record,
             lm=prepared.lm,

@@ -98,6 +98,7 @@ async def build_executor(settings: Settings) -> Executor:
             grace_seconds=settings.grace_seconds,
             log_level=settings.log_level,
             log_format=settings.log_format,
+            event_loop=settings.event_loop,
         )
     )
     await pool.start()
@@ -178,7 +179,13 @@ async def start_server(settings: Settings) -> RunningServer:
         settings, server, health, hub, executor, store, port, background, stop_metrics
     )
     running.jobs = job_manager
-    log.info("serving", host=settings.host, port=port, store=store.backend)
+    log.info(
+        "serving",
+        host=settings.host,
+        port=port,
+        store=store.backend,
+        event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+    )
     return running
 
 
