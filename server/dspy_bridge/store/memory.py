@@ -83,9 +83,7 @@ def _copy_lm(lm: LMSpec | None) -> LMSpec | None:
 
 
 def _copy_variable(variable: Variable) -> Variable:
-    return _shallow(
-        variable, value=_copy_value(variable.value), metadata=dict(variable.metadata)
-    )
+    return _shallow(variable, value=_copy_value(variable.value), metadata=dict(variable.metadata))
 
 
 def _copy_module(record: ModuleRecord) -> ModuleRecord:
