@@ -1,6 +1,8 @@
 """A bare grpc.aio echo service: the ceiling of Python gRPC on this machine.
 
 Run as `python -m bench.echo_server PORT_FILE`; it writes its port to PORT_FILE when serving.
+It runs on the same event loop as the sidecar (uvloop when installed), so the comparison is
+between the two services, not between event loops.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import sys
 from pathlib import Path
 
 import grpc
+
+from dspy_bridge.loop import run
 
 METHOD = "/bench.Echo/Echo"
 
@@ -31,4 +35,4 @@ async def main(port_file: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    run(main(sys.argv[1]))
