@@ -136,6 +136,9 @@ class _Handle:
         self.served = 0
         self.rss = 0
         self.ready = False
+        # Recycling: `replaced` once its successor is starting (it keeps serving until the
+        # successor is ready), `retiring` once calls no longer come to it.
+        self.replaced = False
         self.retiring = False
         self.dead = False
         self.started = time.monotonic()
@@ -159,6 +162,8 @@ class _Handle:
 class _Slot:
     index: int
     current: _Handle | None = None
+    # A recycled worker's replacement while it starts; it becomes `current` when ready.
+    successor: _Handle | None = None
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     failures: int = 0
     starting: asyncio.Task[None] | None = None
@@ -218,7 +223,9 @@ class WorkerPool:
         restarting), so SERVING means executions run without paying a worker's start."""
         await asyncio.gather(*(self._spawn(slot) for slot in self._slots))
 
-    async def _spawn(self, slot: _Slot) -> None:
+    async def _spawn(self, slot: _Slot, successor: bool = False) -> None:
+        """Starts a worker for `slot` and waits until it is ready (or failed). A `successor`
+        takes over from the slot's current worker only once ready."""
         parent, child = socket.socketpair()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -236,7 +243,10 @@ class WorkerPool:
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         handle = _Handle(proc, reader, writer)
         self._handles.add(handle)
-        slot.current = handle
+        if successor:
+            slot.successor = handle
+        else:
+            slot.current = handle
         self._background(self._read(slot, handle))
         try:
             async with asyncio.timeout(self.config.start_timeout_seconds):
@@ -342,12 +352,14 @@ class WorkerPool:
         elif kind == "ready":
             handle.ready = True
             log.info("worker ready", pid=handle.pid, slot=slot.index)
+            if handle is slot.successor:
+                self._take_over(slot, handle)
             self._wake(slot, all_=True)
             self._background(self._notify())
         elif kind == "rss":
             handle.rss = int(message[1])
             limit = self.config.max_rss_mb << 20
-            if limit and handle.rss > limit and not handle.retiring:
+            if limit and handle.rss > limit and not handle.replaced:
                 log.info("recycling worker", pid=handle.pid, rss_mb=handle.rss >> 20)
                 self._recycle(slot, handle)
 
@@ -381,8 +393,12 @@ class WorkerPool:
         lost = len(handle.in_flight)
         handle.in_flight.clear()
         self._handles.discard(handle)
-        if handle is slot.current:
-            slot.current = None
+        if handle is slot.current or handle is slot.successor:
+            was_successor = handle is slot.successor
+            if was_successor:
+                slot.successor = None
+            else:
+                slot.current = None
             if not self._closing:
                 slot.failures += 1
                 self.crashes += 1
@@ -392,17 +408,22 @@ class WorkerPool:
                 log.warning(
                     "worker lost", pid=handle.pid, how=how, in_flight=lost, restart_in_s=delay
                 )
-                self._replace(slot, delay)
+                if slot.successor is not None:
+                    pass  # the current worker died while its successor starts: that one takes over
+                elif was_successor and slot.current is not None:
+                    self._replace(slot, delay, successor=True)  # the old worker serves meanwhile
+                else:
+                    self._replace(slot, delay)
         self._update_idle()
         await self._notify()
 
-    def _replace(self, slot: _Slot, delay: float) -> None:
+    def _replace(self, slot: _Slot, delay: float, successor: bool = False) -> None:
         async def later() -> None:
             if delay:
                 await asyncio.sleep(delay)  # backoff for a crash-looping slot, not a sync
             self.restarts += 1
             WORKER_RESTARTS.inc()
-            await self._spawn(slot)
+            await self._spawn(slot, successor)
             if slot.starting is asyncio.current_task():  # a failed start set up the next one
                 slot.starting = None
 
@@ -411,16 +432,23 @@ class WorkerPool:
         slot.starting.add_done_callback(self._tasks.discard)
 
     def _recycle(self, slot: _Slot, handle: _Handle) -> None:
-        """Stops routing to `handle`, starts its replacement, lets it finish and exit."""
-        if handle.retiring or self._closing:
+        """Starts `handle`'s replacement; `handle` keeps taking calls until the replacement is
+        ready (so no call waits for a worker to start), then finishes its calls and exits."""
+        if handle.replaced or self._closing:
             return
-        handle.retiring = True
+        handle.replaced = True
         self.recycled += 1
-        if slot.current is handle:
-            slot.current = None
-            self._replace(slot, 0.0)
-        if not handle.in_flight:
-            handle.send(("drain",))
+        if slot.current is handle and slot.successor is None:
+            self._replace(slot, 0.0, successor=True)
+
+    def _take_over(self, slot: _Slot, successor: _Handle) -> None:
+        """A recycled worker's successor is ready: calls go to it, the old worker drains."""
+        old = slot.current
+        slot.current, slot.successor = successor, None
+        if old is not None:
+            old.retiring = True
+            if not old.in_flight:
+                old.send(("drain",))
 
     # -- dispatch ---------------------------------------------------------------------------
 
