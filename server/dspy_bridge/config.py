@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(
         1.0, gt=0, description="How often expired sessions are swept."
     )
+    max_running_jobs: int = Field(
+        2,
+        ge=1,
+        description="Optimization, evaluation and search jobs running at once (each in its own "
+        "process); more wait QUEUED.",
+    )
     grace_seconds: float = Field(
         10.0, ge=0, description="On SIGTERM, how long in-flight calls may finish."
     )

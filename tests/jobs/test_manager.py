@@ -11,6 +11,8 @@ import grpc
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.model import Job, JobStatus, Session
 from dspy_bridge.store import MemoryStore
+from dspy_bridge.transport.server import start_server
+from tests.conftest import test_settings
 
 R = "tests.jobs.runners:"
 
@@ -107,3 +109,11 @@ async def test_cancel_and_close() -> None:
     await manager.close()
     assert (await store.get_job("s1", "last")).status is JobStatus.INTERRUPTED
     assert manager.running_jobs() == []
+
+
+async def test_the_server_setting_limits_running_jobs() -> None:
+    running = await start_server(test_settings(max_running_jobs=3))
+    try:
+        assert running.jobs is not None and running.jobs.max_running == 3
+    finally:
+        await running.stop(grace=0)

@@ -97,7 +97,9 @@ class JobManager:
     ) -> None:
         self._store = store
         self._clock = clock
-        self._slots = asyncio.Semaphore(max(1, max_running))
+        #: Jobs running at once (`--max-running-jobs`); more wait QUEUED.
+        self.max_running = max(1, max_running)
+        self._slots = asyncio.Semaphore(self.max_running)
         self._kill_grace = kill_grace
         self._handles: dict[str, _Handle] = {}
         self._watchers: dict[str, set[asyncio.Queue[Job]]] = {}
