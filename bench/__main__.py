@@ -1,6 +1,7 @@
 """`python -m bench [suite ...]` runs benchmark suites and prints their figures as JSON.
 
-Suites: variables (issue 2), pool (issue 4). Results are also written to bench/results/<suite>.json.
+Suites: variables (issue 2), execute (issue 3), pool (issue 4). Results are also written to
+bench/results/<suite>.json.
 """
 
 from __future__ import annotations

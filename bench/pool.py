@@ -8,6 +8,9 @@
     against the ideal concurrency / latency.
 (c) throughput (as in a) against workers 0, 1, 2, 4, cold start to SERVING, and the latency of
     a single caller (its difference from workers=0 is the cost of the hop to a worker).
+(d) what the event loop is worth under load: the default server (uvloop) and the same server on
+    asyncio's own loop, side by side in alternating rounds, at 32 callers with the zero-latency
+    LM and at 1000 concurrent executions with latency_ms=200.
 """
 
 from __future__ import annotations
@@ -133,13 +136,42 @@ def _scaling() -> dict[str, Any]:
     return out
 
 
+def _event_loops() -> dict[str, Any]:
+    """Both servers up at once; each round measures uvloop then asyncio at each load, and the
+    ratio is taken per round (median round reported)."""
+    loads = {"32_callers_zero_latency": (CALLERS, 0), "1000_concurrent_200ms": (1000, LATENCY_MS)}
+    rounds: list[dict[str, Any]] = []
+    with (
+        bridge_server("--lm", "offline", "--event-loop", "uvloop") as (uvloop_target, _),
+        bridge_server("--lm", "offline", "--event-loop", "asyncio") as (asyncio_target, _),
+    ):
+        for _ in range(max(ROUNDS - 1, 1)):
+            one: dict[str, Any] = {}
+            for name, (concurrency, latency_ms) in loads.items():
+                fast = asyncio.run(_bridge_load(uvloop_target, concurrency, latency_ms))
+                slow = asyncio.run(_bridge_load(asyncio_target, concurrency, latency_ms))
+                ratio = fast["throughput_per_s"] / max(slow["throughput_per_s"], 1e-9)
+                one[name] = {"uvloop": fast, "asyncio": slow, "ratio": round(ratio, 2)}
+            rounds.append(one)
+    out: dict[str, Any] = {}
+    for name in loads:
+        by_ratio = sorted((r[name] for r in rounds), key=lambda m: float(m["ratio"]))
+        out[name] = {
+            **by_ratio[len(by_ratio) // 2],
+            "round_ratios": [r[name]["ratio"] for r in rounds],
+        }
+    return out
+
+
 def run() -> dict[str, Any]:
     a = _versus_fastapi()
     b = _latency_levels(a["bridge"]["throughput_per_s"])
     c = _scaling()
+    d = _event_loops()
     return {
         "seconds_per_measurement": SECONDS,
         "a_execute_vs_fastapi": a,
         "b_latency_200ms": b,
         "c_workers": c,
+        "d_event_loop": d,
     }
