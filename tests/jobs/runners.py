@@ -35,3 +35,26 @@ def sleep(payload: Any, reporter: Reporter) -> dict[str, Any]:
     reporter.progress("sleeping")
     time.sleep(float(payload))
     return {}
+
+
+def progress_bar(payload: Any, reporter: Reporter) -> dict[str, Any]:
+    """Draws a tqdm bar as DSPy's Evaluate does; reports the named semaphores this process
+    registered with multiprocessing's resource tracker meanwhile."""
+    from multiprocessing import resource_tracker
+
+    import tqdm
+
+    registered: list[str] = []
+    original = resource_tracker.register
+
+    def register(name: str, rtype: str) -> None:
+        registered.append(rtype)
+        original(name, rtype)
+
+    resource_tracker.register = register
+    try:
+        for _ in tqdm.tqdm(range(3), disable=False):
+            pass
+    finally:
+        resource_tracker.register = original
+    return {"registered": registered}

@@ -63,6 +63,18 @@ async def test_result_progress_and_watch() -> None:
     await manager.close()
 
 
+async def test_progress_bars_in_a_job_hold_no_process_shared_lock() -> None:
+    """A killed job cannot release a multiprocessing semaphore, which the resource tracker then
+    reports as leaked at shutdown: DSPy's tqdm bars must not create one."""
+    store = await _store()
+    manager = JobManager(store)
+    await manager.submit(_job("bar"), R + "progress_bar", None)
+    final = (await _until_done(manager, "bar"))[-1]
+    assert final.status is JobStatus.SUCCEEDED, final.error
+    assert final.result == {"registered": []}
+    await manager.close()
+
+
 async def test_failures_are_reported_with_their_codes() -> None:
     store = await _store()
     manager = JobManager(store)

@@ -111,9 +111,22 @@ def _exit_with_parent(interval: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+def _thread_lock_for_progress_bars() -> None:
+    """DSPy's progress bars (tqdm) otherwise make a multiprocessing lock on first use: a named
+    semaphore that a cancelled (killed) job never releases, and that the resource tracker then
+    reports as leaked when the server stops. Bars in a job process are never shared with
+    another process, so a thread lock is all they need."""
+    try:
+        import tqdm
+    except ImportError:  # DSPy without progress bars: nothing to do
+        return
+    tqdm.tqdm.set_lock(threading.RLock())
+
+
 def job_main(runner: str, payload: Any, conn: Connection) -> None:
     """The job process's entry point (see module docstring)."""
     _exit_with_parent()
+    _thread_lock_for_progress_bars()
     reporter = Reporter(conn)
     try:
         result = load_runner(runner)(payload, reporter)
