@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dspy
-import tqdm.std  # type: ignore[import-untyped]
+import tqdm.std
 from dspy.utils.callback import BaseCallback
 
 from dspy_bridge.jobs import config as cfg
