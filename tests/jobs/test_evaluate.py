@@ -3,6 +3,7 @@ variant, per-example failures, and bad requests (INVALID_ARGUMENT before any wor
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dspy
@@ -268,6 +269,24 @@ async def test_unknown_module_and_session(stub: Stub) -> None:
     await expect_error(stub.Evaluate(request), grpc.StatusCode.NOT_FOUND)
     request.session_id, request.module_id = "nope", "qa"
     await expect_error(stub.Evaluate(request), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_an_older_version_is_evaluated_as_it_was(stub: Stub) -> None:
+    """v2 gets a demonstration (the offline LM answers from it); evaluating v1 runs v1."""
+    sid = await _setup(stub)
+    plain = dspy.Predict(SIGNATURE)
+    plain.demos = [dspy.Example(question="alpha", answer="from the demo", passages=[], value=1.0)]
+    await stub.ImportModuleState(
+        pb.ImportModuleStateRequest(
+            session_id=sid, module_id="qa", state_json=json.dumps(plain.dump_state())
+        )
+    )
+    request = _evaluate(sid, [_example(answer="from the demo")], "exact_match")
+    current = await stub.Evaluate(request)
+    assert (current.module_version, current.score) == (2, 1.0)
+    request.module_version = 1
+    older = await stub.Evaluate(request)
+    assert (older.module_version, older.score) == (1, 0.0)
 
 
 # -- the core, with a fake executor --------------------------------------------------------

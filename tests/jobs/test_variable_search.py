@@ -321,7 +321,7 @@ async def _labelled_by_chain_of_thought(world: World) -> list[EvalExample]:
 
 async def _payload(world: World, data: list[EvalExample], spec: SearchSpec) -> Any:
     record = await world.modules.get(world.sid, "qa")
-    prepared_exec = await world.modules._prepare(world.sid, "qa", {})
+    prepared_exec = await world.modules.prepare(world.sid, "qa", {})
     examples = [(coerce_execution_inputs(record, e.inputs), dict(e.labels)) for e in data]
     prepared = Prepared(record, prepared_exec.lm, prepared_exec.params, examples, [])
     request = StartRequest(

@@ -37,6 +37,7 @@ from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, PyValue
 from dspy_bridge.runtime.executor import ExecutionRequest, Executor
 from dspy_bridge.runtime.lm.factory import build_lm
+from dspy_bridge.runtime.program import spec_signature
 from dspy_bridge.runtime.signatures import SignatureSpec
 from dspy_bridge.runtime.usage import UsageStats
 from dspy_bridge.services.modules import ExecuteOptions, ModuleService, VariableUse
@@ -288,7 +289,7 @@ class Evaluator:
             num_threads,
         )
         scored = await score_examples(
-            self._modules._executor,
+            self._modules.executor,
             prepared.requests,
             dataset,
             prepared.metric,
@@ -327,14 +328,15 @@ class Evaluator:
         """Every check of an evaluation (see the module docstring); no execution."""
         modules = self._modules
         threads = check_threads(num_threads)
-        prepared = await modules._prepare(session_id, module_id, overrides or {})
+        prepared = await modules.prepare(session_id, module_id, overrides or {})
         if module_version < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "module_version must not be negative", "module_version"
             )
         if module_version and module_version != prepared.record.version:
-            prepared.record = await modules.get(session_id, module_id, module_version)
-        signature = SignatureSpec.from_dict(prepared.record.spec["signature"])
+            older = await modules.get(session_id, module_id, module_version)
+            prepared = replace(prepared, record=older, signature=spec_signature(older))
+        signature = prepared.signature
         check_dataset(dataset, signature)
         lm = judge_lm(prepared.lm) if metric_name not in CHEAP_METRICS else None
         metric = resolve_metric(metric_name, metric_options, signature, lm)
@@ -342,7 +344,9 @@ class Evaluator:
         requests: list[ExecutionRequest] = []
         for i, example in enumerate(dataset):
             try:
-                requests.append(modules._request(prepared, example.inputs, ExecuteOptions()))
+                requests.append(
+                    modules.execution_request(prepared, example.inputs, ExecuteOptions())
+                )
             except BridgeError as exc:
                 raise exc.at(f"dataset[{i}]") from None
         return PreparedEvaluation(

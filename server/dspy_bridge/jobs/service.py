@@ -182,7 +182,7 @@ class OptimizationService:
                         f"config.reflection_lm: {exc.message}",
                         "config.reflection_lm",
                     ) from None
-        prepared_exec = await self._modules._prepare(request.session_id, request.module_id, {})
+        prepared_exec = await self._modules.prepare(request.session_id, request.module_id, {})
         prepared = Prepared(record, prepared_exec.lm, prepared_exec.params, trainset, valset)
         job_id = f"job_{secrets.token_hex(8)}"
         payload: Any
@@ -240,13 +240,13 @@ class OptimizationService:
     # -- reading ----------------------------------------------------------------------------
 
     async def get(self, session_id: str, job_id: str) -> Job:
-        await self._modules._session(session_id)
+        await self._modules.live_session(session_id)
         return await self._store.get_job(session_id, job_id)
 
     async def list_page(
         self, session_id: str, module_id: str, page_size: int, page_token: str
     ) -> tuple[list[Job], str]:
-        await self._modules._session(session_id)
+        await self._modules.live_session(session_id)
         if page_size < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"
@@ -265,7 +265,7 @@ class OptimizationService:
         return self._manager.watch(session_id, job_id)
 
     async def cancel(self, session_id: str, job_id: str) -> Job:
-        await self._modules._session(session_id)
+        await self._modules.live_session(session_id)
         return await self._manager.cancel(session_id, job_id)
 
     # -- apply / revert ---------------------------------------------------------------------

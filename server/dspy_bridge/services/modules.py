@@ -142,8 +142,11 @@ def _count_usage(model: str, usage: UsageStats) -> None:
 
 
 @dataclass
-class _Prepared:
-    """Everything an execution needs that comes from the store, resolved once."""
+class PreparedExecution:
+    """Everything an execution needs that comes from the store, resolved once: the module
+    version, its signature, the LM (module > session > server default), and the bound
+    variables' parameter values with the snapshot reported as `variables_used`. Jobs and
+    evaluations run from one of these as `Execute` does."""
 
     record: ModuleRecord
     signature: SignatureSpec
@@ -177,9 +180,15 @@ class ModuleService:
         self._clock = clock
         self._tools = tools or default_registry()
 
+    @property
+    def executor(self) -> Executor:
+        """Where executions run (in this process or on the worker pool)."""
+        return self._executor
+
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _session(self, session_id: str) -> Session:
+    async def live_session(self, session_id: str) -> Session:
+        """The session, or NOT_FOUND `SESSION_NOT_FOUND` when it is missing or expired."""
         session = await self._store.get_session(session_id)
         if session.expired(self._clock()):
             raise session_not_found(session_id)
@@ -208,7 +217,7 @@ class ModuleService:
         bindings: Mapping[str, str],
         lm: LMSpec | None = None,
     ) -> ModuleRecord:
-        await self._session(session_id)
+        await self.live_session(session_id)
         if module_id and not _MODULE_ID.fullmatch(module_id):
             raise invalid_argument(
                 Reason.INVALID_REQUEST,
@@ -302,7 +311,7 @@ class ModuleService:
         return found
 
     async def get(self, session_id: str, module_id: str, version: int = 0) -> ModuleRecord:
-        await self._session(session_id)
+        await self.live_session(session_id)
         if version < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "version must not be negative", "version"
@@ -310,11 +319,11 @@ class ModuleService:
         return await self._store.get_module(session_id, module_id, version)
 
     async def list(self, session_id: str) -> list[ModuleRecord]:
-        await self._session(session_id)
+        await self.live_session(session_id)
         return await self._store.list_modules(session_id)
 
     async def delete(self, session_id: str, module_id: str) -> None:
-        await self._session(session_id)
+        await self.live_session(session_id)
         await self._store.delete_module(session_id, module_id)
 
     # -- state ------------------------------------------------------------------------------
@@ -350,10 +359,13 @@ class ModuleService:
 
     # -- execution --------------------------------------------------------------------------
 
-    async def _prepare(
+    async def prepare(
         self, session_id: str, module_id: str, overrides: Mapping[str, PyValue]
-    ) -> _Prepared:
-        session = await self._session(session_id)
+    ) -> PreparedExecution:
+        """Resolves the module's current version, its LM and its bound variables (with
+        `overrides` checked against the variables and the parameters). Raises what `Execute`
+        raises for them; touches nothing."""
+        session = await self.live_session(session_id)
         record = await self._store.get_module(session_id, module_id)
         spec = record.spec
         bindings: dict[str, str] = spec.get("variable_bindings") or {}
@@ -373,7 +385,7 @@ class ModuleService:
         lm_spec = spec.get("lm")
         lm = LMSpec.from_dict(lm_spec) if lm_spec else (session.lm or self.default_lm())
         signature = spec_signature(record)
-        prepared = _Prepared(record, signature, lm)
+        prepared = PreparedExecution(record, signature, lm)
         if not bindings:
             return prepared
         variables = {v.name: v for v in await self._store.list_variables(session_id)}
@@ -399,9 +411,11 @@ class ModuleService:
                 prepared.used[name] = VariableUse(variable.value, variable.version, False)
         return prepared
 
-    def _request(
-        self, prepared: _Prepared, inputs: Mapping[str, PyValue], options: ExecuteOptions
+    def execution_request(
+        self, prepared: PreparedExecution, inputs: Mapping[str, PyValue], options: ExecuteOptions
     ) -> ExecutionRequest:
+        """One execution of `prepared` with `inputs` coerced to its signature (INVALID_ARGUMENT
+        `INVALID_INPUT` otherwise), ready for the executor."""
         if options.timeout_ms < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "timeout_ms must not be negative", "options.timeout_ms"
@@ -424,8 +438,8 @@ class ModuleService:
         overrides: Mapping[str, PyValue] | None = None,
         options: ExecuteOptions | None = None,
     ) -> ExecuteOutcome:
-        prepared = await self._prepare(session_id, module_id, overrides or {})
-        request = self._request(prepared, inputs, options or ExecuteOptions())
+        prepared = await self.prepare(session_id, module_id, overrides or {})
+        request = self.execution_request(prepared, inputs, options or ExecuteOptions())
         result = await self._executor.execute(request)
         prepared.record_usage(result.usage)
         return ExecuteOutcome(result, prepared.used, prepared.record.version)
@@ -449,14 +463,14 @@ class ModuleService:
             )
         options = options or ExecuteOptions()
         start = time.perf_counter()
-        prepared = await self._prepare(session_id, module_id, overrides or {})
+        prepared = await self.prepare(session_id, module_id, overrides or {})
         gate = asyncio.Semaphore(
             min(max_concurrency or DEFAULT_BATCH_CONCURRENCY, MAX_BATCH_CONCURRENCY)
         )
 
         async def one(index: int, inputs: Mapping[str, PyValue]) -> ExecutionResult | BridgeError:
             try:
-                request = self._request(prepared, inputs, options)
+                request = self.execution_request(prepared, inputs, options)
                 async with gate:
                     return await self._executor.execute(request)
             except BridgeError as exc:
@@ -488,15 +502,15 @@ class ModuleService:
     ) -> StreamHandle:
         """Validates everything first (errors raise here, before any event); iterate
         `events` to run."""
-        prepared = await self._prepare(session_id, module_id, overrides or {})
-        request = self._request(prepared, inputs, options or ExecuteOptions())
+        prepared = await self.prepare(session_id, module_id, overrides or {})
+        request = self.execution_request(prepared, inputs, options or ExecuteOptions())
         return StreamHandle(
             prepared.used, prepared.record.version, _counting(prepared, self._executor, request)
         )
 
 
 async def _counting(
-    prepared: _Prepared, executor: Executor, request: ExecutionRequest
+    prepared: PreparedExecution, executor: Executor, request: ExecutionRequest
 ) -> AsyncIterator[ExecutionEvent]:
     """The executor's stream, counting LM usage when its result arrives."""
     async for event in executor.execute_stream(request):
