@@ -38,28 +38,44 @@ Metric = Callable[..., float]
 
 
 class _Progress(BaseCallback):  # type: ignore[misc]
-    """Turns DSPy's Evaluate calls and the metric-call count into progress reports."""
+    """Turns DSPy's Evaluate calls and the metric-call count into progress reports.
 
-    def __init__(self, reporter: Reporter, optimizer: str, total: int) -> None:
+    While scoring (before and after optimizing) `completed` / `total` count the examples scored
+    out of the devset; otherwise they count the optimizer's metric calls out of its budget when
+    the optimizer has one (GEPA's `max_metric_calls`; 0 = unknown)."""
+
+    def __init__(self, reporter: Reporter, optimizer: str, budget: int) -> None:
         super().__init__()
         self.reporter = reporter
         self.optimizer = optimizer
-        self.total = total
+        self.budget = budget
         self.evaluations = 0
         self.metric_calls = 0
         self.phase = "starting"
+        self.scored = 0
+        self.to_score = 0
 
     def report(self, message: str = "", best: float | None = None) -> None:
+        scoring = self.phase == "scoring"
         self.reporter.progress(
             self.phase,
-            completed=self.metric_calls,
-            total=self.total,
+            completed=self.scored if scoring else self.metric_calls,
+            total=self.to_score if scoring else self.budget,
             message=message or self.summary(),
             best_score=best,
         )
 
     def summary(self) -> str:
+        if self.phase == "scoring":
+            return f"scored {self.scored} of {self.to_score} examples"
         return f"{self.optimizer}: {self.evaluations} evaluations, {self.metric_calls} metric calls"
+
+    def scoring(self, examples: int, message: str) -> None:
+        """Starts a scoring phase over `examples` examples."""
+        self.phase = "scoring"
+        self.scored = 0
+        self.to_score = examples
+        self.report(message)
 
     def on_evaluate_end(
         self, call_id: str, outputs: Any, exception: BaseException | None = None
@@ -72,9 +88,22 @@ class _Progress(BaseCallback):  # type: ignore[misc]
             self.report(best=float(raw) / 100.0)
 
     def counted(self, metric: Metric) -> Metric:
+        """`metric`, counted as the optimizer's metric calls."""
+
         def wrapped(example: Any, prediction: Any, trace: Any = None, *args: Any) -> float:
             self.metric_calls += 1
             score = metric(example, prediction, trace)
+            self.report()
+            return score
+
+        return wrapped
+
+    def scored_by(self, metric: Metric) -> Metric:
+        """`metric`, counted as examples scored in a scoring phase."""
+
+        def wrapped(example: Any, prediction: Any, trace: Any = None, *args: Any) -> float:
+            score = metric(example, prediction, trace)
+            self.scored += 1
             self.report()
             return score
 
@@ -187,7 +216,7 @@ def _compile(
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def _total(payload: OptimizationPayload) -> int:
+def _budget(payload: OptimizationPayload) -> int:
     """Metric calls the job will make, when the budget says so (GEPA); 0 = unknown."""
     if payload.optimizer == "GEPA":
         return int(payload.config.get("max_metric_calls") or 0)
@@ -239,19 +268,18 @@ def run_optimization(payload: OptimizationPayload, reporter: Reporter) -> dict[s
     trainset = to_examples(payload.trainset, inputs)
     valset = to_examples(payload.valset, inputs)
     devset = valset or trainset
-    progress = _Progress(reporter, payload.optimizer, _total(payload))
+    progress = _Progress(reporter, payload.optimizer, _budget(payload))
     metric = progress.counted(base_metric)
+    scoring_metric = progress.scored_by(base_metric)
     with dspy.context(lm=lm, adapter=adapter, callbacks=[progress]):
-        progress.phase = "scoring"
-        progress.report("scoring the module before optimization")
-        before = evaluate(program, devset, base_metric)
+        progress.scoring(len(devset), "scoring the module before optimization")
+        before = evaluate(program, devset, scoring_metric)
         progress.report(f"score before: {before:.3f}", best=before)
         progress.phase = "optimizing"
         progress.report(f"running {payload.optimizer}")
         compiled, knn = _compile(payload, program, trainset, valset, metric, lm)
-        progress.phase = "scoring"
-        progress.report("scoring the optimized module")
-        after = evaluate(compiled, devset, base_metric)
+        progress.scoring(len(devset), "scoring the optimized module")
+        after = evaluate(compiled, devset, scoring_metric)
     state = _labeled_state(program, knn.picked) if knn else dict(compiled.dump_state())
     state = json.loads(json.dumps(state, default=str))
     progress.phase = "done"
