@@ -37,6 +37,9 @@ def test_settings(**overrides: object) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
+test_settings.__test__ = False  # a helper, not a test
+
+
 @pytest.fixture(params=["memory"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Store backend for the server fixture; parametrize indirectly with ["memory", "sqlite"]."""
