@@ -52,7 +52,12 @@ def _settings(overrides: dict[str, object]) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as err:
-        sys.exit(f"dspy-bridge: invalid settings:\n{err}")
+        # Without the input values: one of them may be a secret (auth_token).
+        problems = "\n".join(
+            f"  {'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+            for e in err.errors(include_input=False, include_url=False)
+        )
+        sys.exit(f"dspy-bridge: invalid settings:\n{problems}")
 
 
 def _health(target: str, timeout: float) -> int:

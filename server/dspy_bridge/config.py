@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dspy_bridge.loop import EventLoopName, loop_factory
@@ -106,6 +106,24 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(
         10.0, ge=0, description="On SIGTERM, how long in-flight calls may finish."
     )
+    auth_token: SecretStr | None = Field(
+        None,
+        description="Bearer token every BridgeService call must carry (`authorization: Bearer "
+        "<token>` metadata); unset: no authentication. Health and reflection stay open. Set it "
+        "through the environment: flags show in `ps`.",
+    )
+
+    @field_validator("auth_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if not token:
+            return None  # DSPY_BRIDGE_AUTH_TOKEN= (empty) means no authentication
+        if token != token.strip() or any(ord(c) < 0x21 or ord(c) > 0x7E for c in token):
+            raise ValueError("auth_token must be printable ASCII without spaces")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -87,6 +87,10 @@ def resource_exhausted(reason: str, message: str, **metadata: str) -> BridgeErro
     return BridgeError(grpc.StatusCode.RESOURCE_EXHAUSTED, reason, message, metadata)
 
 
+def unauthenticated(reason: str, message: str) -> BridgeError:
+    return BridgeError(grpc.StatusCode.UNAUTHENTICATED, reason, message)
+
+
 def session_not_found(session_id: str) -> BridgeError:
     return not_found(
         Reason.SESSION_NOT_FOUND, f"session {session_id!r} does not exist", session_id=session_id
@@ -160,6 +164,8 @@ class Reason:
     QUEUE_FULL = "QUEUE_FULL"
     WORKER_LOST = "WORKER_LOST"
     DRAINING = "DRAINING"
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_INVALID = "AUTH_INVALID"
     INTERNAL = "INTERNAL"
     UNKNOWN_METRIC = "UNKNOWN_METRIC"
     INVALID_METRIC_OPTIONS = "INVALID_METRIC_OPTIONS"

@@ -1,5 +1,6 @@
-"""Instrumentation for every RPC: request ids, structured access logs, Prometheus metrics, and
-turning a `BridgeError` raised anywhere in a handler into a rich gRPC status.
+"""Instrumentation for every RPC: request ids, structured access logs, Prometheus metrics, the
+bearer-token check when one is configured, and turning a `BridgeError` raised anywhere in a
+handler into a rich gRPC status.
 
 The servicer's methods are wrapped once, when the server is built, rather than through a
 `grpc.aio.ServerInterceptor`: an interceptor is awaited on every call and measured at ~0.15 ms
@@ -21,6 +22,7 @@ from grpc.aio import ServicerContext
 from dspy_bridge.errors import BridgeError
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import RPC_LATENCY
+from dspy_bridge.transport.auth import BearerAuth
 from dspy_bridge.transport.status import to_grpc_status
 
 log = get_logger("dspy_bridge.rpc")
@@ -70,11 +72,15 @@ def _finish(rpc: str, started: float, code: grpc.StatusCode, err: BaseException 
         log.debug("rpc", status=code.name, latency_ms=round(elapsed * 1000, 3))
 
 
-def _wrap_unary(rpc: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    rpc: str, behavior: Callable[..., Awaitable[Any]], auth: BearerAuth | None
+) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> Any:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
+            if auth is not None:
+                auth.check(context)
             response = await behavior(request, context)
         except BridgeError as err:
             _finish(rpc, started, err.code, err)
@@ -92,12 +98,14 @@ def _wrap_unary(rpc: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[.
 
 
 def _wrap_stream(
-    rpc: str, behavior: Callable[..., AsyncIterator[Any]]
+    rpc: str, behavior: Callable[..., AsyncIterator[Any]], auth: BearerAuth | None
 ) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
+            if auth is not None:
+                auth.check(context)
             async for response in behavior(request, context):
                 yield response
         except BridgeError as err:
@@ -114,16 +122,17 @@ def _wrap_stream(
     return handler
 
 
-def instrumented(servicer: Any, service: Any) -> SimpleNamespace:
+def instrumented(servicer: Any, service: Any, auth: BearerAuth | None = None) -> SimpleNamespace:
     """An object with every RPC of `service` (a ServiceDescriptor) taken from `servicer` and
-    wrapped; pass it to the generated `add_<Service>Servicer_to_server`."""
+    wrapped (each call checked by `auth` first, when given); pass it to the generated
+    `add_<Service>Servicer_to_server`."""
     methods: dict[str, Any] = {}
     for method in service.methods:
         behavior = getattr(servicer, method.name)
         if method.client_streaming:
             methods[method.name] = behavior  # none today; left unwrapped rather than mis-wrapped
         elif method.server_streaming:
-            methods[method.name] = _wrap_stream(method.name, behavior)
+            methods[method.name] = _wrap_stream(method.name, behavior, auth)
         else:
-            methods[method.name] = _wrap_unary(method.name, behavior)
+            methods[method.name] = _wrap_unary(method.name, behavior, auth)
     return SimpleNamespace(**methods)

@@ -31,6 +31,7 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
+from dspy_bridge.transport.auth import BearerAuth
 from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -154,7 +155,8 @@ async def start_server(settings: Settings) -> RunningServer:
     )
     service = pb.DESCRIPTOR.services_by_name["BridgeService"]
     # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
-    wrapped = cast(pb_grpc.BridgeServiceServicer, instrumented(servicer, service))
+    auth = BearerAuth(settings.auth_token.get_secret_value()) if settings.auth_token else None
+    wrapped = cast(pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth))
     pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -185,6 +187,7 @@ async def start_server(settings: Settings) -> RunningServer:
         port=port,
         store=store.backend,
         event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+        auth="bearer" if auth else "none",
     )
     return running
 
