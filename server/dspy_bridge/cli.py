@@ -14,6 +14,7 @@ from dspy_bridge import __version__
 from dspy_bridge.config import Settings
 from dspy_bridge.log import configure_logging
 from dspy_bridge.loop import run
+from dspy_bridge.transport.tls import TLSConfigError, channel_credentials
 
 
 def _flag_type(name: str) -> type:
@@ -45,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="exit 0 if the sidecar reports SERVING")
     health.add_argument("--target", default=None, help="host:port (default from settings)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
+    tls_help = " (TLS is used when the settings enable it or any --tls-* flag is given)"
+    health.add_argument("--tls-ca", default="", help="PEM CA to verify the server" + tls_help)
+    health.add_argument(
+        "--tls-cert",
+        default="",
+        help="PEM client certificate for mutual TLS (default: the server's own certificate when "
+        "the settings require client certificates)",
+    )
+    health.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
+    health.add_argument(
+        "--tls-server-name", default="", help="name the server's certificate must hold"
+    )
     return parser
 
 
@@ -60,8 +73,22 @@ def _settings(overrides: dict[str, object]) -> Settings:
         sys.exit(f"dspy-bridge: invalid settings:\n{problems}")
 
 
-def _health(target: str, timeout: float) -> int:
-    with grpc.insecure_channel(target) as channel:
+def _health_channel(args: argparse.Namespace, settings: Settings, target: str) -> grpc.Channel:
+    """A channel as the sidecar's settings and the --tls-* flags call for."""
+    if not (settings.tls_cert_file or args.tls_ca or args.tls_cert or args.tls_server_name):
+        return grpc.insecure_channel(target)
+    cert, key = args.tls_cert, args.tls_key
+    if not cert and settings.tls_client_ca_file:  # mutual TLS: show the server's own certificate
+        cert, key = settings.tls_cert_file, settings.tls_key_file
+    credentials = channel_credentials(args.tls_ca, cert, key)
+    options = (
+        [("grpc.ssl_target_name_override", args.tls_server_name)] if args.tls_server_name else []
+    )
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def _health(channel: grpc.Channel, timeout: float) -> int:
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -79,12 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings({})
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         target = args.target or f"{host}:{settings.port}"
-        return _health(target, args.timeout)
+        try:
+            channel = _health_channel(args, settings, target)
+        except TLSConfigError as err:
+            print(f"unhealthy: {err}", file=sys.stderr)
+            return 1
+        return _health(channel, args.timeout)
     settings = _settings({name: getattr(args, name) for name in Settings.model_fields})
     configure_logging(settings.log_level, settings.log_format)
     from dspy_bridge.transport.server import serve  # heavy imports only when serving
 
-    run(serve(settings), settings.event_loop)
+    try:
+        run(serve(settings), settings.event_loop)
+    except TLSConfigError as err:
+        sys.exit(f"dspy-bridge: {err}")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dspy_bridge.loop import EventLoopName, loop_factory
@@ -112,6 +112,26 @@ class Settings(BaseSettings):
         "<token>` metadata); unset: no authentication. Health and reflection stay open. Set it "
         "through the environment: flags show in `ps`.",
     )
+
+    tls_cert_file: str = Field(
+        "",
+        description="PEM certificate chain the server presents; with tls_key_file set too, the "
+        "port serves TLS only. Empty: plaintext.",
+    )
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: str = Field(
+        "",
+        description="PEM CA certificates; when set, every client must present a certificate one "
+        "of them signed (mutual TLS). Needs tls_cert_file.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("auth_token")
     @classmethod

@@ -31,6 +31,7 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
+from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import BearerAuth
 from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
@@ -118,7 +119,9 @@ def pool_info(settings: Settings, executor: Executor) -> pb.PoolInfo:
 
 
 async def start_server(settings: Settings) -> RunningServer:
-    """Builds and starts the server; returns once it accepts calls."""
+    """Builds and starts the server; returns once it accepts calls. Raises `TLSConfigError`
+    before starting anything when a TLS file cannot be used."""
+    credentials = tls.server_credentials(settings)
     store = await open_store(settings.store, history_limit=settings.history_limit)
     hub = WatchHub(settings.watch_queue_size)
     sessions = SessionService(store, hub, settings)
@@ -168,7 +171,11 @@ async def start_server(settings: Settings) -> RunningServer:
         ],
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     await health.set("", serving)
@@ -188,6 +195,7 @@ async def start_server(settings: Settings) -> RunningServer:
         store=store.backend,
         event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         auth="bearer" if auth else "none",
+        tls=tls.mode(settings),
     )
     return running
 

@@ -1,0 +1,67 @@
+"""TLS and mutual TLS for the gRPC port (`--tls-cert-file`, `--tls-key-file`,
+`--tls-client-ca-file`), and the matching client side for `dspy-bridge health`.
+
+Files are read once, at start: a missing, unreadable or non-PEM file stops the server with the
+setting's name rather than failing the first handshake.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from dspy_bridge.config import Settings
+
+
+class TLSConfigError(ValueError):
+    """A TLS file named in the settings cannot be used; the message names the setting."""
+
+
+def read_pem(path: str, setting: str) -> bytes:
+    """The PEM file at `path`, named `setting` in errors."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TLSConfigError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise TLSConfigError(f"{setting}: {path} is not a PEM file")
+    return data
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """The port's credentials: None for plaintext, TLS with the server's certificate, and
+    mutual TLS (client certificates required and checked) with a client CA."""
+    if not settings.tls_cert_file:
+        return None
+    chain = read_pem(settings.tls_cert_file, "tls_cert_file")
+    key = read_pem(settings.tls_key_file, "tls_key_file")
+    client_ca = (
+        read_pem(settings.tls_client_ca_file, "tls_client_ca_file")
+        if settings.tls_client_ca_file
+        else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def mode(settings: Settings) -> str:
+    """`mutual`, `tls` or `off`, for the serving log line."""
+    if settings.tls_client_ca_file:
+        return "mutual"
+    return "tls" if settings.tls_cert_file else "off"
+
+
+def channel_credentials(
+    ca_file: str = "", cert_file: str = "", key_file: str = ""
+) -> grpc.ChannelCredentials:
+    """Client credentials: `ca_file` to verify the server (empty: the system's roots), and a
+    client certificate for mutual TLS when `cert_file` and `key_file` are given."""
+    if bool(cert_file) != bool(key_file):
+        raise TLSConfigError("a client certificate needs both its certificate and its key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=read_pem(ca_file, "tls-ca") if ca_file else None,
+        private_key=read_pem(key_file, "tls-key") if key_file else None,
+        certificate_chain=read_pem(cert_file, "tls-cert") if cert_file else None,
+    )
