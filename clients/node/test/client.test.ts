@@ -12,6 +12,7 @@ import {
   NotFoundError,
   SessionHandle,
   Tensor,
+  UnauthenticatedError,
   UnavailableError,
   VersionConflictError,
   WatchEvent,
@@ -456,5 +457,36 @@ describe("modules", () => {
     assert.equal(reverted.demoCount, 0);
     await session.deleteModule("qa");
     await rejectsWith(session.getModule("qa"), NotFoundError);
+  });
+});
+
+describe("a sidecar that requires a bearer token", () => {
+  const token = "node-test-token";
+  let secured: Sidecar;
+  before(async () => {
+    secured = await startSidecar(["--auth-token", token]);
+  });
+  after(async () => {
+    await secured?.stop();
+  });
+
+  it("refuses calls without the token and accepts them with it as metadata", async () => {
+    const anonymous = new BridgeClient(secured.target, { timeoutMs: 20_000 });
+    const refused = await rejectsWith(anonymous.createSession(), UnauthenticatedError);
+    assert.equal(refused.reason, "AUTH_REQUIRED");
+    anonymous.close();
+
+    const wrong = new BridgeClient(secured.target, { timeoutMs: 20_000, metadata: { authorization: "Bearer nope" } });
+    assert.equal((await rejectsWith(wrong.createSession(), UnauthenticatedError)).reason, "AUTH_INVALID");
+    wrong.close();
+
+    const authorized = new BridgeClient(secured.target, {
+      timeoutMs: 20_000,
+      metadata: { authorization: `Bearer ${token}` },
+    });
+    const session = await authorized.createSession();
+    assert.ok(session.sessionId);
+    await session.delete();
+    authorized.close();
   });
 });
