@@ -19,8 +19,10 @@ validation and the store. Why this shape:
 - **Faults.** A worker that dies fails its in-flight calls with UNAVAILABLE `WORKER_LOST`
   (`retryable=true`: the front never stores anything from an execution, so nothing is lost) and
   is replaced; a slot whose workers keep dying waits exponentially longer between starts.
-- **Recycling.** After `worker_max_requests` calls or above `worker_max_rss_mb`, a worker stops
-  getting calls, a replacement starts, and the old one finishes what it has before it exits.
+- **Recycling.** After `worker_max_requests` calls or above `worker_max_rss_mb`, a worker's
+  successor starts while the worker keeps taking calls; once the successor is ready it takes
+  the calls and the old worker finishes what it has, then exits. A slot has at most one start
+  under way at a time, whatever dies meanwhile.
 - **Drain.** `close()` refuses new calls (UNAVAILABLE `DRAINING`), waits up to the grace period
   for calls in flight, then stops the workers.
 """
@@ -166,7 +168,9 @@ class _Slot:
     successor: _Handle | None = None
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     failures: int = 0
+    # The start under way (backoff, then spawn), and the worker it spawned once it has one.
     starting: asyncio.Task[None] | None = None
+    starting_handle: _Handle | None = None
 
     def usable(self, concurrency: int) -> bool:
         h = self.current
@@ -243,6 +247,13 @@ class WorkerPool:
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         handle = _Handle(proc, reader, writer)
         self._handles.add(handle)
+        if slot.starting is asyncio.current_task():
+            slot.starting_handle = handle
+        displaced = slot.successor if successor else slot.current
+        if displaced is not None:  # one start per slot makes this unreachable; never leak one
+            log.warning("worker displaced", pid=displaced.pid, slot=slot.index)
+            displaced.retiring = True
+            displaced.send(("drain",))
         if successor:
             slot.successor = handle
         else:
@@ -336,7 +347,9 @@ class WorkerPool:
             if kind == "result":
                 elapsed = (time.perf_counter() - call.started) * 1000
                 self._latency_ms += (elapsed - self._latency_ms) * 0.05
-                slot.failures = 0
+                if handle is slot.current and not handle.replaced:
+                    # A recycled worker's results say nothing of whether its successors start.
+                    slot.failures = 0
             self._released(slot, handle)
         elif kind == "miss":
             call = handle.in_flight.get(message[1])
@@ -408,8 +421,8 @@ class WorkerPool:
                 log.warning(
                     "worker lost", pid=handle.pid, how=how, in_flight=lost, restart_in_s=delay
                 )
-                if slot.successor is not None:
-                    pass  # the current worker died while its successor starts: that one takes over
+                if slot.successor is not None or self._start_pending(slot, gone=handle):
+                    pass  # a replacement is on its way (maybe in its backoff): it takes over
                 elif was_successor and slot.current is not None:
                     self._replace(slot, delay, successor=True)  # the old worker serves meanwhile
                 else:
@@ -417,16 +430,26 @@ class WorkerPool:
         self._update_idle()
         await self._notify()
 
+    def _start_pending(self, slot: _Slot, gone: _Handle | None = None) -> bool:
+        """Whether a start for `slot` is under way, not counting one whose worker is `gone`."""
+        task = slot.starting
+        return (
+            task is not None
+            and not task.done()
+            and (gone is None or slot.starting_handle is not gone)
+        )
+
     def _replace(self, slot: _Slot, delay: float, successor: bool = False) -> None:
         async def later() -> None:
             if delay:
                 await asyncio.sleep(delay)  # backoff for a crash-looping slot, not a sync
+            if self._closing:
+                return
             self.restarts += 1
             WORKER_RESTARTS.inc()
             await self._spawn(slot, successor)
-            if slot.starting is asyncio.current_task():  # a failed start set up the next one
-                slot.starting = None
 
+        slot.starting_handle = None
         slot.starting = asyncio.create_task(later())
         self._tasks.add(slot.starting)
         slot.starting.add_done_callback(self._tasks.discard)
@@ -438,7 +461,7 @@ class WorkerPool:
             return
         handle.replaced = True
         self.recycled += 1
-        if slot.current is handle and slot.successor is None:
+        if slot.current is handle and slot.successor is None and not self._start_pending(slot):
             self._replace(slot, 0.0, successor=True)
 
     def _take_over(self, slot: _Slot, successor: _Handle) -> None:
