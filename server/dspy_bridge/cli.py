@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from dspy_bridge import __version__
 from dspy_bridge.config import Settings
+from dspy_bridge.errors import StartupError
 from dspy_bridge.log import configure_logging
 from dspy_bridge.loop import run
 from dspy_bridge.transport.tls import TLSConfigError, channel_credentials
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(serve(settings), settings.event_loop)
-    except TLSConfigError as err:
+    except StartupError as err:
         sys.exit(f"dspy-bridge: {err}")
     return 0
 

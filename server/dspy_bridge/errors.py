@@ -24,6 +24,11 @@ class FieldViolation:
     description: str
 
 
+class StartupError(Exception):
+    """The server cannot start as configured (a TLS file, a busy port); the message says
+    what to change. Raised before anything has started."""
+
+
 @dataclass
 class BridgeError(Exception):
     """A failure with a gRPC status code, a stable reason and details for the caller."""

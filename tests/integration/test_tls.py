@@ -189,6 +189,18 @@ async def test_an_unusable_file_stops_the_server_before_it_starts(pki: Pki, tmp_
         await start_server(not_pem)
 
 
+async def test_a_key_that_does_not_match_the_certificate_stops_the_server(pki: Pki) -> None:
+    other = pki.ca.issue_cert("localhost")
+    stray = pki.root / "other.key"
+    stray.write_bytes(other.private_key_pem.bytes())
+    mismatched = test_settings(tls_cert_file=pki.cert_file, tls_key_file=str(stray))
+    with pytest.raises(TLSConfigError, match="does not match tls_cert_file"):
+        await start_server(mismatched)
+    no_ca = test_settings(**pki.server_settings(), tls_client_ca_file=pki.key_file)
+    with pytest.raises(TLSConfigError, match=r"tls_client_ca_file: .* no usable CA"):
+        await start_server(no_ca)
+
+
 def test_the_command_line_names_the_unusable_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.pem")
     serve = [sys.executable, "-m", "dspy_bridge", "serve", "--port", "0", "--workers", "0"]

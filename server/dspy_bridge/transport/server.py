@@ -17,6 +17,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from dspy_bridge.config import Settings
+from dspy_bridge.errors import StartupError
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.jobs.metrics import METRIC_NAMES
 from dspy_bridge.jobs.service import OptimizationService
@@ -118,15 +119,69 @@ def pool_info(settings: Settings, executor: Executor) -> pb.PoolInfo:
     )
 
 
-async def start_server(settings: Settings) -> RunningServer:
-    """Builds and starts the server; returns once it accepts calls. Raises `TLSConfigError`
-    before starting anything when a TLS file cannot be used."""
+def _bound_server(settings: Settings) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server listening (not yet serving) on the configured address, plaintext or TLS.
+    Raises `StartupError` when the TLS files cannot be used or the address cannot be bound."""
     credentials = tls.server_credentials(settings)
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(
+        options=options,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
+    )
+    address = f"{settings.host}:{settings.port}"
+    try:
+        if credentials is None:
+            return server, server.add_insecure_port(address)
+        return server, server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc says only "Failed to bind to address"
+        raise StartupError(
+            f"cannot listen on {address}: the port is in use or the host is not an address of "
+            "this machine (--host, --port)"
+        ) from None
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    """Builds and starts the server; returns once it accepts calls. Raises `StartupError`
+    (unusable TLS files, an address that cannot be bound) before anything has started: no
+    worker, no store opened, no job marked INTERRUPTED."""
+    server, port = _bound_server(settings)
     store = await open_store(settings.store, history_limit=settings.history_limit)
+    try:
+        return await _start_on(server, port, store, settings)
+    except BaseException:
+        await server.stop(0)
+        await store.close()
+        raise
+
+
+async def _start_on(
+    server: grpc.aio.Server, port: int, store: SessionStore, settings: Settings
+) -> RunningServer:
     hub = WatchHub(settings.watch_queue_size)
     sessions = SessionService(store, hub, settings)
     variables = VariableService(store, hub, settings)
     executor = await build_executor(settings)
+    try:
+        return await _serve_with(server, port, store, executor, hub, sessions, variables, settings)
+    except BaseException:
+        await executor.close()
+        raise
+
+
+async def _serve_with(
+    server: grpc.aio.Server,
+    port: int,
+    store: SessionStore,
+    executor: Executor,
+    hub: WatchHub,
+    sessions: SessionService,
+    variables: VariableService,
+    settings: Settings,
+) -> RunningServer:
     modules = ModuleService(store, executor, settings)
     sessions.on_session_gone(modules.session_gone)
     facts = ServerFacts(
@@ -147,15 +202,6 @@ async def start_server(settings: Settings) -> RunningServer:
     sessions.on_session_gone(job_manager.session_gone)
     facts.optimizers = servicer.jobs.optimizers()
 
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ]
-    server = grpc.aio.server(
-        options=options,
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
-    )
     service = pb.DESCRIPTOR.services_by_name["BridgeService"]
     # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
     auth = BearerAuth(settings.auth_token.get_secret_value()) if settings.auth_token else None
@@ -171,11 +217,6 @@ async def start_server(settings: Settings) -> RunningServer:
         ],
         server,
     )
-    address = f"{settings.host}:{settings.port}"
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     await health.set("", serving)

@@ -7,14 +7,16 @@ setting's name rather than failing the first handshake.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import grpc
 
 from dspy_bridge.config import Settings
+from dspy_bridge.errors import StartupError
 
 
-class TLSConfigError(ValueError):
+class TLSConfigError(StartupError, ValueError):
     """A TLS file named in the settings cannot be used; the message names the setting."""
 
 
@@ -41,9 +43,32 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         if settings.tls_client_ca_file
         else None
     )
+    _check_loadable(settings)
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def _check_loadable(settings: Settings) -> None:
+    """Parses the files as a TLS library will: a key that does not match its certificate (or
+    is encrypted) and a CA file without certificates fail here, by name, not at bind time."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An empty password: an encrypted key fails instead of prompting on a terminal.
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=b"")
+    except ssl.SSLError as exc:
+        raise TLSConfigError(
+            f"tls_key_file: {settings.tls_key_file} does not match tls_cert_file "
+            f"{settings.tls_cert_file}, or is encrypted ({exc.reason or exc})"
+        ) from None
+    if settings.tls_client_ca_file:
+        try:
+            context.load_verify_locations(settings.tls_client_ca_file)
+        except ssl.SSLError as exc:
+            raise TLSConfigError(
+                f"tls_client_ca_file: {settings.tls_client_ca_file} holds no usable CA "
+                f"certificate ({exc.reason or exc})"
+            ) from None
 
 
 def mode(settings: Settings) -> str:
