@@ -37,7 +37,6 @@ from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, PyValue
 from dspy_bridge.runtime.executor import ExecutionRequest, Executor
 from dspy_bridge.runtime.lm.factory import build_lm
-from dspy_bridge.runtime.program import spec_signature
 from dspy_bridge.runtime.signatures import SignatureSpec
 from dspy_bridge.runtime.usage import UsageStats
 from dspy_bridge.services.modules import ExecuteOptions, ModuleService, VariableUse
@@ -328,14 +327,11 @@ class Evaluator:
         """Every check of an evaluation (see the module docstring); no execution."""
         modules = self._modules
         threads = check_threads(num_threads)
-        prepared = await modules.prepare(session_id, module_id, overrides or {})
         if module_version < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "module_version must not be negative", "module_version"
             )
-        if module_version and module_version != prepared.record.version:
-            older = await modules.get(session_id, module_id, module_version)
-            prepared = replace(prepared, record=older, signature=spec_signature(older))
+        prepared = await modules.prepare(session_id, module_id, overrides or {}, module_version)
         signature = prepared.signature
         check_dataset(dataset, signature)
         lm = judge_lm(prepared.lm) if metric_name not in CHEAP_METRICS else None

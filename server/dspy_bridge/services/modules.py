@@ -360,13 +360,17 @@ class ModuleService:
     # -- execution --------------------------------------------------------------------------
 
     async def prepare(
-        self, session_id: str, module_id: str, overrides: Mapping[str, PyValue]
+        self,
+        session_id: str,
+        module_id: str,
+        overrides: Mapping[str, PyValue],
+        version: int = 0,
     ) -> PreparedExecution:
-        """Resolves the module's current version, its LM and its bound variables (with
-        `overrides` checked against the variables and the parameters). Raises what `Execute`
-        raises for them; touches nothing."""
+        """Resolves the module at `version` (0: the current one), its LM and its bound
+        variables (with `overrides` checked against the variables and the parameters). Raises
+        what `Execute` raises for them; touches nothing."""
         session = await self.live_session(session_id)
-        record = await self._store.get_module(session_id, module_id)
+        record = await self._store.get_module(session_id, module_id, version)
         spec = record.spec
         bindings: dict[str, str] = spec.get("variable_bindings") or {}
         by_variable: dict[str, list[str]] = {}
