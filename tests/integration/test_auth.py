@@ -9,6 +9,7 @@ import asyncio
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from dspy_bridge.cli import main
 from dspy_bridge.config import Settings
@@ -72,6 +73,12 @@ async def test_health_and_reflection_stay_open(server: RunningServer) -> None:
     async with grpc.aio.insecure_channel(server.target) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for answer in reflection.ServerReflectionInfo(iter([ask])):
+            names = {s.name for s in answer.list_services_response.service}
+            assert "dspy_bridge.v1.BridgeService" in names
+            break
 
 
 async def test_the_python_client_sends_the_token(server: RunningServer) -> None:

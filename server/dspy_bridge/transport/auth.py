@@ -1,7 +1,8 @@
 """Bearer-token authentication of BridgeService calls (`--auth-token`).
 
 A call carries `authorization: Bearer <token>` metadata (any letter case of `Bearer`); the
-token is compared in constant time. The check runs in the per-RPC wrapper (`instrument.py`)
+SHA-256 digests of the tokens are compared in constant time, so not even the token's length
+shows in the timing. The check runs in the per-RPC wrapper (`instrument.py`)
 rather than in a `grpc.aio` interceptor, for the same reason the wrapper exists: an interceptor
 costs ~0.15 ms per call. Health and reflection are left open: orchestrators' gRPC probes cannot
 send metadata, and reflection describes a public contract.
@@ -9,6 +10,7 @@ send metadata, and reflection describes a public contract.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Any
 
@@ -27,16 +29,15 @@ class BearerAuth:
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("an empty token would let every call in")
-        self._token = token.encode()
+        self._digest = hashlib.sha256(token.encode()).digest()
 
     def check(self, context: ServicerContext[Any, Any]) -> None:
         for key, value in context.invocation_metadata() or ():
             if key != _HEADER:
                 continue
             scheme, _, credential = str(value).partition(" ")
-            if scheme.lower() == _SCHEME and hmac.compare_digest(
-                credential.strip().encode(), self._token
-            ):
+            offered = hashlib.sha256(credential.strip().encode()).digest()
+            if scheme.lower() == _SCHEME and hmac.compare_digest(offered, self._digest):
                 return
             raise unauthenticated(
                 Reason.AUTH_INVALID, "the bearer token in `authorization` is not valid"
