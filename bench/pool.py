@@ -145,7 +145,7 @@ def _event_loops() -> dict[str, Any]:
         bridge_server("--lm", "offline", "--event-loop", "uvloop") as (uvloop_target, _),
         bridge_server("--lm", "offline", "--event-loop", "asyncio") as (asyncio_target, _),
     ):
-        for _ in range(max(ROUNDS - 1, 1)):
+        for _ in range(ROUNDS):
             one: dict[str, Any] = {}
             for name, (concurrency, latency_ms) in loads.items():
                 fast = asyncio.run(_bridge_load(uvloop_target, concurrency, latency_ms))
