@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dspy_bridge_client import BridgeClient
@@ -12,6 +14,8 @@ from tests.process import server_process
 def test_server_and_worker_serve_on_the_chosen_loop(choice: str, expected: str) -> None:
     with server_process("--workers", "1", "--event-loop", choice) as server:
         assert server.serving["event_loop"] == expected
+        workers = [json.loads(line) for line in server.raw if '"worker ready"' in line]
+        assert [w["event_loop"] for w in workers] == [expected]
         with BridgeClient(server.target) as client:
             session = client.create_session()
             session.create_module("Predict", "question -> answer", module_id="qa")

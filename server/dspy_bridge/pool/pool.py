@@ -364,7 +364,8 @@ class WorkerPool:
                 handle.send(("exec", call.id, call.stream, call.key, record, call.fields))
         elif kind == "ready":
             handle.ready = True
-            log.info("worker ready", pid=handle.pid, slot=slot.index)
+            loop = message[2] if len(message) > 2 else None
+            log.info("worker ready", pid=handle.pid, slot=slot.index, event_loop=loop)
             if handle is slot.successor:
                 self._take_over(slot, handle)
             self._wake(slot, all_=True)

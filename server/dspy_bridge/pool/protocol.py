@@ -13,7 +13,7 @@ front -> worker
     ("forget", session_id)
     ("drain",)                                  finish what is in flight, then exit
 worker -> front
-    ("ready", pid)
+    ("ready", pid, event_loop)
     ("event", call_id, ChunkEvent | StatusEvent)
     ("result", call_id, ExecutionResult)
     ("error", call_id, BridgeError)

@@ -83,7 +83,8 @@ class Worker:
         return record
 
     async def run(self) -> None:
-        self.send(("ready", os.getpid()))
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
+        self.send(("ready", os.getpid(), loop))
         while True:
             try:
                 message = await read_message(self.reader)
