@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+# Before gRPC loads: the sidecar never uses gRPC in a forked child (workers are exec'd, jobs
+# come from a forkserver), so gRPC's fork handlers only cost time and log "skipping fork()
+# handlers" at every worker or job start.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
