@@ -86,9 +86,13 @@ def _bridge_block(stub: Any, request: pb.ExecuteRequest, n: int) -> list[float]:
     return out
 
 
-def _bridge_side(target: str, module_type: str) -> tuple[Any, pb.ExecuteRequest]:
+def _bridge_side(
+    target: str, module_type: str, channels: list[grpc.Channel]
+) -> tuple[Any, pb.ExecuteRequest]:
     sid, module_id = asyncio.run(_setup(target, module_type))
-    stub = pb_grpc.BridgeServiceStub(grpc.insecure_channel(target))
+    channel = grpc.insecure_channel(target)
+    channels.append(channel)
+    stub = pb_grpc.BridgeServiceStub(channel)
     request = pb.ExecuteRequest(
         session_id=sid,
         module_id=module_id,
@@ -102,7 +106,8 @@ def _compare(
 ) -> dict[str, Any]:
     """Blocks rotate between in-process and each server (one per event loop)."""
     local = {"Predict": dspy.Predict, "ChainOfThought": dspy.ChainOfThought}[module_type](SIGNATURE)
-    sides = {loop: _bridge_side(target, module_type) for loop, target in targets.items()}
+    channels: list[grpc.Channel] = []
+    sides = {loop: _bridge_side(target, module_type, channels) for loop, target in targets.items()}
     for stub, request in sides.values():  # warm-up every side
         _bridge_block(stub, request, 50)
     asyncio.run(_in_process_block(local, 50))
@@ -116,6 +121,8 @@ def _compare(
             b = _bridge_block(stub, request, per_block)
             paired[loop].append(statistics.median(b) - statistics.median(i))
             bridge[loop] += b
+    for channel in channels:
+        channel.close()
     row: dict[str, Any] = {
         "module": module_type,
         "calls_each": len(inproc),
