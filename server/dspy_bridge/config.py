@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         "through the environment: flags show in `ps`.",
     )
 
+    auth_tokens_file: str = Field(
+        "",
+        description="File of `principal token` lines, one per caller: each caller needs its "
+        "bearer token and sees only the sessions it created. With auth_token too, that one is "
+        "the principal `default`.",
+    )
     tls_cert_file: str = Field(
         "",
         description="PEM certificate chain the server presents; with tls_key_file set too, the "

@@ -135,6 +135,33 @@ async def test_mutual_tls_needs_a_client_certificate_the_ca_signed(
     assert foreign.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_under_mutual_tls_each_certificate_owns_its_sessions(
+    mtls_server: RunningServer, pki: Pki
+) -> None:
+    target = f"localhost:{mtls_server.port}"
+
+    def as_(name: str) -> grpc.ChannelCredentials:
+        cert = pki.ca.issue_cert(name)
+        return grpc.ssl_channel_credentials(
+            root_certificates=pki.ca.cert_pem.bytes(),
+            private_key=cert.private_key_pem.bytes(),
+            certificate_chain=b"".join(p.bytes() for p in cert.cert_chain_pems),
+        )
+
+    ana, bo = as_("ana.example"), as_("bo.example")
+    sid = await _create_session(target, ana)
+    async with grpc.aio.secure_channel(target, bo) as channel:
+        stub = pb_grpc.BridgeServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as hidden:
+            await stub.GetSession(pb.GetSessionRequest(session_id=sid), timeout=10)
+        assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+        assert list((await stub.ListSessions(pb.ListSessionsRequest(), timeout=10)).sessions) == []
+    async with grpc.aio.secure_channel(target, ana) as channel:
+        stub = pb_grpc.BridgeServiceStub(channel)
+        got = await stub.GetSession(pb.GetSessionRequest(session_id=sid), timeout=10)
+        assert got.session.session_id == sid
+
+
 def _health(monkeypatch: pytest.MonkeyPatch, settings: dict[str, object], *flags: str) -> int:
     """`dspy-bridge health` with `settings` as the sidecar's environment (and only those)."""
     for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):

@@ -242,6 +242,21 @@ async def test_list_sessions_orders_by_create_time_then_id(store: SessionStore) 
     assert await store.list_sessions(offset=5, limit=10) == []
 
 
+async def test_sessions_keep_their_owner_and_list_by_owner(store: SessionStore) -> None:
+    for sid, owner, created in [("a1", "ana", 1.0), ("b1", "bo", 2.0), ("a2", "ana", 3.0)]:
+        await store.create_session(a_session(sid, create_time=created, owner=owner), max_sessions=0)
+    await store.create_session(a_session("n", create_time=4.0), max_sessions=0)
+    assert (await store.get_session("a1")).owner == "ana"
+    assert (await store.get_session("n")).owner == ""
+    mine = await store.list_sessions(offset=0, limit=0, owner="ana")
+    assert [s.session_id for s in mine] == ["a1", "a2"]
+    assert [s.session_id for s in await store.list_sessions(offset=1, limit=5, owner="ana")] == [
+        "a2"
+    ]
+    assert [s.session_id for s in await store.list_sessions(offset=0, limit=0, owner="")] == ["n"]
+    assert len(await store.list_sessions(offset=0, limit=0)) == 4
+
+
 async def test_list_sessions_carries_counts(store: SessionStore) -> None:
     await with_session(store)
     await with_variable(store, "x")

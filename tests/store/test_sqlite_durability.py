@@ -117,3 +117,32 @@ async def test_reopening_keeps_the_schema_and_refuses_a_newer_one(tmp_path: Path
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         await SqliteStore.open(path)
+
+
+async def test_a_version_2_database_gains_session_owners(tmp_path: Path) -> None:
+    """Sessions made before ownership existed have no owner ("") once the schema is upgraded."""
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version VALUES (2);
+            CREATE TABLE sessions (
+                session_id TEXT PRIMARY KEY, metadata TEXT NOT NULL, ttl_seconds INTEGER NOT NULL,
+                create_time REAL NOT NULL, expire_time REAL, lm TEXT
+            );
+            INSERT INTO sessions VALUES ('old', '{}', 0, 1.0, NULL, NULL);
+            """
+        )
+    conn.close()
+    store = await SqliteStore.open(path)
+    try:
+        assert (await store.get_session("old")).owner == ""
+        assert [s.session_id for s in await store.list_sessions(offset=0, limit=0, owner="")] == [
+            "old"
+        ]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    conn.close()

@@ -20,6 +20,9 @@ class Session:
     lm: LMSpec | None = None
     variable_count: int = 0
     module_count: int = 0
+    # The principal that created it (an auth token's name or a client certificate's identity);
+    # "" when the server authenticates no one. Only its owner sees a session.
+    owner: str = ""
 
     def expired(self, now: float) -> bool:
         return self.expire_time is not None and now >= self.expire_time

@@ -58,11 +58,14 @@ class SessionService:
         self._settings = settings
         self._clock = clock
         self._gone_hooks: list[SessionGoneHook] = []
+        self._owners: dict[str, str] = {}  # session id -> owner, for check_owner
 
     def on_session_gone(self, hook: SessionGoneHook) -> None:
         self._gone_hooks.append(hook)
 
-    async def create(self, session_id: str, metadata: dict[str, str], ttl_seconds: int) -> Session:
+    async def create(
+        self, session_id: str, metadata: dict[str, str], ttl_seconds: int, owner: str = ""
+    ) -> Session:
         if session_id and not _SESSION_ID.match(session_id):
             raise invalid_argument(
                 Reason.INVALID_REQUEST,
@@ -82,6 +85,7 @@ class SessionService:
             ttl_seconds=ttl,
             create_time=now,
             expire_time=now + ttl if ttl else None,
+            owner=owner,
         )
         return await self._store.create_session(session, max_sessions=self._settings.max_sessions)
 
@@ -91,7 +95,9 @@ class SessionService:
             raise session_not_found(session_id)
         return session
 
-    async def list_page(self, page_size: int, page_token: str) -> tuple[list[Session], str]:
+    async def list_page(
+        self, page_size: int, page_token: str, owner: str | None = None
+    ) -> tuple[list[Session], str]:
         if page_size < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"
@@ -99,14 +105,26 @@ class SessionService:
         limit = min(page_size or _DEFAULT_PAGE, _MAX_PAGE)
         offset = paging.offset_from_token("o", page_token)
         # One extra row tells whether another page exists.
-        rows = await self._store.list_sessions(offset=offset, limit=limit + 1)
+        rows = await self._store.list_sessions(offset=offset, limit=limit + 1, owner=owner)
         now = self._clock()
         more = len(rows) > limit
         live = [s for s in rows[:limit] if not s.expired(now)]
         return live, paging.page_token("o", offset + limit) if more else ""
 
+    async def check_owner(self, session_id: str, principal: str) -> None:
+        """NOT_FOUND `SESSION_NOT_FOUND` unless `principal` made the session: another caller
+        must not even learn that it exists. Owners never change, so they are cached until the
+        session is gone."""
+        owner = self._owners.get(session_id)
+        if owner is None:
+            owner = (await self._store.get_session(session_id)).owner
+            self._owners[session_id] = owner
+        if owner != principal:
+            raise session_not_found(session_id)
+
     async def delete(self, session_id: str, reason: str = "deleted") -> None:
         await self._store.delete_session(session_id)
+        self._owners.pop(session_id, None)
         self._hub.end_session(session_id, reason)
         for hook in self._gone_hooks:
             await hook(session_id)

@@ -42,8 +42,11 @@ class SessionStore(ABC):
         """The session with its variable and module counts. NOT_FOUND if unknown."""
 
     @abstractmethod
-    async def list_sessions(self, *, offset: int, limit: int) -> list[Session]:
-        """Sessions ordered by (create_time, session_id), `limit` from `offset`."""
+    async def list_sessions(
+        self, *, offset: int, limit: int, owner: str | None = None
+    ) -> list[Session]:
+        """Sessions ordered by (create_time, session_id), `limit` from `offset`; only those of
+        `owner` when it is given."""
 
     @abstractmethod
     async def delete_session(self, session_id: str) -> None:

@@ -191,9 +191,11 @@ class MemoryStore(SessionStore):
     async def get_session(self, session_id: str) -> Session:
         return self._session_view(self._slot(session_id))
 
-    async def list_sessions(self, *, offset: int, limit: int) -> list[Session]:
+    async def list_sessions(
+        self, *, offset: int, limit: int, owner: str | None = None
+    ) -> list[Session]:
         ordered = sorted(
-            self._sessions.values(),
+            (s for s in self._sessions.values() if owner is None or s.session.owner == owner),
             key=lambda slot: (slot.session.create_time, slot.session.session_id),
         )
         start = max(offset, 0)

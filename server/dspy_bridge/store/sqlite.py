@@ -58,7 +58,7 @@ from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_co
 T = TypeVar("T")
 
 #: Bumped whenever the schema changes; `open` refuses a database written by a newer schema.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     ttl_seconds INTEGER NOT NULL,
     create_time REAL NOT NULL,
     expire_time REAL,
-    lm          TEXT
+    lm          TEXT,
+    owner       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_by_create ON sessions (create_time, session_id);
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expire_time)
@@ -137,7 +138,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
 _SESSION_COLUMNS = """
     s.session_id, s.metadata, s.ttl_seconds, s.create_time, s.expire_time, s.lm,
     (SELECT COUNT(*) FROM variables v WHERE v.session_id = s.session_id),
-    (SELECT COUNT(*) FROM modules m WHERE m.session_id = s.session_id)
+    (SELECT COUNT(*) FROM modules m WHERE m.session_id = s.session_id),
+    s.owner
 """
 
 _VARIABLE_COLUMNS = """
@@ -167,7 +169,7 @@ def _dumps(raw: Any) -> str:
 
 
 def _session_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Session:
-    session_id, metadata, ttl, create_time, expire_time, lm, variables, modules = row
+    session_id, metadata, ttl, create_time, expire_time, lm, variables, modules, owner = row
     return Session(
         session_id=session_id,
         metadata=json.loads(metadata),
@@ -177,6 +179,7 @@ def _session_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Session:
         lm=None if lm is None else LMSpec.from_dict(json.loads(lm)),
         variable_count=variables,
         module_count=modules,
+        owner=owner,
     )
 
 
@@ -337,7 +340,7 @@ class SqliteStore(SessionStore):
                     )
             conn.execute(
                 "INSERT INTO sessions (session_id, metadata, ttl_seconds, create_time,"
-                " expire_time, lm) VALUES (?, ?, ?, ?, ?, ?)",
+                " expire_time, lm, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     session.session_id,
                     _dumps(session.metadata),
@@ -345,6 +348,7 @@ class SqliteStore(SessionStore):
                     session.create_time,
                     session.expire_time,
                     None if session.lm is None else _dumps(session.lm.to_dict()),
+                    session.owner,
                 ),
             )
             return _load_session(conn, session.session_id)
@@ -354,12 +358,15 @@ class SqliteStore(SessionStore):
     async def get_session(self, session_id: str) -> Session:
         return await self._run(partial(_load_session, session_id=session_id), write=False)
 
-    async def list_sessions(self, *, offset: int, limit: int) -> list[Session]:
+    async def list_sessions(
+        self, *, offset: int, limit: int, owner: str | None = None
+    ) -> list[Session]:
         def read(conn: sqlite3.Connection) -> list[Session]:
+            where, args = ("WHERE s.owner = ? ", (owner,)) if owner is not None else ("", ())
             rows = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions s"
-                " ORDER BY s.create_time, s.session_id LIMIT ? OFFSET ?",
-                (limit if limit > 0 else -1, max(offset, 0)),
+                f"SELECT {_SESSION_COLUMNS} FROM sessions s {where}"
+                "ORDER BY s.create_time, s.session_id LIMIT ? OFFSET ?",
+                (*args, limit if limit > 0 else -1, max(offset, 0)),
             ).fetchall()
             return [_session_from_row(row) for row in rows]
 
@@ -800,7 +807,11 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     if found is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     elif found < SCHEMA_VERSION:
-        # Older schemas only lack tables, which the CREATE … IF NOT EXISTS above has added.
+        # Version 2 lacks only tables, which the CREATE … IF NOT EXISTS above has added; 3 adds
+        # the sessions' owner (sessions made before had no authenticated creator).
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+        if "owner" not in columns:
+            conn.execute("ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
     elif found > SCHEMA_VERSION:
         raise RuntimeError(

@@ -1,6 +1,6 @@
-"""Instrumentation for every RPC: request ids, structured access logs, Prometheus metrics, the
-bearer-token check when one is configured, and turning a `BridgeError` raised anywhere in a
-handler into a rich gRPC status.
+"""Instrumentation for every RPC: request ids, structured access logs, Prometheus metrics,
+authentication and session ownership when configured (`auth.py`), and turning a
+`BridgeError` raised anywhere in a handler into a rich gRPC status.
 
 The servicer's methods are wrapped once, when the server is built, rather than through a
 `grpc.aio.ServerInterceptor`: an interceptor is awaited on every call and measured at ~0.15 ms
@@ -22,12 +22,44 @@ from grpc.aio import ServicerContext
 from dspy_bridge.errors import BridgeError
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import RPC_LATENCY
-from dspy_bridge.transport.auth import BearerAuth
+from dspy_bridge.transport.auth import CALLER, Authenticator
 from dspy_bridge.transport.status import to_grpc_status
 
 log = get_logger("dspy_bridge.rpc")
 
 _REQUEST_ID_KEY = "x-request-id"
+#: Checks that a principal owns a session (NOT_FOUND otherwise); see `SessionService.check_owner`.
+OwnerCheck = Callable[[str, str], Awaitable[None]]
+#: RPCs whose `session_id` names a session that may not exist yet.
+_CREATES_SESSION = frozenset({"CreateSession"})
+
+
+def session_of(request: Any) -> str:
+    """The session a request is about ("" for none): its `session_id`, or that of the request
+    it wraps (`EvaluateStreamRequest.evaluation`)."""
+    session_id = getattr(request, "session_id", None)
+    if session_id is None:
+        session_id = getattr(getattr(request, "evaluation", None), "session_id", "")
+    return str(session_id or "")
+
+
+async def _admit(
+    rpc: str,
+    request: Any,
+    context: ServicerContext[Any, Any],
+    auth: Authenticator,
+    owner_check: OwnerCheck | None,
+) -> None:
+    """Names the caller (or refuses the call) and, for a session's RPCs, checks it owns it."""
+    principal = auth.principal(context)
+    if not auth.owners:
+        return
+    CALLER.set(principal)
+    session_id = session_of(request)
+    if owner_check is not None and session_id and rpc not in _CREATES_SESSION:
+        await owner_check(session_id, principal)
+
+
 _latency_children: dict[tuple[str, str], Any] = {}
 
 
@@ -43,7 +75,7 @@ def _bind(rpc: str, request: Any, context: ServicerContext[Any, Any]) -> None:
     structlog.contextvars.bind_contextvars(
         request_id=_request_id(context),
         rpc=rpc,
-        session_id=getattr(request, "session_id", "") or None,
+        session_id=session_of(request) or None,
     )
 
 
@@ -73,14 +105,17 @@ def _finish(rpc: str, started: float, code: grpc.StatusCode, err: BaseException 
 
 
 def _wrap_unary(
-    rpc: str, behavior: Callable[..., Awaitable[Any]], auth: BearerAuth | None
+    rpc: str,
+    behavior: Callable[..., Awaitable[Any]],
+    auth: Authenticator | None,
+    owner_check: OwnerCheck | None,
 ) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> Any:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
             if auth is not None:
-                auth.check(context)
+                await _admit(rpc, request, context, auth, owner_check)
             response = await behavior(request, context)
         except BridgeError as err:
             _finish(rpc, started, err.code, err)
@@ -98,14 +133,17 @@ def _wrap_unary(
 
 
 def _wrap_stream(
-    rpc: str, behavior: Callable[..., AsyncIterator[Any]], auth: BearerAuth | None
+    rpc: str,
+    behavior: Callable[..., AsyncIterator[Any]],
+    auth: Authenticator | None,
+    owner_check: OwnerCheck | None,
 ) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
             if auth is not None:
-                auth.check(context)
+                await _admit(rpc, request, context, auth, owner_check)
             async for response in behavior(request, context):
                 yield response
         except BridgeError as err:
@@ -122,10 +160,16 @@ def _wrap_stream(
     return handler
 
 
-def instrumented(servicer: Any, service: Any, auth: BearerAuth | None = None) -> SimpleNamespace:
+def instrumented(
+    servicer: Any,
+    service: Any,
+    auth: Authenticator | None = None,
+    owner_check: OwnerCheck | None = None,
+) -> SimpleNamespace:
     """An object with every RPC of `service` (a ServiceDescriptor) taken from `servicer` and
-    wrapped (each call checked by `auth` first, when given); pass it to the generated
-    `add_<Service>Servicer_to_server`."""
+    wrapped; pass it to the generated `add_<Service>Servicer_to_server`. With `auth`, each call
+    is admitted first: its caller named (or refused) and, with `owner_check`, its session's
+    owner checked."""
     methods: dict[str, Any] = {}
     for method in service.methods:
         behavior = getattr(servicer, method.name)
@@ -133,7 +177,7 @@ def instrumented(servicer: Any, service: Any, auth: BearerAuth | None = None) ->
             # None today. Unwrapped it would skip auth, logs and status mapping: fail loudly.
             raise NotImplementedError(f"{method.name}: client-streaming RPCs are not wrapped")
         elif method.server_streaming:
-            methods[method.name] = _wrap_stream(method.name, behavior, auth)
+            methods[method.name] = _wrap_stream(method.name, behavior, auth, owner_check)
         else:
-            methods[method.name] = _wrap_unary(method.name, behavior, auth)
+            methods[method.name] = _wrap_unary(method.name, behavior, auth, owner_check)
     return SimpleNamespace(**methods)

@@ -33,7 +33,7 @@ from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
 from dspy_bridge.transport import tls
-from dspy_bridge.transport.auth import BearerAuth
+from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -148,10 +148,11 @@ async def start_server(settings: Settings) -> RunningServer:
     """Builds and starts the server; returns once it accepts calls. Raises `StartupError`
     (unusable TLS files, an address that cannot be bound) before anything has started: no
     worker, no store opened, no job marked INTERRUPTED."""
+    auth = Authenticator.from_settings(settings)
     server, port = _bound_server(settings)
     store = await open_store(settings.store, history_limit=settings.history_limit)
     try:
-        return await _start_on(server, port, store, settings)
+        return await _start_on(server, port, store, settings, auth)
     except BaseException:
         await server.stop(0)
         await store.close()
@@ -159,14 +160,20 @@ async def start_server(settings: Settings) -> RunningServer:
 
 
 async def _start_on(
-    server: grpc.aio.Server, port: int, store: SessionStore, settings: Settings
+    server: grpc.aio.Server,
+    port: int,
+    store: SessionStore,
+    settings: Settings,
+    auth: Authenticator | None,
 ) -> RunningServer:
     hub = WatchHub(settings.watch_queue_size)
     sessions = SessionService(store, hub, settings)
     variables = VariableService(store, hub, settings)
     executor = await build_executor(settings)
     try:
-        return await _serve_with(server, port, store, executor, hub, sessions, variables, settings)
+        return await _serve_with(
+            server, port, store, executor, hub, sessions, variables, settings, auth
+        )
     except BaseException:
         await executor.close()
         raise
@@ -181,6 +188,7 @@ async def _serve_with(
     sessions: SessionService,
     variables: VariableService,
     settings: Settings,
+    auth: Authenticator | None,
 ) -> RunningServer:
     modules = ModuleService(store, executor, settings)
     sessions.on_session_gone(modules.session_gone)
@@ -204,8 +212,10 @@ async def _serve_with(
 
     service = pb.DESCRIPTOR.services_by_name["BridgeService"]
     # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
-    auth = BearerAuth(settings.auth_token.get_secret_value()) if settings.auth_token else None
-    wrapped = cast(pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth))
+    owner_check = sessions.check_owner if auth is not None and auth.owners else None
+    wrapped = cast(
+        pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth, owner_check)
+    )
     pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -235,7 +245,7 @@ async def _serve_with(
         port=port,
         store=store.backend,
         event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
-        auth="bearer" if auth else "none",
+        auth="none" if auth is None else ("per-caller" if auth.owners else "shared-token"),
         tls=tls.mode(settings),
     )
     return running

@@ -19,6 +19,7 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import Resync, SessionGone, VariableService, WriteRequest
 from dspy_bridge.services.watch import Change
 from dspy_bridge.transport import convert
+from dspy_bridge.transport.auth import CALLER
 from dspy_bridge.transport.eval_rpcs import EvaluateRpcs
 from dspy_bridge.transport.job_rpcs import JobRpcs
 from dspy_bridge.transport.module_rpcs import ModuleRpcs
@@ -103,7 +104,7 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, pb_grpc.BridgeServiceSer
         self, request: pb.CreateSessionRequest, context: Ctx
     ) -> pb.CreateSessionResponse:
         session = await self.sessions.create(
-            request.session_id, dict(request.metadata), request.ttl_seconds
+            request.session_id, dict(request.metadata), request.ttl_seconds, CALLER.get() or ""
         )
         return pb.CreateSessionResponse(session=convert.session_to_proto(session))
 
@@ -116,7 +117,9 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, pb_grpc.BridgeServiceSer
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: Ctx
     ) -> pb.ListSessionsResponse:
-        sessions, token = await self.sessions.list_page(request.page_size, request.page_token)
+        sessions, token = await self.sessions.list_page(
+            request.page_size, request.page_token, owner=CALLER.get()
+        )
         return pb.ListSessionsResponse(
             sessions=[convert.session_to_proto(s) for s in sessions], next_page_token=token
         )
