@@ -215,8 +215,8 @@ class UnauthenticatedError(BridgeError):
 
 
 class PermissionDeniedError(BridgeError):
-    """PERMISSION_DENIED: the caller may not touch this resource (e.g. another principal's
-    session)."""
+    """PERMISSION_DENIED: the caller may not do this. (The sidecar reports another caller's
+    session as NOT_FOUND, so that its existence does not leak.)"""
 
     default_code = grpc.StatusCode.PERMISSION_DENIED
 
