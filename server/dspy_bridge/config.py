@@ -108,9 +108,10 @@ class Settings(BaseSettings):
     )
     auth_token: SecretStr | None = Field(
         None,
-        description="Bearer token every BridgeService call must carry (`authorization: Bearer "
-        "<token>` metadata); unset: no authentication. Health and reflection stay open. Set it "
-        "through the environment: flags show in `ps`.",
+        description="One bearer token shared by every caller (`authorization: Bearer <token>` "
+        "metadata); its sessions are not owned per caller. Unset: no token (unless "
+        "auth_tokens_file gives some). Health and reflection stay open. Set it through the "
+        "environment: flags show in `ps`.",
     )
 
     auth_tokens_file: str = Field(

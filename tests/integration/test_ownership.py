@@ -12,6 +12,7 @@ import pytest
 
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import StartupError
+from dspy_bridge.model import Session
 from dspy_bridge.transport.auth import Authenticator, read_tokens_file
 from dspy_bridge.transport.instrument import session_of
 from dspy_bridge.transport.server import RunningServer
@@ -110,6 +111,20 @@ async def test_a_deleted_sessions_id_can_be_anothers(stub: pb_grpc.BridgeService
         stub.GetSession(pb.GetSessionRequest(session_id=sid), metadata=ANA),
         grpc.StatusCode.NOT_FOUND,
     )
+
+
+async def test_a_session_from_before_ownership_stays_shared(
+    server: RunningServer, stub: pb_grpc.BridgeServiceStub
+) -> None:
+    """Sessions stored before a tokens file was configured have no owner: both callers keep
+    reaching them, as they could before (nothing is stranded)."""
+    await server.store.create_session(Session(session_id="legacy", create_time=1.0), max_sessions=0)
+    for caller in (ANA, BO):
+        got = await stub.GetSession(pb.GetSessionRequest(session_id="legacy"), metadata=caller)
+        assert got.session.session_id == "legacy"
+        listed = await stub.ListSessions(pb.ListSessionsRequest(), metadata=caller)
+        assert "legacy" in [s.session_id for s in listed.sessions]
+    await stub.DeleteSession(pb.DeleteSessionRequest(session_id="legacy"), metadata=BO)
 
 
 async def test_unknown_tokens_are_refused(stub: pb_grpc.BridgeServiceStub) -> None:

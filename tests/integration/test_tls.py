@@ -140,15 +140,16 @@ async def test_under_mutual_tls_each_certificate_owns_its_sessions(
 ) -> None:
     target = f"localhost:{mtls_server.port}"
 
-    def as_(name: str) -> grpc.ChannelCredentials:
-        cert = pki.ca.issue_cert(name)
+    def as_(*names: str) -> grpc.ChannelCredentials:
+        cert = pki.ca.issue_cert(*names)
         return grpc.ssl_channel_credentials(
             root_certificates=pki.ca.cert_pem.bytes(),
             private_key=cert.private_key_pem.bytes(),
             certificate_chain=b"".join(p.bytes() for p in cert.cert_chain_pems),
         )
 
-    ana, bo = as_("ana.example"), as_("bo.example")
+    # A shared name first: the caller is every name the certificate holds, not the first one.
+    ana, bo = as_("shared.example", "ana.example"), as_("shared.example", "bo.example")
     sid = await _create_session(target, ana)
     async with grpc.aio.secure_channel(target, bo) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)

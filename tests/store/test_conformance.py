@@ -248,12 +248,12 @@ async def test_sessions_keep_their_owner_and_list_by_owner(store: SessionStore) 
     await store.create_session(a_session("n", create_time=4.0), max_sessions=0)
     assert (await store.get_session("a1")).owner == "ana"
     assert (await store.get_session("n")).owner == ""
-    mine = await store.list_sessions(offset=0, limit=0, owner="ana")
-    assert [s.session_id for s in mine] == ["a1", "a2"]
-    assert [s.session_id for s in await store.list_sessions(offset=1, limit=5, owner="ana")] == [
-        "a2"
-    ]
-    assert [s.session_id for s in await store.list_sessions(offset=0, limit=0, owner="")] == ["n"]
+    mine = await store.list_sessions(offset=0, limit=0, visible_to="ana")
+    assert [s.session_id for s in mine] == ["a1", "a2", "n"]  # "n" is no one's: shared
+    page = await store.list_sessions(offset=1, limit=1, visible_to="ana")
+    assert [s.session_id for s in page] == ["a2"]
+    theirs = await store.list_sessions(offset=0, limit=0, visible_to="bo")
+    assert [s.session_id for s in theirs] == ["b1", "n"]
     assert len(await store.list_sessions(offset=0, limit=0)) == 4
 
 

@@ -120,7 +120,7 @@ async def test_reopening_keeps_the_schema_and_refuses_a_newer_one(tmp_path: Path
 
 
 async def test_a_version_2_database_gains_session_owners(tmp_path: Path) -> None:
-    """Sessions made before ownership existed have no owner ("") once the schema is upgraded."""
+    """Sessions made before ownership existed have no owner ("": shared) once upgraded."""
     path = tmp_path / "v2.db"
     with sqlite3.connect(path) as conn:
         conn.executescript(
@@ -138,9 +138,8 @@ async def test_a_version_2_database_gains_session_owners(tmp_path: Path) -> None
     store = await SqliteStore.open(path)
     try:
         assert (await store.get_session("old")).owner == ""
-        assert [s.session_id for s in await store.list_sessions(offset=0, limit=0, owner="")] == [
-            "old"
-        ]
+        shared = await store.list_sessions(offset=0, limit=0, visible_to="ana")
+        assert [s.session_id for s in shared] == ["old"]
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:

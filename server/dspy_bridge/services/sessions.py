@@ -87,7 +87,11 @@ class SessionService:
             expire_time=now + ttl if ttl else None,
             owner=owner,
         )
-        return await self._store.create_session(session, max_sessions=self._settings.max_sessions)
+        created = await self._store.create_session(
+            session, max_sessions=self._settings.max_sessions
+        )
+        self._owners[created.session_id] = created.owner
+        return created
 
     async def get(self, session_id: str) -> Session:
         session = await self._store.get_session(session_id)
@@ -105,26 +109,28 @@ class SessionService:
         limit = min(page_size or _DEFAULT_PAGE, _MAX_PAGE)
         offset = paging.offset_from_token("o", page_token)
         # One extra row tells whether another page exists.
-        rows = await self._store.list_sessions(offset=offset, limit=limit + 1, owner=owner)
+        rows = await self._store.list_sessions(offset=offset, limit=limit + 1, visible_to=owner)
         now = self._clock()
         more = len(rows) > limit
         live = [s for s in rows[:limit] if not s.expired(now)]
         return live, paging.page_token("o", offset + limit) if more else ""
 
     async def check_owner(self, session_id: str, principal: str) -> None:
-        """NOT_FOUND `SESSION_NOT_FOUND` unless `principal` made the session: another caller
+        """NOT_FOUND `SESSION_NOT_FOUND` unless `principal` made the session or no one did (a
+        session from before ownership was turned on stays shared, as it was): another caller
         must not even learn that it exists. Owners never change, so they are cached until the
         session is gone."""
         owner = self._owners.get(session_id)
         if owner is None:
             owner = (await self._store.get_session(session_id)).owner
             self._owners[session_id] = owner
-        if owner != principal:
+        if owner not in ("", principal):
             raise session_not_found(session_id)
 
     async def delete(self, session_id: str, reason: str = "deleted") -> None:
-        await self._store.delete_session(session_id)
         self._owners.pop(session_id, None)
+        await self._store.delete_session(session_id)
+        self._owners.pop(session_id, None)  # and whatever a check read meanwhile
         self._hub.end_session(session_id, reason)
         for hook in self._gone_hooks:
             await hook(session_id)

@@ -43,10 +43,10 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def list_sessions(
-        self, *, offset: int, limit: int, owner: str | None = None
+        self, *, offset: int, limit: int, visible_to: str | None = None
     ) -> list[Session]:
-        """Sessions ordered by (create_time, session_id), `limit` from `offset`; only those of
-        `owner` when it is given."""
+        """Sessions ordered by (create_time, session_id), `limit` from `offset`; with
+        `visible_to`, only those it owns and those no one owns."""
 
     @abstractmethod
     async def delete_session(self, session_id: str) -> None:

@@ -192,10 +192,14 @@ class MemoryStore(SessionStore):
         return self._session_view(self._slot(session_id))
 
     async def list_sessions(
-        self, *, offset: int, limit: int, owner: str | None = None
+        self, *, offset: int, limit: int, visible_to: str | None = None
     ) -> list[Session]:
         ordered = sorted(
-            (s for s in self._sessions.values() if owner is None or s.session.owner == owner),
+            (
+                s
+                for s in self._sessions.values()
+                if visible_to is None or s.session.owner in ("", visible_to)
+            ),
             key=lambda slot: (slot.session.create_time, slot.session.session_id),
         )
         start = max(offset, 0)

@@ -359,10 +359,12 @@ class SqliteStore(SessionStore):
         return await self._run(partial(_load_session, session_id=session_id), write=False)
 
     async def list_sessions(
-        self, *, offset: int, limit: int, owner: str | None = None
+        self, *, offset: int, limit: int, visible_to: str | None = None
     ) -> list[Session]:
         def read(conn: sqlite3.Connection) -> list[Session]:
-            where, args = ("WHERE s.owner = ? ", (owner,)) if owner is not None else ("", ())
+            where, args = "", []
+            if visible_to is not None:  # what it owns, and what no one owns
+                where, args = "WHERE s.owner IN ('', ?) ", [visible_to]
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions s {where}"
                 "ORDER BY s.create_time, s.session_id LIMIT ? OFFSET ?",

@@ -5,8 +5,10 @@
   `Bearer`). The SHA-256 digest of the offered token is compared in constant time with every
   configured one, so neither a token's length nor which token matched shows in the timing.
   `--auth-token` is the principal `default`; `--auth-tokens-file` names one principal per token.
-- **Client certificates.** Without tokens, under mutual TLS, the caller is the identity its
-  certificate holds (subject alternative name, else common name), as gRPC reports it.
+- **Client certificates.** Without tokens, under mutual TLS, the caller is named by its
+  certificate's identities as gRPC reports them (every subject alternative name, sorted and
+  joined with commas; the common name when there is none): two certificates are the same
+  caller only if they name exactly the same identities.
 - Without either, callers are anonymous (principal None) and sessions have no owner.
 
 The check runs in the per-RPC wrapper (`instrument.py`) rather than in a `grpc.aio`
@@ -117,7 +119,7 @@ class Authenticator:
             raise unauthenticated(
                 Reason.AUTH_REQUIRED, "the client certificate names no identity (SAN or CN)"
             )
-        return bytes(identities[0]).decode(errors="replace")
+        return ",".join(sorted(bytes(i).decode(errors="replace") for i in identities))
 
     def _from_token(self, context: ServicerContext[Any, Any]) -> str:
         for key, value in context.invocation_metadata() or ():
