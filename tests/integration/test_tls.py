@@ -64,6 +64,15 @@ class Pki:
         )
 
 
+def _presenting(pki: Pki, cert: trustme.LeafCert) -> grpc.ChannelCredentials:
+    """Credentials that trust `pki`'s CA and present `cert` as the client certificate."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki.ca.cert_pem.bytes(),
+        private_key=cert.private_key_pem.bytes(),
+        certificate_chain=b"".join(p.bytes() for p in cert.cert_chain_pems),
+    )
+
+
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     return Pki(tmp_path)
@@ -124,12 +133,7 @@ async def test_mutual_tls_needs_a_client_certificate_the_ca_signed(
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
         await _create_session(target, pki.credentials())
     assert anonymous.value.code() == grpc.StatusCode.UNAVAILABLE
-    outsider = trustme.CA().issue_cert("client.example")
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=pki.ca.cert_pem.bytes(),
-        private_key=outsider.private_key_pem.bytes(),
-        certificate_chain=b"".join(p.bytes() for p in outsider.cert_chain_pems),
-    )
+    credentials = _presenting(pki, trustme.CA().issue_cert("client.example"))
     with pytest.raises(grpc.aio.AioRpcError) as foreign:
         await _create_session(target, credentials)
     assert foreign.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -141,12 +145,7 @@ async def test_under_mutual_tls_each_certificate_owns_its_sessions(
     target = f"localhost:{mtls_server.port}"
 
     def as_(*names: str) -> grpc.ChannelCredentials:
-        cert = pki.ca.issue_cert(*names)
-        return grpc.ssl_channel_credentials(
-            root_certificates=pki.ca.cert_pem.bytes(),
-            private_key=cert.private_key_pem.bytes(),
-            certificate_chain=b"".join(p.bytes() for p in cert.cert_chain_pems),
-        )
+        return _presenting(pki, pki.ca.issue_cert(*names))
 
     # A shared name first: the caller is every name the certificate holds, not the first one.
     ana, bo = as_("shared.example", "ana.example"), as_("shared.example", "bo.example")

@@ -150,104 +150,74 @@ async def start_server(settings: Settings) -> RunningServer:
     worker, no store opened, no job marked INTERRUPTED."""
     auth = Authenticator.from_settings(settings)
     server, port = _bound_server(settings)
-    store = await open_store(settings.store, history_limit=settings.history_limit)
-    try:
-        return await _start_on(server, port, store, settings, auth)
-    except BaseException:
-        await server.stop(0)
-        await store.close()
-        raise
-
-
-async def _start_on(
-    server: grpc.aio.Server,
-    port: int,
-    store: SessionStore,
-    settings: Settings,
-    auth: Authenticator | None,
-) -> RunningServer:
-    hub = WatchHub(settings.watch_queue_size)
-    sessions = SessionService(store, hub, settings)
-    variables = VariableService(store, hub, settings)
-    executor = await build_executor(settings)
-    try:
-        return await _serve_with(
-            server, port, store, executor, hub, sessions, variables, settings, auth
+    async with contextlib.AsyncExitStack() as undo:  # what to stop if a later step fails
+        undo.push_async_callback(server.stop, 0)
+        store = await open_store(settings.store, history_limit=settings.history_limit)
+        undo.push_async_callback(store.close)
+        hub = WatchHub(settings.watch_queue_size)
+        sessions = SessionService(store, hub, settings)
+        variables = VariableService(store, hub, settings)
+        executor = await build_executor(settings)
+        undo.push_async_callback(executor.close)
+        modules = ModuleService(store, executor, settings)
+        sessions.on_session_gone(modules.session_gone)
+        facts = ServerFacts(
+            store_backend=store.backend,
+            dspy_version=dspy.__version__,
+            module_types=registry.module_types(),
+            metrics=list(METRIC_NAMES),
+            pool_info=lambda: pool_info(settings, executor),
         )
-    except BaseException:
-        await executor.close()
-        raise
+        servicer = BridgeServicer(settings, facts, sessions, variables, modules)
+        # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------
+        interrupted = await store.mark_running_jobs_interrupted(time.time())
+        if interrupted:
+            log.warning("jobs interrupted by a restart", jobs=[j.job_id for j in interrupted])
+        job_manager = JobManager(store, max_running=settings.max_running_jobs)
+        servicer.jobs = OptimizationService(store, modules, job_manager)
+        servicer.jobs.register_kind(KIND_NAME, VariableSearchKind(store, variables))
+        sessions.on_session_gone(job_manager.session_gone)
+        facts.optimizers = servicer.jobs.optimizers()
 
-
-async def _serve_with(
-    server: grpc.aio.Server,
-    port: int,
-    store: SessionStore,
-    executor: Executor,
-    hub: WatchHub,
-    sessions: SessionService,
-    variables: VariableService,
-    settings: Settings,
-    auth: Authenticator | None,
-) -> RunningServer:
-    modules = ModuleService(store, executor, settings)
-    sessions.on_session_gone(modules.session_gone)
-    facts = ServerFacts(
-        store_backend=store.backend,
-        dspy_version=dspy.__version__,
-        module_types=registry.module_types(),
-        metrics=list(METRIC_NAMES),
-        pool_info=lambda: pool_info(settings, executor),
-    )
-    servicer = BridgeServicer(settings, facts, sessions, variables, modules)
-    # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------
-    interrupted = await store.mark_running_jobs_interrupted(time.time())
-    if interrupted:
-        log.warning("jobs interrupted by a restart", jobs=[j.job_id for j in interrupted])
-    job_manager = JobManager(store, max_running=settings.max_running_jobs)
-    servicer.jobs = OptimizationService(store, modules, job_manager)
-    servicer.jobs.register_kind(KIND_NAME, VariableSearchKind(store, variables))
-    sessions.on_session_gone(job_manager.session_gone)
-    facts.optimizers = servicer.jobs.optimizers()
-
-    service = pb.DESCRIPTOR.services_by_name["BridgeService"]
-    # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
-    owner_check = sessions.check_owner if auth is not None and auth.owners else None
-    wrapped = cast(
-        pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth, owner_check)
-    )
-    pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
-    health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
-    await server.start()
-    serving = health_pb2.HealthCheckResponse.SERVING
-    await health.set("", serving)
-    await health.set(SERVICE_NAME, serving)
-    background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
-    stop_metrics = None
-    if settings.metrics_port:
-        stop_metrics = serve_metrics(settings.metrics_port, settings.host)
-    running = RunningServer(
-        settings, server, health, hub, executor, store, port, background, stop_metrics
-    )
-    running.jobs = job_manager
-    log.info(
-        "serving",
-        host=settings.host,
-        port=port,
-        store=store.backend,
-        event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
-        auth="none" if auth is None else ("per-caller" if auth.owners else "shared-token"),
-        tls=tls.mode(settings),
-    )
+        service = pb.DESCRIPTOR.services_by_name["BridgeService"]
+        # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
+        owner_check = sessions.check_owner if auth is not None and auth.owners else None
+        wrapped = cast(
+            pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth, owner_check)
+        )
+        pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
+        health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection(
+            [
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        await server.start()
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await health.set("", serving)
+        await health.set(SERVICE_NAME, serving)
+        background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
+        stop_metrics = None
+        if settings.metrics_port:
+            stop_metrics = serve_metrics(settings.metrics_port, settings.host)
+        running = RunningServer(
+            settings, server, health, hub, executor, store, port, background, stop_metrics
+        )
+        running.jobs = job_manager
+        log.info(
+            "serving",
+            host=settings.host,
+            port=port,
+            store=store.backend,
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+            auth="none" if auth is None else ("per-caller" if auth.owners else "shared-token"),
+            tls=tls.mode(settings),
+        )
+        undo.pop_all()  # started: `running.stop()` owns all of it now
     return running
 
 

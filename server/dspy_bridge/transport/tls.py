@@ -1,8 +1,9 @@
 """TLS and mutual TLS for the gRPC port (`--tls-cert-file`, `--tls-key-file`,
 `--tls-client-ca-file`), and the matching client side for `dspy-bridge health`.
 
-Files are read once, at start: a missing, unreadable or non-PEM file stops the server with the
-setting's name rather than failing the first handshake.
+Files are read and checked at start: a missing, unreadable or non-PEM file, or a key that does
+not match its certificate, stops the server with the setting's name rather than failing the
+first handshake.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         if settings.tls_client_ca_file
         else None
     )
-    _check_loadable(settings)
+    _check_loadable(settings, client_ca)
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
 
 
-def _check_loadable(settings: Settings) -> None:
+def _check_loadable(settings: Settings, client_ca: bytes | None) -> None:
     """Parses the files as a TLS library will: a key that does not match its certificate (or
     is encrypted) and a CA file without certificates fail here, by name, not at bind time."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -61,9 +62,9 @@ def _check_loadable(settings: Settings) -> None:
             f"tls_key_file: {settings.tls_key_file} does not match tls_cert_file "
             f"{settings.tls_cert_file}, or is encrypted ({exc.reason or exc})"
         ) from None
-    if settings.tls_client_ca_file:
+    if client_ca is not None:
         try:
-            context.load_verify_locations(settings.tls_client_ca_file)
+            context.load_verify_locations(cadata=client_ca.decode(errors="replace"))
         except ssl.SSLError as exc:
             raise TLSConfigError(
                 f"tls_client_ca_file: {settings.tls_client_ca_file} holds no usable CA "
