@@ -158,6 +158,48 @@ class Settings(BaseSettings):
     )
     max_dataset_examples: int = Field(
         10_000, ge=1, le=10_000, description="Most examples in a dataset, trainset or valset."
+    # -- host callbacks over Connect (tools, metrics and LMs a host lends its session) --------
+    host_max_connections: int = Field(
+        16, ge=1, le=1024, description="Most Connect streams open at once for one session."
+    )
+    host_max_names: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Most tools + metrics + LMs one Connect `hello` may offer.",
+    )
+    host_max_schema_bytes: int = Field(
+        65_536, ge=256, description="Largest JSON Schema (`parameters`) of one host tool."
+    )
+    host_max_calls_in_flight: int = Field(
+        4_096,
+        ge=1,
+        description="Most calls waiting for answers on one Connect stream; past it a call "
+        "fails RESOURCE_EXHAUSTED HOST_CALLS_LIMIT.",
+    )
+    host_max_result_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest answer to one host call; a bigger one fails that call "
+        "RESOURCE_EXHAUSTED HOST_RESULT_TOO_LARGE (the stream stays up).",
+    )
+    host_tool_timeout_ms: int = Field(
+        30_000, ge=1, description="Deadline of a host tool call when the tool sets none."
+    )
+    host_tool_max_concurrency: int = Field(
+        1_024,
+        ge=1,
+        description="Calls of one host tool in flight per connection when the tool sets none.",
+    )
+    host_metric_timeout_ms: int = Field(
+        60_000, ge=1, description="Deadline of one host metric call."
+    )
+    host_lm_timeout_ms: int = Field(120_000, ge=1, description="Deadline of one host LM call.")
+    host_reconnect_wait_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long an evaluation or optimization waits for its host metric (or LM) "
+        "to be offered again after its connection dropped before failing.",
     )
 
     @model_validator(mode="after")

@@ -44,6 +44,8 @@ def _reachable(limits: RequestLimits) -> list[tuple[Descriptor, FieldDescriptor]
                 walk(target)
 
     for method in pb.DESCRIPTOR.services_by_name["BridgeService"].methods:
+        if method.client_streaming:
+            continue  # Connect: each message is bounded by the host hub (`host_max_*` settings)
         walk(method.input_type)
     return out
 

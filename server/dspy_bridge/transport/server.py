@@ -27,6 +27,7 @@ from dspy_bridge.observability import serve_metrics
 from dspy_bridge.pool import PoolConfig, WorkerPool
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import Executor, InProcessExecutor
+from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
@@ -60,6 +61,8 @@ class RunningServer:
     stop_metrics: Callable[[], None] | None = None
     #: Optimization jobs: their processes are stopped (jobs INTERRUPTED) before the store closes.
     jobs: JobManager | None = None
+    #: Host callbacks (Connect streams): ended first on stop, so they do not hold the drain.
+    hosts: HostHub | None = None
 
     @property
     def target(self) -> str:
@@ -70,6 +73,8 @@ class RunningServer:
         """Stops intake, lets in-flight calls finish up to `grace` seconds, closes the store."""
         await self.health.enter_graceful_shutdown()
         self.hub.shutdown()
+        if self.hosts is not None:
+            self.hosts.close()
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
         if self.jobs is not None:
             await self.jobs.close()
@@ -170,6 +175,10 @@ async def start_server(settings: Settings) -> RunningServer:
             pool_info=lambda: pool_info(settings, executor),
         )
         servicer = BridgeServicer(settings, facts, sessions, variables, modules)
+        # -- host callbacks over Connect: one hub of host streams for the whole front --------
+        hosts = HostHub(settings)
+        servicer.hosts = hosts
+        sessions.on_session_gone(hosts.session_gone_hook)
         # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------
         interrupted = await store.mark_running_jobs_interrupted(time.time())
         if interrupted:
@@ -210,6 +219,7 @@ async def start_server(settings: Settings) -> RunningServer:
             settings, server, health, hub, executor, store, port, background, stop_metrics
         )
         running.jobs = job_manager
+        running.hosts = hosts
         log.info(
             "serving",
             host=settings.host,
