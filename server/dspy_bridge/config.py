@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     )
     max_dataset_examples: int = Field(
         10_000, ge=1, le=10_000, description="Most examples in a dataset, trainset or valset."
+    )
+
     # -- host callbacks over Connect (tools, metrics and LMs a host lends its session) --------
     host_max_connections: int = Field(
         16, ge=1, le=1024, description="Most Connect streams open at once for one session."
