@@ -11,7 +11,8 @@ Rules are keyed by `Message.field`, or by a field name alone for the names many 
 (`session_id`, `module_id`, `reason`, ...). Every field a request can reach must have a rule:
 `tests/unit/test_request_limits.py` walks the proto descriptors, so a new RPC or field without
 one fails the tests instead of going unchecked. The one exception is the `Connect` stream, whose
-messages the host hub bounds itself (`host_max_*` settings), failing one call and not the stream. Values (`dspy_bridge.v1.Value`) are bounded by
+messages the host hub bounds itself (`host_max_*` settings), failing one call and not the stream.
+Values (`dspy_bridge.v1.Value`) are bounded by
 `max_value_bytes` and the message size where they are used; inside them only tensor shapes and
 dtypes are checked here.
 """
