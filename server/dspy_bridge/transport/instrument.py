@@ -202,7 +202,7 @@ def _wrap_bidi(
             first = await anext(iterator, None)
             _bind(rpc, first, context)
             if auth is not None and first is not None:
-                await _admit(rpc, first, context, auth, owner_check)
+                await _admit(rpc, first, context, auth, owner_check, None)
             stream = _chain(first, iterator) if first is not None else _chain_empty()
             async for response in behavior(stream, context):
                 yield response
