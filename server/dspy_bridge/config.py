@@ -207,9 +207,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _tls_complete(self) -> Settings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("tls_cert_file and tls_key_file must be set together")
+            raise ValueError(
+                f"{setting_label('tls_cert_file')} and {setting_label('tls_key_file')} must be "
+                "set together"
+            )
         if self.tls_client_ca_file and not self.tls_cert_file:
-            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+            raise ValueError(
+                f"{setting_label('tls_client_ca_file')} (mutual TLS) needs "
+                f"{setting_label('tls_cert_file')} and {setting_label('tls_key_file')}"
+            )
         return self
 
     @field_validator("auth_token")
@@ -243,3 +249,12 @@ class Settings(BaseSettings):
         if self.lm:
             return self.lm
         return "openai/gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "offline"
+
+
+# -- naming settings in errors: the flag and the environment variable that set each one ------
+
+
+def setting_label(name: str) -> str:
+    """How an error names a setting, so the reader knows both ways to change it:
+    `--tls-cert-file (DSPY_BRIDGE_TLS_CERT_FILE)`."""
+    return f"--{name.replace('_', '-')} ({Settings.model_config['env_prefix']}{name.upper()})"
