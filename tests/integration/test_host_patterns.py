@@ -124,12 +124,11 @@ async def test_backtracking_regex_metric_does_not_stall_other_rpcs(stub: Stub) -
 
 async def test_patterns_re2_rejects_are_invalid_argument_with_the_field(stub: Stub) -> None:
     sid = await _session(stub)
-    complex_pattern = "(a|b)*a(a|b){%d}c" % MAX_PROGRAM_SIZE
+    complex_pattern = f"(a|b)*a(a|b){{{MAX_PROGRAM_SIZE}}}c"
     for pattern, says in [
         (r"(a)\1", "not a valid regular expression"),  # backreference: RE2 has none
         (r"(?<=a)b", "not a valid regular expression"),  # look-behind
         (r"a\Z", "not a valid regular expression"),  # \z in RE2
-        ("a" * 1001, "characters long"),
         (complex_pattern, "too complex"),
     ]:
         rich = await expect_error(
