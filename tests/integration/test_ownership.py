@@ -202,5 +202,5 @@ def test_tokens_file_problems_never_print_a_token(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="cannot read"):
         read_tokens_file(str(tmp_path / "missing"))
     path.write_text("default d1\n")
-    with pytest.raises(StartupError, match="auth_token's"):
+    with pytest.raises(StartupError, match=r"--auth-token \(DSPY_BRIDGE_AUTH_TOKEN\)'s"):
         Authenticator.from_settings(Settings(auth_token="x", auth_tokens_file=str(path)))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ and module version used, so every result is reproducible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import time
@@ -38,7 +39,6 @@ from dspy_bridge.errors import (
 )
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue, Session, Variable
-from dspy_bridge.model.validation import coerce_value
 from dspy_bridge.observability import LM_CALLS, LM_TOKENS
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import (
@@ -64,6 +64,7 @@ from dspy_bridge.runtime.tools import ToolRegistry, default_registry
 from dspy_bridge.runtime.usage import UsageStats
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.host_hub import HostHub
+from dspy_bridge.services.offload import coerce_value_off_loop
 from dspy_bridge.store.base import SessionStore
 
 log = get_logger(__name__)
@@ -416,7 +417,9 @@ class ModuleService:
                 )
             if name in overrides:
                 where = f"variable_overrides[{name}]"
-                value = coerce_value(variable.type, variable.constraints, overrides[name], where)
+                value = await coerce_value_off_loop(
+                    variable.type, variable.constraints, overrides[name], where
+                )
                 for param in params:
                     prepared.params[param] = check.override(param, value, where)
                 prepared.used[name] = VariableUse(value, 0, True)
@@ -544,11 +547,14 @@ class ModuleService:
 async def _counting(
     prepared: PreparedExecution, executor: Executor, request: ExecutionRequest
 ) -> AsyncIterator[ExecutionEvent]:
-    """The executor's stream, counting LM usage when its result arrives."""
-    async for event in executor.execute_stream(request):
-        if isinstance(event, ResultEvent):
-            prepared.record_usage(event.result.usage)
-        yield event
+    """The executor's stream, counting LM usage when its result arrives. Closing this closes
+    the executor's stream at once (not whenever it is garbage-collected), which cancels the
+    execution and frees its pool slot."""
+    async with contextlib.aclosing(executor.execute_stream(request)) as events:
+        async for event in events:
+            if isinstance(event, ResultEvent):
+                prepared.record_usage(event.result.usage)
+            yield event
 
 
 class _ParamCheck:

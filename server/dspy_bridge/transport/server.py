@@ -16,8 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from dspy_bridge.config import Settings
-from dspy_bridge.errors import StartupError
+from dspy_bridge.config import Settings, setting_label
+from dspy_bridge.errors import BridgeError, StartupError
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.jobs.metrics import METRIC_NAMES
 from dspy_bridge.jobs.service import OptimizationService
@@ -36,6 +36,8 @@ from dspy_bridge.store import SessionStore, open_store
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.instrument import instrumented
+from dspy_bridge.transport.quiet_bind import core_stderr_held
+from dspy_bridge.transport.request_limits import RequestLimits
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -141,25 +143,52 @@ def _bound_server(settings: Settings) -> tuple[grpc.aio.Server, int]:
     )
     address = f"{settings.host}:{settings.port}"
     try:
-        if credentials is None:
-            return server, server.add_insecure_port(address)
-        return server, server.add_secure_port(address, credentials)
+        with core_stderr_held():  # gRPC's own "Failed to add port" line: the error below says it
+            if credentials is None:
+                return server, server.add_insecure_port(address)
+            return server, server.add_secure_port(address, credentials)
     except RuntimeError:  # grpc says only "Failed to bind to address"
         raise StartupError(
-            f"cannot listen on {address}: the port is in use or the host is not an address of "
-            "this machine (--host, --port)"
+            f"{setting_label('port')}: cannot listen on {address}: the port is in use or the "
+            f"host is not an address of this machine ({setting_label('host')})"
         ) from None
+
+
+def _metrics_endpoint(settings: Settings) -> Callable[[], None] | None:
+    """The /metrics endpoint started (its stop function), or None when it is off. Raises
+    `StartupError` when its port cannot be bound."""
+    if not settings.metrics_port:
+        return None
+    try:
+        return serve_metrics(settings.metrics_port, settings.host)
+    except OSError as exc:
+        raise StartupError(
+            f"{setting_label('metrics_port')}: cannot listen on "
+            f"{settings.host}:{settings.metrics_port}: {exc.strerror or exc}"
+        ) from None
+
+
+async def _opened_store(settings: Settings) -> SessionStore:
+    """The configured store, opened; a URL that cannot be used raises `StartupError`."""
+    try:
+        return await open_store(settings.store, history_limit=settings.history_limit)
+    except (ValueError, OSError, BridgeError) as exc:
+        message = exc.message if isinstance(exc, BridgeError) else str(exc)
+        raise StartupError(f"{setting_label('store')}: {message}") from None
 
 
 async def start_server(settings: Settings) -> RunningServer:
     """Builds and starts the server; returns once it accepts calls. Raises `StartupError`
-    (unusable TLS files, an address that cannot be bound) before anything has started: no
-    worker, no store opened, no job marked INTERRUPTED."""
+    (unusable TLS or token files, a port that cannot be bound, a store that cannot be opened)
+    before anything has started: no worker, no job marked INTERRUPTED."""
     auth = Authenticator.from_settings(settings)
     server, port = _bound_server(settings)
     async with contextlib.AsyncExitStack() as undo:  # what to stop if a later step fails
         undo.push_async_callback(server.stop, 0)
-        store = await open_store(settings.store, history_limit=settings.history_limit)
+        stop_metrics = _metrics_endpoint(settings)
+        if stop_metrics is not None:
+            undo.callback(stop_metrics)
+        store = await _opened_store(settings)
         undo.push_async_callback(store.close)
         hub = WatchHub(settings.watch_queue_size)
         sessions = SessionService(store, hub, settings)
@@ -194,7 +223,8 @@ async def start_server(settings: Settings) -> RunningServer:
         # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
         owner_check = sessions.check_owner if auth is not None and auth.owners else None
         wrapped = cast(
-            pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth, owner_check)
+            pb_grpc.BridgeServiceServicer,
+            instrumented(servicer, service, auth, owner_check, RequestLimits(settings).check),
         )
         pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
         health = HealthServicer()
@@ -212,9 +242,6 @@ async def start_server(settings: Settings) -> RunningServer:
         await health.set("", serving)
         await health.set(SERVICE_NAME, serving)
         background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
-        stop_metrics = None
-        if settings.metrics_port:
-            stop_metrics = serve_metrics(settings.metrics_port, settings.host)
         running = RunningServer(
             settings, server, health, hub, executor, store, port, background, stop_metrics
         )
@@ -224,6 +251,7 @@ async def start_server(settings: Settings) -> RunningServer:
             "serving",
             host=settings.host,
             port=port,
+            metrics_port=settings.metrics_port or None,
             store=store.backend,
             event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             auth="none" if auth is None else ("per-caller" if auth.owners else "shared-token"),
