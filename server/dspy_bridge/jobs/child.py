@@ -6,7 +6,9 @@ job's JSON-able result. Everything the job says travels to the front as dicts ov
 
 - `{"type": "progress", "phase", "completed", "total", "message", "best_score"}` (throttled);
 - `{"type": "result", "result": {...}, "best_score": float | None}` — the last message on success;
-- `{"type": "error", "code": int, "reason": str, "message": str}` — the last message on failure.
+- `{"type": "error", "code": int, "reason": str, "message": str}` — the last message on failure;
+- `{"type": "host_call", ...}` — a `host:` metric or LM call, answered on the same (duplex)
+  pipe (see `host_channel.py`).
 
 A process that ends without a last message (killed, crashed) is reported by the front.
 """
@@ -25,6 +27,8 @@ from typing import Any
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.jobs import host_channel
+from dspy_bridge.runtime.host_calls import PROCESS_HOST, HostUnavailable
 
 #: Least time between two progress messages that change nothing but counters.
 PROGRESS_INTERVAL_S = 0.2
@@ -82,13 +86,17 @@ class Reporter:
         _send(self._conn, message)
 
 
-def _send(conn: Connection, message: dict[str, Any]) -> None:
-    """Sends to the front; when nobody listens any more (the job was cancelled, the server
-    stopped) the job has no reason to go on, so the process ends quietly."""
-    try:
-        conn.send(message)
-    except OSError:
-        os._exit(1)
+_send = host_channel.send  # one lock for every sender: progress, host calls, the result
+
+
+def _install_host_channel(payload: Any, conn: Connection) -> None:
+    """`host:` metrics and LMs of this job reach the session's host through the front."""
+    record = getattr(payload, "record", None)
+    PROCESS_HOST.caller = host_channel.JobHostChannel(conn)
+    PROCESS_HOST.session_id = str(
+        getattr(payload, "session_id", "") or getattr(record, "session_id", "")
+    )
+    PROCESS_HOST.job_id = str(getattr(payload, "job_id", ""))
 
 
 def load_runner(path: str) -> Callable[[Any, Reporter], dict[str, Any]]:
@@ -128,6 +136,7 @@ def job_main(runner: str, payload: Any, conn: Connection) -> None:
     _exit_with_parent()
     _thread_lock_for_progress_bars()
     reporter = Reporter(conn)
+    _install_host_channel(payload, conn)
     try:
         result = load_runner(runner)(payload, reporter)
         reporter.flush()
@@ -140,6 +149,17 @@ def job_main(runner: str, payload: Any, conn: Connection) -> None:
                 "code": exc.code.value[0],
                 "reason": exc.reason,
                 "message": exc.message,
+            },
+        )
+    except HostUnavailable as signal:  # the host metric or LM is gone (the front knows)
+        error = signal.error
+        _send(
+            conn,
+            {
+                "type": "error",
+                "code": error.code.value[0],
+                "reason": error.reason,
+                "message": error.message,
             },
         )
     except BaseException as exc:  # report anything; the process ends right after

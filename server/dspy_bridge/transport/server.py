@@ -214,7 +214,7 @@ async def start_server(settings: Settings) -> RunningServer:
         interrupted = await store.mark_running_jobs_interrupted(time.time())
         if interrupted:
             log.warning("jobs interrupted by a restart", jobs=[j.job_id for j in interrupted])
-        job_manager = JobManager(store, max_running=settings.max_running_jobs)
+        job_manager = JobManager(store, max_running=settings.max_running_jobs, hosts=hosts)
         servicer.jobs = OptimizationService(store, modules, job_manager)
         servicer.jobs.register_kind(KIND_NAME, VariableSearchKind(store, variables))
         sessions.on_session_gone(job_manager.session_gone)
