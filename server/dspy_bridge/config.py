@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     max_dataset_examples: int = Field(
         10_000, ge=1, le=10_000, description="Most examples in a dataset, trainset or valset."
     )
+    max_session_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Per-session byte budget: variables with every kept history version, "
+        "module versions and job records; past it writes fail RESOURCE_EXHAUSTED "
+        "SESSION_BUDGET_EXCEEDED. 0 = unlimited.",
+    )
 
     # -- host callbacks over Connect (tools, metrics and LMs a host lends its session) --------
     host_max_connections: int = Field(

@@ -33,6 +33,7 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
+from dspy_bridge.store.budget import BudgetedStore
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.instrument import instrumented
@@ -186,7 +187,12 @@ async def start_server(settings: Settings) -> RunningServer:
         stop_metrics = _metrics_endpoint(settings)
         if stop_metrics is not None:
             undo.callback(stop_metrics)
-        store = await _opened_store(settings)
+        # Every session's bytes are counted and capped (--max-session-bytes), history included.
+        store: SessionStore = BudgetedStore(
+            await _opened_store(settings),
+            max_bytes=settings.max_session_bytes,
+            history_limit=settings.history_limit,
+        )
         undo.push_async_callback(store.close)
         hub = WatchHub(settings.watch_queue_size)
         sessions = SessionService(store, hub, settings)
