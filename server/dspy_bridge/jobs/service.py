@@ -245,7 +245,7 @@ class OptimizationService:
 
     async def list_page(
         self, session_id: str, module_id: str, page_size: int, page_token: str
-    ) -> tuple[list[Job], str]:
+    ) -> paging.Page[Job]:
         await self._modules.live_session(session_id)
         if page_size < 0:
             raise invalid_argument(
@@ -256,8 +256,10 @@ class OptimizationService:
         rows = await self._store.list_jobs(
             session_id, module_id=module_id, offset=offset, limit=limit + 1
         )
-        more = len(rows) > limit
-        return rows[:limit], paging.page_token("j", offset + limit) if more else ""
+        kept = rows[:limit]
+        return paging.Page(
+            "j", kept, list(range(offset, offset + len(kept))), offset + limit, len(rows) > limit
+        )
 
     async def watch(self, session_id: str, job_id: str) -> AsyncIterator[Job]:
         """Validates first (NOT_FOUND raises here), then yields snapshots."""

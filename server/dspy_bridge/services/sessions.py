@@ -87,7 +87,7 @@ class SessionService:
 
     async def list_page(
         self, page_size: int, page_token: str, owner: str | None = None
-    ) -> tuple[list[Session], str]:
+    ) -> paging.Page[Session]:
         if page_size < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"
@@ -97,9 +97,14 @@ class SessionService:
         # One extra row tells whether another page exists.
         rows = await self._store.list_sessions(offset=offset, limit=limit + 1, visible_to=owner)
         now = self._clock()
-        more = len(rows) > limit
-        live = [s for s in rows[:limit] if not s.expired(now)]
-        return live, paging.page_token("o", offset + limit) if more else ""
+        live = [(offset + i, s) for i, s in enumerate(rows[:limit]) if not s.expired(now)]
+        return paging.Page(
+            "o",
+            [s for _, s in live],
+            [at for at, _ in live],
+            offset + limit,
+            len(rows) > limit,
+        )
 
     async def check_owner(self, session_id: str, principal: str) -> None:
         """NOT_FOUND `SESSION_NOT_FOUND` unless `principal` made the session or no one did (a
