@@ -217,8 +217,16 @@ async def start_server(settings: Settings) -> RunningServer:
         interrupted = await store.mark_running_jobs_interrupted(time.time())
         if interrupted:
             log.warning("jobs interrupted by a restart", jobs=[j.job_id for j in interrupted])
-        job_manager = JobManager(store, max_running=settings.max_running_jobs)
-        servicer.jobs = OptimizationService(store, modules, job_manager)
+        job_manager = JobManager(
+            store,
+            max_running=settings.max_running_jobs,
+            per_owner_running=settings.max_running_jobs_per_caller,
+            per_owner_jobs=settings.max_queued_jobs_per_caller,
+            max_seconds=settings.max_job_seconds,
+        )
+        servicer.jobs = OptimizationService(
+            store, modules, job_manager, max_metric_calls=settings.max_job_metric_calls
+        )
         servicer.jobs.register_kind(KIND_NAME, VariableSearchKind(store, variables))
         sessions.on_session_gone(job_manager.session_gone)
         facts.optimizers = servicer.jobs.optimizers()
