@@ -144,6 +144,10 @@ def _wrap_stream(
         try:
             if auth is not None:
                 await _admit(rpc, request, context, auth, owner_check)
+            # Response headers go out now, not with the first event: a client library that
+            # waits for headers before returning the stream (a watch with nothing to report
+            # yet) would otherwise block until something happens.
+            await context.send_initial_metadata(())
             async for response in behavior(request, context):
                 yield response
         except BridgeError as err:
