@@ -40,6 +40,8 @@ def session_of(request: Any) -> str:
     session_id = getattr(request, "session_id", None)
     if session_id is None:
         session_id = getattr(getattr(request, "evaluation", None), "session_id", "")
+    if not session_id:  # Connect: the session is named by the stream's first message
+        session_id = getattr(getattr(request, "hello", None), "session_id", "")
     return str(session_id or "")
 
 
@@ -164,6 +166,55 @@ def _wrap_stream(
     return handler
 
 
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+def _wrap_bidi(
+    rpc: str,
+    behavior: Callable[..., AsyncIterator[Any]],
+    auth: Authenticator | None,
+    owner_check: OwnerCheck | None,
+) -> Callable[..., AsyncIterator[Any]]:
+    """A bidirectional stream (Connect): the caller is admitted on its first message (which
+    names the session), and the handler then gets every message, the first included."""
+
+    async def handler(
+        requests: AsyncIterator[Any], context: ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        try:
+            if auth is not None:
+                auth.principal(context)  # refuse an unauthenticated caller before reading
+            iterator = aiter(requests)
+            first = await anext(iterator, None)
+            _bind(rpc, first, context)
+            if auth is not None and first is not None:
+                await _admit(rpc, first, context, auth, owner_check)
+            stream = _chain(first, iterator) if first is not None else _chain_empty()
+            async for response in behavior(stream, context):
+                yield response
+        except BridgeError as err:
+            _finish(rpc, started, err.code, err)
+            await context.abort_with_status(to_grpc_status(err))
+        except grpc.aio.AbortError:
+            _finish(rpc, started, context.code() or grpc.StatusCode.UNKNOWN, None)
+            raise
+        except Exception as err:
+            _finish(rpc, started, grpc.StatusCode.INTERNAL, err)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
+        _finish(rpc, started, grpc.StatusCode.OK, None)
+
+    return handler
+
+
+async def _chain_empty() -> AsyncIterator[Any]:
+    return
+    yield  # an async generator that yields nothing
+
+
 def instrumented(
     servicer: Any,
     service: Any,
@@ -177,7 +228,9 @@ def instrumented(
     methods: dict[str, Any] = {}
     for method in service.methods:
         behavior = getattr(servicer, method.name)
-        if method.client_streaming:
+        if method.client_streaming and method.server_streaming:
+            methods[method.name] = _wrap_bidi(method.name, behavior, auth, owner_check)
+        elif method.client_streaming:
             # None today. Unwrapped it would skip auth, logs and status mapping: fail loudly.
             raise NotImplementedError(f"{method.name}: client-streaming RPCs are not wrapped")
         elif method.server_streaming:
