@@ -331,21 +331,29 @@ defmodule DSPyBridge do
     * `{:dspy_bridge, :resync, %{variables: [...], skipped_changes: n}}` when the watcher fell
       behind: the current state replaces the versions it missed;
     * `{:dspy_bridge, :session_ended, reason}` (`"deleted"` or `"expired"`); the watch stops;
-    * `{:dspy_bridge, :watch_error, %Error{}}` when the watch fails for good; it stops.
+    * `{:dspy_bridge, :watch_error, %Error{}}` when the watch fails for good after it started;
+      it stops.
 
   When the sidecar drains (`DRAINING`) or the connection drops, the watch reconnects and
   watches again with `include_initial`, so the receiver sees the current values as `:initial`
-  changes. Options: `:to`, `:include_initial` (default `false`). Stop it with `unwatch/1`; it
-  also stops when the `to:` process exits.
+  changes. Options: `:to`, `:include_initial` (default `false`), `:timeout` (for the start,
+  default 30 s). Stop it with `unwatch/1`; it also stops when the `to:` process exits.
+
+  It returns once the sidecar has subscribed the watch, so every write made after it returns
+  is delivered; a bad request (unknown session or variable) or an unreachable sidecar is
+  `{:error, %DSPyBridge.Error{}}`.
   """
-  @spec watch(Session.t(), [String.t()], keyword()) :: {:ok, pid()} | {:error, term()}
+  @spec watch(Session.t(), [String.t()], keyword()) :: {:ok, pid()} | {:error, Error.t()}
   def watch(%Session{} = s, names, opts \\ []) do
     opts = Keyword.put_new(opts, :to, self())
 
-    DynamicSupervisor.start_child(
-      DSPyBridge.WatchSupervisor,
-      {DSPyBridge.Watch, {s, names, opts}}
-    )
+    case DynamicSupervisor.start_child(
+           DSPyBridge.WatchSupervisor,
+           {DSPyBridge.Watch, {s, names, opts}}
+         ) do
+      {:error, {:shutdown, %Error{} = error}} -> {:error, error}
+      other -> other
+    end
   end
 
   @doc "Stops a watch started with `watch/3`."
@@ -839,14 +847,23 @@ defmodule DSPyBridge do
             choices: Enum.map(Map.get(v, :choices, []), &Values.to_value/1)
           }
         end,
-      sampler: Convert.proto_enum(Map.get(spec, :sampler, :unspecified), "SEARCH_SAMPLER_", PB.SearchSampler),
+      sampler:
+        Convert.proto_enum(
+          Map.get(spec, :sampler, :unspecified),
+          "SEARCH_SAMPLER_",
+          PB.SearchSampler
+        ),
       n_trials: Map.get(spec, :n_trials, 0),
       objectives:
         for o <- Map.get(spec, :objectives, []) do
           %PB.SearchObjective{
             name: o.name,
             direction:
-              Convert.proto_enum(Map.get(o, :direction, :maximize), "OBJECTIVE_DIRECTION_", PB.ObjectiveDirection)
+              Convert.proto_enum(
+                Map.get(o, :direction, :maximize),
+                "OBJECTIVE_DIRECTION_",
+                PB.ObjectiveDirection
+              )
           }
         end,
       seed: spec[:seed]

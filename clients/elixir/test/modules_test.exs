@@ -98,7 +98,9 @@ defmodule DSPyBridge.ModulesTest do
     assert %Error{code: :not_found} = catch_error(Enum.to_list(bad))
 
     assert {:ok, ref} = DSPyBridge.execute_stream(s, "nope", %{question: "x"}, to: self())
-    assert_receive {:dspy_bridge, :execute_stream, ^ref, {:error, %Error{code: :not_found}}}, 30_000
+
+    assert_receive {:dspy_bridge, :execute_stream, ^ref, {:error, %Error{code: :not_found}}},
+                   30_000
   end
 
   test "a stream halted early is cancelled and leaves no messages", %{session: s} do
@@ -142,7 +144,10 @@ defmodule DSPyBridge.ModulesTest do
     assert status in [:queued, :running]
 
     assert {:ok, ref} = DSPyBridge.watch_optimization(s, job_id, to: self())
-    assert {:ok, %DSPyBridge.Job{status: :succeeded} = done} = DSPyBridge.await_optimization(s, job_id)
+
+    assert {:ok, %DSPyBridge.Job{status: :succeeded} = done} =
+             DSPyBridge.await_optimization(s, job_id)
+
     assert {:module_result, %{score_after: after_score}} = done.result
     assert is_float(after_score)
     assert_receive {:dspy_bridge, :job, ^ref, %DSPyBridge.Job{status: :succeeded}}, 60_000
@@ -156,7 +161,10 @@ defmodule DSPyBridge.ModulesTest do
     assert {:ok, %DSPyBridge.Job{status: :succeeded}} = DSPyBridge.get_optimization(s, job_id)
 
     assert {:error, %Error{code: :invalid_argument, reason: "UNKNOWN_OPTIMIZER"}} =
-             DSPyBridge.start_optimization(s, "clf", "Nope", trainset: @train, metric: "exact_match")
+             DSPyBridge.start_optimization(s, "clf", "Nope",
+               trainset: @train,
+               metric: "exact_match"
+             )
 
     {:ok, _} = DSPyBridge.configure_lm(s, "offline", options: %{latency_ms: 300})
 

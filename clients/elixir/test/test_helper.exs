@@ -1,3 +1,6 @@
+# Sidecar log lines are logged at :debug; keep the test output to the results.
+Logger.configure(level: :info)
+
 # The suite runs against a real sidecar: `dspy-bridge serve` from the repository's virtualenv
 # (or DSPY_BRIDGE_COMMAND), started here as a port program on a free loopback port.
 command =

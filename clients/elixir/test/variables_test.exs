@@ -45,7 +45,9 @@ defmodule DSPyBridge.VariablesTest do
 
   test "expected_version conflicts report the current version", %{session: s} do
     {:ok, _} = DSPyBridge.register_variable(s, "n", :integer, 1)
-    assert {:ok, %Variable{version: 2}} = DSPyBridge.update_variable(s, "n", 2, expected_version: 1)
+
+    assert {:ok, %Variable{version: 2}} =
+             DSPyBridge.update_variable(s, "n", 2, expected_version: 1)
 
     assert {:error, %Error{code: :aborted, reason: "VERSION_CONFLICT", metadata: meta}} =
              DSPyBridge.update_variable(s, "n", 3, expected_version: 1)

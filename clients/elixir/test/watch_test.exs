@@ -16,7 +16,11 @@ defmodule DSPyBridge.WatchTest do
     {:ok, _} = DSPyBridge.update_variable(s, "other", 0.5)
 
     assert_receive {:dspy_bridge, :variable,
-                    %{kind: :updated, reason: "tune", variable: %Variable{name: "temp", value: 0.2}}},
+                    %{
+                      kind: :updated,
+                      reason: "tune",
+                      variable: %Variable{name: "temp", value: 0.2}
+                    }},
                    30_000
 
     :ok = DSPyBridge.unwatch(watch)
@@ -41,15 +45,27 @@ defmodule DSPyBridge.WatchTest do
     assert_receive {:DOWN, ^ref, :process, ^watch, :normal}, 30_000
   end
 
-  test "a watch that cannot start reports the error and stops", %{session: s} do
-    {:ok, watch} = DSPyBridge.watch(s, ["ghost"])
-    ref = Process.monitor(watch)
+  test "a watch that cannot start is an error", %{conn: conn, session: s} do
+    assert {:error, %Error{code: :not_found, reason: "VARIABLE_NOT_FOUND"}} =
+             DSPyBridge.watch(s, ["ghost"])
 
-    assert_receive {:dspy_bridge, :watch_error,
-                    %Error{code: :not_found, reason: "VARIABLE_NOT_FOUND"}},
-                   30_000
+    gone = DSPyBridge.session(conn, "ses_gone")
+    assert {:error, %Error{code: :not_found}} = DSPyBridge.watch(gone, [])
+    assert mailbox() == []
+  end
 
-    assert_receive {:DOWN, ^ref, :process, ^watch, _}, 30_000
+  test "a write right after watch/3 returns is never missed", %{session: s} do
+    {:ok, _} = DSPyBridge.register_variable(s, "k", :integer, 0)
+
+    for version <- 2..11 do
+      {:ok, watch} = DSPyBridge.watch(s, ["k"])
+      {:ok, _} = DSPyBridge.update_variable(s, "k", version)
+
+      assert_receive {:dspy_bridge, :variable, %{kind: :updated, variable: %{version: ^version}}},
+                     30_000
+
+      DSPyBridge.unwatch(watch)
+    end
   end
 
   test "a watch stops when its receiver exits", %{session: s} do

@@ -24,6 +24,7 @@ from dspy_bridge.log import get_logger
 from dspy_bridge.observability import RPC_LATENCY
 from dspy_bridge.transport.auth import CALLER, Authenticator
 from dspy_bridge.transport.status import to_grpc_status
+from dspy_bridge.transport.stream_headers import handler_sends_headers, send_headers
 
 log = get_logger("dspy_bridge.rpc")
 
@@ -140,16 +141,16 @@ def _wrap_stream(
     auth: Authenticator | None,
     owner_check: OwnerCheck | None,
 ) -> Callable[..., AsyncIterator[Any]]:
+    sends_own_headers = handler_sends_headers(behavior)
+
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
             if auth is not None:
                 await _admit(rpc, request, context, auth, owner_check)
-            # Response headers go out now, not with the first event: a client library that
-            # waits for headers before returning the stream (a watch with nothing to report
-            # yet) would otherwise block until something happens.
-            await context.send_initial_metadata(())
+            if not sends_own_headers:  # headers now, not with the first event
+                await send_headers(context)
             async for response in behavior(request, context):
                 yield response
         except BridgeError as err:

@@ -44,19 +44,16 @@ defmodule DSPyBridge.Streams do
 
   # Waits for this stream's next message (only its own: other messages stay in the mailbox).
   @doc false
-  def next(%{gun: gun, ref: ref, mref: mref} = reader) do
-    msg =
-      receive do
-        {:gun_response, ^gun, ^ref, _, _, _} = m -> m
-        {:gun_data, ^gun, ^ref, _, _} = m -> m
-        {:gun_trailers, ^gun, ^ref, _} = m -> m
-        {:gun_error, ^gun, ^ref, _} = m -> m
-        {:DOWN, ^mref, :process, _, _} = m -> m
-      end
-
-    case RPC.handle_message(reader, msg) do
-      :unknown -> next(reader)
-      other -> other
+  # `:timeout` after `timeout` ms with nothing for this stream.
+  def next(%{gun: gun, ref: ref, mref: mref} = reader, timeout \\ :infinity) do
+    receive do
+      {:gun_response, ^gun, ^ref, _, _, _} = m -> RPC.handle_message(reader, m)
+      {:gun_data, ^gun, ^ref, _, _} = m -> RPC.handle_message(reader, m)
+      {:gun_trailers, ^gun, ^ref, _} = m -> RPC.handle_message(reader, m)
+      {:gun_error, ^gun, ^ref, _} = m -> RPC.handle_message(reader, m)
+      {:DOWN, ^mref, :process, _, _} = m -> RPC.handle_message(reader, m)
+    after
+      timeout -> :timeout
     end
   end
 

@@ -13,7 +13,7 @@ defmodule DSPyBridge.Watch do
   use GenServer, restart: :temporary
   require Logger
 
-  alias DSPyBridge.{Convert, Error, RPC, Session, Variable}
+  alias DSPyBridge.{Convert, Error, RPC, Session, Streams, Variable}
   alias DspyBridge.V1.WatchVariablesRequest
 
   @max_backoff 2_000
@@ -43,11 +43,43 @@ defmodule DSPyBridge.Watch do
       backoff: 50
     }
 
-    {:ok, state, {:continue, :open}}
+    # Return only once the sidecar has subscribed the watch (it sends the response headers
+    # then): a write made after `DSPyBridge.watch/3` returns is never missed, and a bad
+    # request (unknown session or variable) is the caller's `{:error, error}`.
+    case open_and_await_headers(state, Keyword.get(opts, :timeout, 30_000)) do
+      {:ok, reader} -> {:ok, %{state | reader: reader}}
+      {:error, error} -> {:stop, {:shutdown, error}}
+    end
   end
 
-  @impl true
-  def handle_continue(:open, s), do: open(s)
+  defp open_and_await_headers(s, timeout) do
+    with {:ok, reader} <- RPC.open_stream(s.session.conn, :WatchVariables, request(s), []) do
+      case Streams.next(reader, timeout) do
+        {:events, [], reader} ->
+          {:ok, reader}
+
+        {:done, {:error, error}, _} ->
+          {:error, error}
+
+        {:done, :ok, _} ->
+          {:error, Error.client(:internal, "the watch ended before it started")}
+
+        :timeout ->
+          RPC.cancel(reader)
+
+          {:error,
+           Error.client(:deadline_exceeded, "the watch did not start within #{timeout} ms")}
+      end
+    end
+  end
+
+  defp request(s) do
+    %WatchVariablesRequest{
+      session_id: s.session.id,
+      names: s.names,
+      include_initial: s.include_initial
+    }
+  end
 
   @impl true
   def handle_info(:reopen, s), do: open(s)
@@ -77,13 +109,7 @@ defmodule DSPyBridge.Watch do
   def terminate(_reason, _s), do: :ok
 
   defp open(s) do
-    request = %WatchVariablesRequest{
-      session_id: s.session.id,
-      names: s.names,
-      include_initial: s.include_initial
-    }
-
-    case RPC.open_stream(s.session.conn, :WatchVariables, request, []) do
+    case RPC.open_stream(s.session.conn, :WatchVariables, request(s), []) do
       {:ok, reader} ->
         {:noreply, %{s | reader: reader}}
 
