@@ -32,7 +32,7 @@ async def test_headers_go_out_before_the_handler_runs() -> None:
         yield "event"
 
     context = _Context()
-    await _drain(_wrap_stream("Quiet", quiet, None, None), context)
+    await _drain(_wrap_stream("Quiet", quiet, None, None, None), context)
     assert context.log == ["headers", "handler started", "event"]
 
 
@@ -44,5 +44,5 @@ async def test_a_marked_handler_sends_its_own_headers_once() -> None:
         yield "event"
 
     context = _Context()
-    await _drain(_wrap_stream("Watch", ready_later, None, None), context)
+    await _drain(_wrap_stream("Watch", ready_later, None, None, None), context)
     assert context.log == ["subscribed", "headers", "event"]

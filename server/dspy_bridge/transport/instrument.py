@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import structlog
@@ -23,6 +23,7 @@ from dspy_bridge.errors import BridgeError
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import RPC_LATENCY
 from dspy_bridge.transport.auth import CALLER, Authenticator
+from dspy_bridge.transport.decode import MalformedRequest, log_malformed
 from dspy_bridge.transport.status import to_grpc_status
 from dspy_bridge.transport.stream_headers import handler_sends_headers, send_headers
 
@@ -31,6 +32,10 @@ log = get_logger("dspy_bridge.rpc")
 _REQUEST_ID_KEY = "x-request-id"
 #: Checks that a principal owns a session (NOT_FOUND otherwise); see `SessionService.check_owner`.
 OwnerCheck = Callable[[str, str], Awaitable[None]]
+#: Checks a whole request against the field limits (`request_limits.RequestLimits.check`).
+RequestCheck = Callable[[Any], None]
+#: Longest session id bound to log lines: a longer one is refused, and logged cut.
+_LOGGED_ID_CHARS = 128
 #: RPCs whose `session_id` names a session that may not exist yet.
 _CREATES_SESSION = frozenset({"CreateSession"})
 
@@ -50,17 +55,35 @@ async def _admit(
     rpc: str,
     request: Any,
     context: ServicerContext[Any, Any],
-    auth: Authenticator,
+    auth: Authenticator | None,
     owner_check: OwnerCheck | None,
+    check: RequestCheck | None,
 ) -> None:
-    """Names the caller (or refuses the call) and, for a session's RPCs, checks it owns it."""
-    principal = auth.principal(context)
-    if not auth.owners:
+    """Names the caller (or refuses the call), checks the request's field limits (before its
+    ids reach a store lookup or an error's details) and, for a session's RPCs, that the caller
+    owns the session."""
+    principal = auth.principal(context) if auth is not None else ""
+    if check is not None:
+        check(request)
+    if auth is None or not auth.owners:
         return
     CALLER.set(principal)
     session_id = session_of(request)
     if owner_check is not None and session_id and rpc not in _CREATES_SESSION:
         await owner_check(session_id, principal)
+
+
+async def _refuse_malformed(
+    bad: MalformedRequest, context: ServicerContext[Any, Any], auth: Authenticator | None
+) -> NoReturn:
+    """Bytes that did not parse (`decode.py`): the caller is authenticated first (so an
+    unauthenticated one learns nothing more), then refused with INVALID_ARGUMENT and one
+    rate-limited log line instead of the per-call access line."""
+    if auth is not None:
+        auth.principal(context)
+    log_malformed(bad)
+    await context.abort_with_status(to_grpc_status(bad.error()))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover - it always raises
 
 
 _latency_children: dict[tuple[str, str], Any] = {}
@@ -75,10 +98,13 @@ def _request_id(context: ServicerContext[Any, Any]) -> str:
 
 def _bind(rpc: str, request: Any, context: ServicerContext[Any, Any]) -> None:
     # Each RPC runs in its own task, hence its own copy of the context: no clearing needed.
+    session_id = session_of(request)
+    if len(session_id) > _LOGGED_ID_CHARS:  # refused by the limits check; never logged whole
+        session_id = f"{session_id[:_LOGGED_ID_CHARS]}...({len(session_id)} chars)"
     structlog.contextvars.bind_contextvars(
         request_id=_request_id(context),
         rpc=rpc,
-        session_id=session_of(request) or None,
+        session_id=session_id or None,
     )
 
 
@@ -112,13 +138,16 @@ def _wrap_unary(
     behavior: Callable[..., Awaitable[Any]],
     auth: Authenticator | None,
     owner_check: OwnerCheck | None,
+    check: RequestCheck | None,
 ) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> Any:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
-            if auth is not None:
-                await _admit(rpc, request, context, auth, owner_check)
+            if isinstance(request, MalformedRequest):
+                await _refuse_malformed(request, context, auth)
+            if auth is not None or check is not None:
+                await _admit(rpc, request, context, auth, owner_check, check)
             response = await behavior(request, context)
         except BridgeError as err:
             _finish(rpc, started, err.code, err)
@@ -140,6 +169,7 @@ def _wrap_stream(
     behavior: Callable[..., AsyncIterator[Any]],
     auth: Authenticator | None,
     owner_check: OwnerCheck | None,
+    check: RequestCheck | None,
 ) -> Callable[..., AsyncIterator[Any]]:
     sends_own_headers = handler_sends_headers(behavior)
 
@@ -147,8 +177,10 @@ def _wrap_stream(
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
-            if auth is not None:
-                await _admit(rpc, request, context, auth, owner_check)
+            if isinstance(request, MalformedRequest):
+                await _refuse_malformed(request, context, auth)
+            if auth is not None or check is not None:
+                await _admit(rpc, request, context, auth, owner_check, check)
             if not sends_own_headers:  # headers now, not with the first event
                 await send_headers(context)
             async for response in behavior(request, context):
@@ -170,6 +202,9 @@ def _wrap_stream(
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
     yield first
     async for item in rest:
+        if isinstance(item, MalformedRequest):  # a later message of the stream did not parse
+            log_malformed(item)
+            raise item.error()
         yield item
 
 
@@ -192,8 +227,10 @@ def _wrap_bidi(
             iterator = aiter(requests)
             first = await anext(iterator, None)
             _bind(rpc, first, context)
+            if isinstance(first, MalformedRequest):
+                await _refuse_malformed(first, context, auth)
             if auth is not None and first is not None:
-                await _admit(rpc, first, context, auth, owner_check)
+                await _admit(rpc, first, context, auth, owner_check, None)
             stream = _chain(first, iterator) if first is not None else _chain_empty()
             async for response in behavior(stream, context):
                 yield response
@@ -221,11 +258,12 @@ def instrumented(
     service: Any,
     auth: Authenticator | None = None,
     owner_check: OwnerCheck | None = None,
+    check: RequestCheck | None = None,
 ) -> SimpleNamespace:
     """An object with every RPC of `service` (a ServiceDescriptor) taken from `servicer` and
     wrapped; pass it to the generated `add_<Service>Servicer_to_server`. With `auth`, each call
     is admitted first: its caller named (or refused) and, with `owner_check`, its session's
-    owner checked."""
+    owner checked. With `check`, every request is checked against the field limits first."""
     methods: dict[str, Any] = {}
     for method in service.methods:
         behavior = getattr(servicer, method.name)
@@ -235,7 +273,7 @@ def instrumented(
             # None today. Unwrapped it would skip auth, logs and status mapping: fail loudly.
             raise NotImplementedError(f"{method.name}: client-streaming RPCs are not wrapped")
         elif method.server_streaming:
-            methods[method.name] = _wrap_stream(method.name, behavior, auth, owner_check)
+            methods[method.name] = _wrap_stream(method.name, behavior, auth, owner_check, check)
         else:
-            methods[method.name] = _wrap_unary(method.name, behavior, auth, owner_check)
+            methods[method.name] = _wrap_unary(method.name, behavior, auth, owner_check, check)
     return SimpleNamespace(**methods)
