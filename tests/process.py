@@ -42,7 +42,8 @@ class ServerProcess:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.raw: list[str] = []
         assert self.proc.stderr is not None
-        threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True)
+        self._reader.start()
         #: The `serving` log event (port, store, event loop).
         self.serving = self.wait_for("serving", timeout=60)
         self.target = f"127.0.0.1:{self.serving['port']}"
@@ -73,7 +74,9 @@ class ServerProcess:
 
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+        code = self.proc.wait(timeout=60)
+        self._reader.join(timeout=30)  # every line it wrote is in `raw` once this returns
+        return code
 
 
 def failed_start(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
