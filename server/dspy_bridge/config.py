@@ -132,6 +132,34 @@ class Settings(BaseSettings):
         "of them signed (mutual TLS). Needs tls_cert_file.",
     )
 
+    # -- limits on what a host sends and keeps (docs/security.md lists every one) -------------
+    max_session_ttl_seconds: int = Field(
+        30 * 86_400,
+        ge=1,
+        description="Longest ttl_seconds CreateSession accepts (default 30 days).",
+    )
+    max_description_chars: int = Field(
+        4_096, ge=0, description="Longest variable or signature field description."
+    )
+    max_metadata_entries: int = Field(64, ge=0, description="Most metadata entries per map.")
+    max_metadata_key_chars: int = Field(128, ge=1, description="Longest metadata key.")
+    max_metadata_value_chars: int = Field(1_024, ge=0, description="Longest metadata value.")
+    max_reason_chars: int = Field(
+        1_024, ge=0, description="Longest `reason` (and `source`: at most 128) of a write."
+    )
+    max_instructions_chars: int = Field(
+        65_536, ge=0, description="Longest signature text or instructions."
+    )
+    max_config_bytes: int = Field(
+        65_536,
+        ge=1_024,
+        description="Largest config or options Struct (module config, optimizer config, metric "
+        "options), serialized.",
+    )
+    max_dataset_examples: int = Field(
+        10_000, ge=1, le=10_000, description="Most examples in a dataset, trainset or valset."
+    )
+
     # -- host callbacks over Connect (tools, metrics and LMs a host lends its session) --------
     host_max_connections: int = Field(
         16, ge=1, le=1024, description="Most Connect streams open at once for one session."

@@ -32,6 +32,10 @@ log = get_logger("dspy_bridge.rpc")
 _REQUEST_ID_KEY = "x-request-id"
 #: Checks that a principal owns a session (NOT_FOUND otherwise); see `SessionService.check_owner`.
 OwnerCheck = Callable[[str, str], Awaitable[None]]
+#: Checks a whole request against the field limits (`request_limits.RequestLimits.check`).
+RequestCheck = Callable[[Any], None]
+#: Longest session id bound to log lines: a longer one is refused, and logged cut.
+_LOGGED_ID_CHARS = 128
 #: RPCs whose `session_id` names a session that may not exist yet.
 _CREATES_SESSION = frozenset({"CreateSession"})
 
@@ -51,12 +55,17 @@ async def _admit(
     rpc: str,
     request: Any,
     context: ServicerContext[Any, Any],
-    auth: Authenticator,
+    auth: Authenticator | None,
     owner_check: OwnerCheck | None,
+    check: RequestCheck | None,
 ) -> None:
-    """Names the caller (or refuses the call) and, for a session's RPCs, checks it owns it."""
-    principal = auth.principal(context)
-    if not auth.owners:
+    """Names the caller (or refuses the call), checks the request's field limits (before its
+    ids reach a store lookup or an error's details) and, for a session's RPCs, that the caller
+    owns the session."""
+    principal = auth.principal(context) if auth is not None else ""
+    if check is not None:
+        check(request)
+    if auth is None or not auth.owners:
         return
     CALLER.set(principal)
     session_id = session_of(request)
@@ -76,10 +85,13 @@ def _request_id(context: ServicerContext[Any, Any]) -> str:
 
 def _bind(rpc: str, request: Any, context: ServicerContext[Any, Any]) -> None:
     # Each RPC runs in its own task, hence its own copy of the context: no clearing needed.
+    session_id = session_of(request)
+    if len(session_id) > _LOGGED_ID_CHARS:  # refused by the limits check; never logged whole
+        session_id = f"{session_id[:_LOGGED_ID_CHARS]}...({len(session_id)} chars)"
     structlog.contextvars.bind_contextvars(
         request_id=_request_id(context),
         rpc=rpc,
-        session_id=session_of(request) or None,
+        session_id=session_id or None,
     )
 
 
@@ -133,13 +145,14 @@ def _wrap_unary(
     behavior: Callable[..., Awaitable[Any]],
     auth: Authenticator | None,
     owner_check: OwnerCheck | None,
+    check: RequestCheck | None,
 ) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> Any:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
-            if auth is not None:
-                await _admit(rpc, request, context, auth, owner_check)
+            if auth is not None or check is not None:
+                await _admit(rpc, request, context, auth, owner_check, check)
             response = await behavior(request, context)
         except BridgeError as err:
             _finish(rpc, started, err.code, err)
@@ -161,14 +174,15 @@ def _wrap_stream(
     behavior: Callable[..., AsyncIterator[Any]],
     auth: Authenticator | None,
     owner_check: OwnerCheck | None,
+    check: RequestCheck | None,
 ) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
             with _open_stream(rpc, started):
-                if auth is not None:
-                    await _admit(rpc, request, context, auth, owner_check)
+                if auth is not None or check is not None:
+                    await _admit(rpc, request, context, auth, owner_check, check)
                 async for response in behavior(request, context):
                     yield response
         except BridgeError as err:
@@ -212,7 +226,7 @@ def _wrap_bidi(
                 first = await anext(iterator, None)
                 _bind(rpc, first, context)
                 if auth is not None and first is not None:
-                    await _admit(rpc, first, context, auth, owner_check)
+                    await _admit(rpc, first, context, auth, owner_check, None)
                 stream = _chain(first, iterator) if first is not None else _chain_empty()
                 async for response in behavior(stream, context):
                     yield response
@@ -240,11 +254,12 @@ def instrumented(
     service: Any,
     auth: Authenticator | None = None,
     owner_check: OwnerCheck | None = None,
+    check: RequestCheck | None = None,
 ) -> SimpleNamespace:
     """An object with every RPC of `service` (a ServiceDescriptor) taken from `servicer` and
     wrapped; pass it to the generated `add_<Service>Servicer_to_server`. With `auth`, each call
     is admitted first: its caller named (or refused) and, with `owner_check`, its session's
-    owner checked."""
+    owner checked. With `check`, every request is checked against the field limits first."""
     methods: dict[str, Any] = {}
     for method in service.methods:
         behavior = getattr(servicer, method.name)
@@ -256,7 +271,7 @@ def instrumented(
             # None today. Unwrapped it would skip auth, logs and status mapping: fail loudly.
             raise NotImplementedError(f"{method.name}: client-streaming RPCs are not wrapped")
         elif method.server_streaming:
-            methods[method.name] = _wrap_stream(method.name, behavior, auth, owner_check)
+            methods[method.name] = _wrap_stream(method.name, behavior, auth, owner_check, check)
         else:
-            methods[method.name] = _wrap_unary(method.name, behavior, auth, owner_check)
+            methods[method.name] = _wrap_unary(method.name, behavior, auth, owner_check, check)
     return SimpleNamespace(**methods)

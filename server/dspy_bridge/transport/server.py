@@ -38,6 +38,7 @@ from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.quiet_bind import core_stderr_held
+from dspy_bridge.transport.request_limits import RequestLimits
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -241,7 +242,8 @@ async def start_server(settings: Settings) -> RunningServer:
         # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
         owner_check = sessions.check_owner if auth is not None and auth.owners else None
         wrapped = cast(
-            pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth, owner_check)
+            pb_grpc.BridgeServiceServicer,
+            instrumented(servicer, service, auth, owner_check, RequestLimits(settings).check),
         )
         pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
         health = HealthServicer()
