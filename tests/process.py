@@ -42,8 +42,10 @@ class ServerProcess:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.raw: list[str] = []
         assert self.proc.stderr is not None
-        self._reader = threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True)
-        self._reader.start()
+        self._pump_thread = threading.Thread(
+            target=self._pump, args=(self.proc.stderr,), daemon=True
+        )
+        self._pump_thread.start()
         #: The `serving` log event (port, store, event loop).
         self.serving = self.wait_for("serving", timeout=60)
         self.target = f"127.0.0.1:{self.serving['port']}"
@@ -68,15 +70,20 @@ class ServerProcess:
             if item.get("event") == event:
                 return item
 
+    def all_output(self, timeout: float = 60) -> list[str]:
+        """Every stderr line, once the process has exited and its stderr is read to the end."""
+        self.proc.wait(timeout=timeout)
+        self._pump_thread.join(timeout=timeout)
+        assert not self._pump_thread.is_alive(), "stderr still open after exit"
+        return list(self.raw)
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
 
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self._reader.join(timeout=30)  # every line it wrote is in `raw` once this returns
-        return code
+        return self.proc.wait(timeout=60)
 
 
 def failed_start(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ def test_every_line_is_json_at_debug_level() -> None:
             with pytest.raises(NotFoundError):
                 client.session("missing").get()
         assert server.terminate() == 0
-    lines = [line for line in server.raw if line.strip()]
+    lines = [line for line in server.all_output() if line.strip()]
     events = []
     for line in lines:
         try:

@@ -36,6 +36,7 @@ from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
+from dspy_bridge.transport.decode import add_service
 from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.quiet_bind import core_stderr_held
 from dspy_bridge.transport.request_limits import RequestLimits
@@ -96,10 +97,11 @@ class RunningServer:
         log.info("stopped")
 
 
-async def build_executor(settings: Settings) -> Executor:
-    """`--workers 0`: execution in this process; otherwise a started worker pool."""
+async def build_executor(settings: Settings, hosts: HostHub | None = None) -> Executor:
+    """`--workers 0`: execution in this process; otherwise a started worker pool. `hosts`
+    answers the `host:` calls executions make."""
     if settings.workers == 0:
-        return InProcessExecutor()
+        return InProcessExecutor(host=hosts)
     pool = WorkerPool(
         PoolConfig(
             workers=settings.workers,
@@ -114,7 +116,8 @@ async def build_executor(settings: Settings) -> Executor:
             log_level=settings.log_level,
             log_format=settings.log_format,
             event_loop=settings.event_loop,
-        )
+        ),
+        host=hosts,
     )
     await pool.start()
     return pool
@@ -212,9 +215,11 @@ async def start_server(settings: Settings) -> RunningServer:
         hub = WatchHub(settings.watch_queue_size)
         sessions = SessionService(store, hub, settings)
         variables = VariableService(store, hub, settings)
-        executor = await build_executor(settings)
+        # -- host callbacks over Connect: one hub of host streams for the whole front --------
+        hosts = HostHub(settings)
+        executor = await build_executor(settings, hosts)
         undo.push_async_callback(executor.close)
-        modules = ModuleService(store, executor, settings)
+        modules = ModuleService(store, executor, settings, hosts=hosts)
         sessions.on_session_gone(modules.session_gone)
         facts = ServerFacts(
             store_backend=store.backend,
@@ -224,8 +229,6 @@ async def start_server(settings: Settings) -> RunningServer:
             pool_info=lambda: pool_info(settings, executor),
         )
         servicer = BridgeServicer(settings, facts, sessions, variables, modules)
-        # -- host callbacks over Connect: one hub of host streams for the whole front --------
-        hosts = HostHub(settings)
         servicer.hosts = hosts
         sessions.on_session_gone(hosts.session_gone_hook)
         # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------
@@ -245,7 +248,8 @@ async def start_server(settings: Settings) -> RunningServer:
             pb_grpc.BridgeServiceServicer,
             instrumented(servicer, service, auth, owner_check, RequestLimits(settings).check),
         )
-        pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
+        # -- malformed request bytes: deserializers that never raise (transport/decode.py) -----
+        add_service(server, service, wrapped)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
