@@ -10,6 +10,9 @@ job's JSON-able result. Everything the job says travels to the front as dicts ov
 - `{"type": "host_call", ...}` — a `host:` metric or LM call, answered on the same (duplex)
   pipe (see `host_channel.py`).
 
+Every message also carries `"usage": {model: [lm_calls, prompt_tokens, completion_tokens]}`, the
+LM usage since the previous message, which the front adds to its metrics.
+
 A process that ends without a last message (killed, crashed) is reported by the front.
 """
 
@@ -28,7 +31,9 @@ import grpc
 
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.jobs import host_channel
+from dspy_bridge.log import configure_logging_as_parent
 from dspy_bridge.runtime.host_calls import PROCESS_HOST, HostUnavailable
+from dspy_bridge.runtime.usage import tally_every_lm_call
 
 #: Least time between two progress messages that change nothing but counters.
 PROGRESS_INTERVAL_S = 0.2
@@ -86,7 +91,12 @@ class Reporter:
         _send(self._conn, message)
 
 
-_send = host_channel.send  # one lock for every sender: progress, host calls, the result
+def _send(conn: Connection, message: dict[str, Any]) -> None:
+    """Sends to the front, with the LM usage since the last message (the front counts it in
+    its metrics); when nobody listens any more (the job was cancelled, the server stopped) the
+    job has no reason to go on, so the process ends quietly. One lock for every sender:
+    progress, host calls, the result (`host_channel.send`)."""
+    host_channel.send(conn, {**message, "usage": tally_every_lm_call().take()})
 
 
 def _install_host_channel(payload: Any, conn: Connection) -> None:
@@ -133,6 +143,8 @@ def _thread_lock_for_progress_bars() -> None:
 
 def job_main(runner: str, payload: Any, conn: Connection) -> None:
     """The job process's entry point (see module docstring)."""
+    configure_logging_as_parent()
+    tally_every_lm_call()
     _exit_with_parent()
     _thread_lock_for_progress_bars()
     reporter = Reporter(conn)
