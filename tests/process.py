@@ -76,6 +76,20 @@ class ServerProcess:
         return self.proc.wait(timeout=60)
 
 
+def failed_start(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs `dspy-bridge serve` with settings that must stop it at start; returns once it
+    exited (a start that does not fail hits the timeout instead of hanging the test run)."""
+    full_env = {**os.environ, "DSPY_BRIDGE_LOG_FORMAT": "json", **(env or {})}
+    command = [sys.executable, "-m", "dspy_bridge", "serve", "--host", "127.0.0.1"]
+    return subprocess.run(
+        [*command, "--workers", "0", "--lm", "offline", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+    )
+
+
 @contextmanager
 def server_process(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     server = ServerProcess(*args, env=env)

@@ -37,7 +37,7 @@ import sys
 import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -568,7 +568,9 @@ class WorkerPool:
         for handle in self._handles:
             if call.id in handle.in_flight:
                 handle.send(("cancel", call.id))
-                return
+                break
+        if self._watchers:
+            self._background(self._notify())
 
     async def _next(self, slot: _Slot, call: _Call) -> Message:
         timeout = call.fields["timeout_ms"]
@@ -595,7 +597,7 @@ class WorkerPool:
             raise message[2]
         raise asyncio.CancelledError  # "cancelled" without a cancel from here: treat as one
 
-    async def execute_stream(self, req: ExecutionRequest) -> AsyncIterator[ExecutionEvent]:
+    async def execute_stream(self, req: ExecutionRequest) -> AsyncGenerator[ExecutionEvent, None]:
         slot, call = await self._submit(req, True)
         finished = False
         try:

@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -114,7 +114,7 @@ class Executor(Protocol):
         """Run once. Raises BridgeError (DEADLINE_EXCEEDED, LM errors, EXECUTION_FAILED, ...)."""
         ...
 
-    def execute_stream(self, req: ExecutionRequest) -> AsyncIterator[ExecutionEvent]:
+    def execute_stream(self, req: ExecutionRequest) -> AsyncGenerator[ExecutionEvent, None]:
         """Run once, yielding chunks and status messages, then exactly one ResultEvent.
         Closing the iterator early cancels the execution (and its LM call)."""
         ...
@@ -337,7 +337,7 @@ class InProcessExecutor:
     async def execute(self, req: ExecutionRequest) -> ExecutionResult:
         return await self._execute(req, None, None)
 
-    async def execute_stream(self, req: ExecutionRequest) -> AsyncIterator[ExecutionEvent]:
+    async def execute_stream(self, req: ExecutionRequest) -> AsyncGenerator[ExecutionEvent, None]:
         """Runs the execution in its own task (its own DSPy context) and relays its events;
         leaving the loop early cancels that task, hence the LM call."""
         # Unbounded: status messages arrive from callbacks (maybe in a thread) that cannot wait;

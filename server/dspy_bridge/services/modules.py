@@ -16,6 +16,7 @@ and module version used, so every result is reproducible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import secrets
@@ -526,11 +527,14 @@ class ModuleService:
 async def _counting(
     prepared: PreparedExecution, executor: Executor, request: ExecutionRequest
 ) -> AsyncIterator[ExecutionEvent]:
-    """The executor's stream, counting LM usage when its result arrives."""
-    async for event in executor.execute_stream(request):
-        if isinstance(event, ResultEvent):
-            prepared.record_usage(event.result.usage)
-        yield event
+    """The executor's stream, counting LM usage when its result arrives. Closing this closes
+    the executor's stream at once (not whenever it is garbage-collected), which cancels the
+    execution and frees its pool slot."""
+    async with contextlib.aclosing(executor.execute_stream(request)) as events:
+        async for event in events:
+            if isinstance(event, ResultEvent):
+                prepared.record_usage(event.result.usage)
+            yield event
 
 
 class _ParamCheck:

@@ -1,4 +1,4 @@
-"""Session store backends, chosen by URL (DESIGN §1).
+"""Session store backends, chosen by URL.
 
 `memory://` (the default, also the empty string), `sqlite:///relative.db` or
 `sqlite:////absolute/path.db` (SQLAlchemy's convention: three slashes then the path, so an
@@ -9,6 +9,7 @@ falling back to memory.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from dspy_bridge.errors import failed_precondition
@@ -25,14 +26,21 @@ _ACCEPTED = "memory:// (default), sqlite:///relative/path.db, sqlite:////absolut
 
 
 async def open_store(url: str, *, history_limit: int = 1000) -> SessionStore:
-    """Opens the backend `url` names. ValueError for a malformed or unknown URL."""
+    """Opens the backend `url` names. ValueError for a malformed or unknown URL, a sqlite file
+    whose directory does not exist or that cannot be opened."""
     scheme, sep, rest = url.partition("://")
     if url == "" or (scheme == "memory" and sep and rest == ""):
         return MemoryStore(history_limit=history_limit)
     if scheme == "sqlite" and sep:
         path = _sqlite_path(url, rest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return await SqliteStore.open(path, history_limit=history_limit)
+        # A missing directory is most likely a typo or an unmounted volume: creating it would
+        # hide that and put the data somewhere nobody backs up.
+        if not path.parent.is_dir():
+            raise ValueError(f"the directory of {path} does not exist; create it first")
+        try:
+            return await SqliteStore.open(path, history_limit=history_limit)
+        except sqlite3.Error as exc:
+            raise ValueError(f"cannot open the sqlite database {path}: {exc}") from None
     if scheme in ("redis", "rediss") and sep:
         raise failed_precondition(
             STORE_UNSUPPORTED,

@@ -16,8 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from dspy_bridge.config import Settings
-from dspy_bridge.errors import StartupError
+from dspy_bridge.config import Settings, setting_label
+from dspy_bridge.errors import BridgeError, StartupError
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.jobs.metrics import METRIC_NAMES
 from dspy_bridge.jobs.service import OptimizationService
@@ -27,6 +27,7 @@ from dspy_bridge.observability import serve_metrics
 from dspy_bridge.pool import PoolConfig, WorkerPool
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import Executor, InProcessExecutor
+from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
@@ -35,6 +36,8 @@ from dspy_bridge.store import SessionStore, open_store
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.instrument import instrumented
+from dspy_bridge.transport.quiet_bind import core_stderr_held
+from dspy_bridge.transport.request_limits import RequestLimits
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -59,6 +62,8 @@ class RunningServer:
     stop_metrics: Callable[[], None] | None = None
     #: Optimization jobs: their processes are stopped (jobs INTERRUPTED) before the store closes.
     jobs: JobManager | None = None
+    #: Host callbacks (Connect streams): ended first on stop, so they do not hold the drain.
+    hosts: HostHub | None = None
 
     @property
     def target(self) -> str:
@@ -69,6 +74,8 @@ class RunningServer:
         """Stops intake, lets in-flight calls finish up to `grace` seconds, closes the store."""
         await self.health.enter_graceful_shutdown()
         self.hub.shutdown()
+        if self.hosts is not None:
+            self.hosts.close()
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
         if self.jobs is not None:
             await self.jobs.close()
@@ -134,25 +141,52 @@ def _bound_server(settings: Settings) -> tuple[grpc.aio.Server, int]:
     )
     address = f"{settings.host}:{settings.port}"
     try:
-        if credentials is None:
-            return server, server.add_insecure_port(address)
-        return server, server.add_secure_port(address, credentials)
+        with core_stderr_held():  # gRPC's own "Failed to add port" line: the error below says it
+            if credentials is None:
+                return server, server.add_insecure_port(address)
+            return server, server.add_secure_port(address, credentials)
     except RuntimeError:  # grpc says only "Failed to bind to address"
         raise StartupError(
-            f"cannot listen on {address}: the port is in use or the host is not an address of "
-            "this machine (--host, --port)"
+            f"{setting_label('port')}: cannot listen on {address}: the port is in use or the "
+            f"host is not an address of this machine ({setting_label('host')})"
         ) from None
+
+
+def _metrics_endpoint(settings: Settings) -> Callable[[], None] | None:
+    """The /metrics endpoint started (its stop function), or None when it is off. Raises
+    `StartupError` when its port cannot be bound."""
+    if not settings.metrics_port:
+        return None
+    try:
+        return serve_metrics(settings.metrics_port, settings.host)
+    except OSError as exc:
+        raise StartupError(
+            f"{setting_label('metrics_port')}: cannot listen on "
+            f"{settings.host}:{settings.metrics_port}: {exc.strerror or exc}"
+        ) from None
+
+
+async def _opened_store(settings: Settings) -> SessionStore:
+    """The configured store, opened; a URL that cannot be used raises `StartupError`."""
+    try:
+        return await open_store(settings.store, history_limit=settings.history_limit)
+    except (ValueError, OSError, BridgeError) as exc:
+        message = exc.message if isinstance(exc, BridgeError) else str(exc)
+        raise StartupError(f"{setting_label('store')}: {message}") from None
 
 
 async def start_server(settings: Settings) -> RunningServer:
     """Builds and starts the server; returns once it accepts calls. Raises `StartupError`
-    (unusable TLS files, an address that cannot be bound) before anything has started: no
-    worker, no store opened, no job marked INTERRUPTED."""
+    (unusable TLS or token files, a port that cannot be bound, a store that cannot be opened)
+    before anything has started: no worker, no job marked INTERRUPTED."""
     auth = Authenticator.from_settings(settings)
     server, port = _bound_server(settings)
     async with contextlib.AsyncExitStack() as undo:  # what to stop if a later step fails
         undo.push_async_callback(server.stop, 0)
-        store = await open_store(settings.store, history_limit=settings.history_limit)
+        stop_metrics = _metrics_endpoint(settings)
+        if stop_metrics is not None:
+            undo.callback(stop_metrics)
+        store = await _opened_store(settings)
         undo.push_async_callback(store.close)
         hub = WatchHub(settings.watch_queue_size)
         sessions = SessionService(store, hub, settings)
@@ -169,6 +203,10 @@ async def start_server(settings: Settings) -> RunningServer:
             pool_info=lambda: pool_info(settings, executor),
         )
         servicer = BridgeServicer(settings, facts, sessions, variables, modules)
+        # -- host callbacks over Connect: one hub of host streams for the whole front --------
+        hosts = HostHub(settings)
+        servicer.hosts = hosts
+        sessions.on_session_gone(hosts.session_gone_hook)
         # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------
         interrupted = await store.mark_running_jobs_interrupted(time.time())
         if interrupted:
@@ -183,7 +221,8 @@ async def start_server(settings: Settings) -> RunningServer:
         # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
         owner_check = sessions.check_owner if auth is not None and auth.owners else None
         wrapped = cast(
-            pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth, owner_check)
+            pb_grpc.BridgeServiceServicer,
+            instrumented(servicer, service, auth, owner_check, RequestLimits(settings).check),
         )
         pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
         health = HealthServicer()
@@ -201,17 +240,16 @@ async def start_server(settings: Settings) -> RunningServer:
         await health.set("", serving)
         await health.set(SERVICE_NAME, serving)
         background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
-        stop_metrics = None
-        if settings.metrics_port:
-            stop_metrics = serve_metrics(settings.metrics_port, settings.host)
         running = RunningServer(
             settings, server, health, hub, executor, store, port, background, stop_metrics
         )
         running.jobs = job_manager
+        running.hosts = hosts
         log.info(
             "serving",
             host=settings.host,
             port=port,
+            metrics_port=settings.metrics_port or None,
             store=store.backend,
             event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             auth="none" if auth is None else ("per-caller" if auth.owners else "shared-token"),

@@ -20,6 +20,7 @@ from dspy_bridge.services.variables import Resync, SessionGone, VariableService,
 from dspy_bridge.services.watch import Change
 from dspy_bridge.transport import convert
 from dspy_bridge.transport.auth import CALLER
+from dspy_bridge.transport.connect_rpc import ConnectRpcs
 from dspy_bridge.transport.eval_rpcs import EvaluateRpcs
 from dspy_bridge.transport.job_rpcs import JobRpcs
 from dspy_bridge.transport.module_rpcs import ModuleRpcs
@@ -48,7 +49,7 @@ def _expected(request: Any) -> int | None:
     return request.expected_version if request.HasField("expected_version") else None
 
 
-class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, pb_grpc.BridgeServiceServicer):
+class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.BridgeServiceServicer):
     """All RPCs; module and execution RPCs come from `ModuleRpcs`."""
 
     def __init__(
