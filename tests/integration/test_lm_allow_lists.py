@@ -136,11 +136,14 @@ async def test_configure_lm_checks_what_create_module_checks(stub: Stub) -> None
     for options, field in (
         ({"temperature": "nan"}, "lm.options.temperature"),
         ({"max_tokens": "-1"}, "lm.options.max_tokens"),
-        ({"stop": "x" * (2 << 20)}, "lm.options.stop"),  # a 2 MB option value
+        ({"stop": "x" * 2_000}, "lm.options.stop"),  # longer than an LM option may be
         ({"temprature": "0.5"}, "lm.options.temprature"),
     ):
         await _refused_everywhere(stub, _lm(**options), INVALID_ARGUMENT, "INVALID_REQUEST", field)
-    for model in ("openai/", "openai/http://evil.example/v1", "open ai/x", "m" * 300):
+    # 2 MB: the request limits refuse it before the LM check (its field path is their own).
+    huge = _lm(stop="x" * (2 << 20))
+    await _refused_everywhere(stub, huge, INVALID_ARGUMENT, "INVALID_REQUEST", "lm.options['stop']")
+    for model in ("openai/", "openai/http://evil.example/v1", "open ai/x", "openai/gpt%2e4"):
         lm = lm_pb2.LMConfig(model=model)
         await _refused_everywhere(stub, lm, INVALID_ARGUMENT, "INVALID_REQUEST", "lm.model")
 
