@@ -42,7 +42,10 @@ class ServerProcess:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.raw: list[str] = []
         assert self.proc.stderr is not None
-        threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
+        self._pump_thread = threading.Thread(
+            target=self._pump, args=(self.proc.stderr,), daemon=True
+        )
+        self._pump_thread.start()
         #: The `serving` log event (port, store, event loop).
         self.serving = self.wait_for("serving", timeout=60)
         self.target = f"127.0.0.1:{self.serving['port']}"
@@ -66,6 +69,13 @@ class ServerProcess:
                 ) from None
             if item.get("event") == event:
                 return item
+
+    def all_output(self, timeout: float = 60) -> list[str]:
+        """Every stderr line, once the process has exited and its stderr is read to the end."""
+        self.proc.wait(timeout=timeout)
+        self._pump_thread.join(timeout=timeout)
+        assert not self._pump_thread.is_alive(), "stderr still open after exit"
+        return list(self.raw)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

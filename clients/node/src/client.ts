@@ -2,6 +2,7 @@
 import * as grpc from "@grpc/grpc-js";
 
 import { BridgeError, DeadlineExceededError, UnavailableError, fromServiceError } from "./errors";
+import { HostServer, ServeOptions } from "./host";
 import { ApplyResult, Job, applyResultFromProto, jobFromProto } from "./jobs";
 import { bridgeServiceClient } from "./proto";
 import { VariableSearchSpec, searchSpecToProto } from "./search";
@@ -101,6 +102,13 @@ class Transport {
         else resolve(res);
       });
     });
+  }
+
+  /** A bidirectional stream without a deadline (Connect). */
+  duplex(method: string): grpc.ClientDuplexStream<Pb, Pb> {
+    this.checkOpen();
+    const fn = (this.stub as unknown as Record<string, (md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientDuplexStream<Pb, Pb>>)[method];
+    return fn.call(this.stub, this.callMetadata(), {});
   }
 
   stream(method: string, request: Pb, deadline: grpc.Deadline | undefined): grpc.ClientReadableStream<Pb> {
@@ -788,5 +796,19 @@ export class SessionHandle {
     const request: Pb = { session_id: this.sessionId, job_id: jobId };
     if (options.trialNumber !== undefined) request.trial_number = options.trialNumber;
     return applyResultFromProto(await this.transport.unary("ApplyOptimization", request));
+  }
+
+  // ---------------------------------------------------------------- host callbacks
+
+  /**
+   * Lend this process's functions to the session's programs over one `Connect` stream: tools
+   * (`host:<name>` in a ReAct module's `config.tools`), metrics (`evaluate(..., "host:<name>")`,
+   * `startOptimization(..., "host:<name>")`) and LMs (`configureLm("host:<name>")`). Resolves
+   * once the sidecar welcomed the host; rejects when it refuses the `hello` (unknown session,
+   * a bad name or schema, a name another connection offers with a different schema). Calls are
+   * answered concurrently; a broken stream is reconnected with backoff. `close()` stops serving.
+   */
+  serve(options: ServeOptions): Promise<HostServer> {
+    return HostServer.start(() => this.transport.duplex("Connect"), this.transport.target, this.sessionId, options);
   }
 }

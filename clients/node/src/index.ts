@@ -60,3 +60,21 @@ export type { SearchRange, VariableSearchSpec } from "./search";
 export { Float64, Int64, Json, Tensor, float64, int64, json } from "./values";
 export type { BridgeValue, JsonValue, ValueInput } from "./values";
 export { protoDir } from "./proto";
+// Host callbacks (SessionHandle.serve).
+export { HostServer } from "./host";
+export type {
+  HostCallContext,
+  HostLMCompletion,
+  HostLMFn,
+  HostLMRequest,
+  HostMetric,
+  HostMetricFn,
+  HostMetricInput,
+  HostMetricScore,
+  HostTool,
+  HostToolFn,
+  HostWelcome,
+  JsonSchema,
+  ReconnectOptions,
+  ServeOptions,
+} from "./host";

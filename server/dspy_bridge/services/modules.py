@@ -40,7 +40,6 @@ from dspy_bridge.errors import (
 )
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue, Session, Variable
-from dspy_bridge.model.validation import coerce_value
 from dspy_bridge.observability import LM_CALLS, LM_TOKENS
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import (
@@ -63,6 +62,7 @@ from dspy_bridge.runtime.state import export_record_state, import_state
 from dspy_bridge.runtime.tools import ToolRegistry, default_registry
 from dspy_bridge.runtime.usage import UsageStats
 from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.offload import coerce_value_off_loop
 from dspy_bridge.store.base import SessionStore
 
 log = get_logger(__name__)
@@ -416,7 +416,9 @@ class ModuleService:
                 )
             if name in overrides:
                 where = f"variable_overrides[{name}]"
-                value = coerce_value(variable.type, variable.constraints, overrides[name], where)
+                value = await coerce_value_off_loop(
+                    variable.type, variable.constraints, overrides[name], where
+                )
                 for param in params:
                     prepared.params[param] = check.override(param, value, where)
                 prepared.used[name] = VariableUse(value, 0, True)

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import structlog
@@ -23,6 +23,7 @@ from dspy_bridge.errors import BridgeError
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import RPC_LATENCY
 from dspy_bridge.transport.auth import CALLER, Authenticator
+from dspy_bridge.transport.decode import MalformedRequest, log_malformed
 from dspy_bridge.transport.status import to_grpc_status
 
 log = get_logger("dspy_bridge.rpc")
@@ -69,6 +70,19 @@ async def _admit(
     session_id = session_of(request)
     if owner_check is not None and session_id and rpc not in _CREATES_SESSION:
         await owner_check(session_id, principal)
+
+
+async def _refuse_malformed(
+    bad: MalformedRequest, context: ServicerContext[Any, Any], auth: Authenticator | None
+) -> NoReturn:
+    """Bytes that did not parse (`decode.py`): the caller is authenticated first (so an
+    unauthenticated one learns nothing more), then refused with INVALID_ARGUMENT and one
+    rate-limited log line instead of the per-call access line."""
+    if auth is not None:
+        auth.principal(context)
+    log_malformed(bad)
+    await context.abort_with_status(to_grpc_status(bad.error()))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover - it always raises
 
 
 _latency_children: dict[tuple[str, str], Any] = {}
@@ -129,6 +143,8 @@ def _wrap_unary(
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
+            if isinstance(request, MalformedRequest):
+                await _refuse_malformed(request, context, auth)
             if auth is not None or check is not None:
                 await _admit(rpc, request, context, auth, owner_check, check)
             response = await behavior(request, context)
@@ -158,6 +174,8 @@ def _wrap_stream(
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
+            if isinstance(request, MalformedRequest):
+                await _refuse_malformed(request, context, auth)
             if auth is not None or check is not None:
                 await _admit(rpc, request, context, auth, owner_check, check)
             async for response in behavior(request, context):
@@ -179,6 +197,9 @@ def _wrap_stream(
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
     yield first
     async for item in rest:
+        if isinstance(item, MalformedRequest):  # a later message of the stream did not parse
+            log_malformed(item)
+            raise item.error()
         yield item
 
 
@@ -201,6 +222,8 @@ def _wrap_bidi(
             iterator = aiter(requests)
             first = await anext(iterator, None)
             _bind(rpc, first, context)
+            if isinstance(first, MalformedRequest):
+                await _refuse_malformed(first, context, auth)
             if auth is not None and first is not None:
                 await _admit(rpc, first, context, auth, owner_check, None)
             stream = _chain(first, iterator) if first is not None else _chain_empty()

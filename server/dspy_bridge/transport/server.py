@@ -35,6 +35,7 @@ from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
+from dspy_bridge.transport.decode import add_service
 from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.quiet_bind import core_stderr_held
 from dspy_bridge.transport.request_limits import RequestLimits
@@ -224,7 +225,8 @@ async def start_server(settings: Settings) -> RunningServer:
             pb_grpc.BridgeServiceServicer,
             instrumented(servicer, service, auth, owner_check, RequestLimits(settings).check),
         )
-        pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
+        # -- malformed request bytes: deserializers that never raise (transport/decode.py) -----
+        add_service(server, service, wrapped)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
