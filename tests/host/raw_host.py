@@ -27,7 +27,8 @@ def schema(properties: dict[str, Any], required: Sequence[str] = ()) -> struct_p
 
 def tool(name: str, properties: dict[str, Any] | None = None, **fields: Any) -> host_pb2.HostTool:
     params = schema(properties if properties is not None else {"query": {"type": "string"}})
-    return host_pb2.HostTool(name=name, description=f"the {name} tool", parameters=params, **fields)
+    fields.setdefault("description", f"the {name} tool")
+    return host_pb2.HostTool(name=name, parameters=params, **fields)
 
 
 def hello(
@@ -97,3 +98,21 @@ class RawHost:
     async def close(self) -> None:
         """Ends the host's side: the server ends the stream and the connection is gone."""
         await self.call.done_writing()
+
+
+async def answer_tools(host: RawHost, handler: Any) -> None:
+    """Answers every tool call with `handler(tool, arguments)` (a str output, or an
+    `Exception` whose text becomes the tool's error) until the stream ends; cancels are
+    ignored. Run as a task and cancel it when done."""
+    while True:
+        message = await host.call.read()
+        if message is grpc.aio.EOF:
+            return
+        if message.WhichOneof("message") != "tool_call":
+            continue
+        call = message.tool_call
+        outcome = handler(call.tool, json_format.MessageToDict(call.arguments))
+        if isinstance(outcome, Exception):
+            await host.answer_tool(call.call_id, error=str(outcome))
+        else:
+            await host.answer_tool(call.call_id, str(outcome))

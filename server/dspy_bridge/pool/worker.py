@@ -28,6 +28,7 @@ import grpc
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.loop import EventLoopName, run
 from dspy_bridge.model import ModuleRecord
+from dspy_bridge.pool.host_channel import WorkerHostChannel
 from dspy_bridge.pool.protocol import Message, RecordKey, encode, read_message
 from dspy_bridge.runtime.executor import (
     ExecutionRequest,
@@ -60,7 +61,8 @@ class Worker:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.executor = InProcessExecutor()
+        self.host = WorkerHostChannel(self.send)
+        self.executor = InProcessExecutor(host=self.host)
         self.records: OrderedDict[RecordKey, ModuleRecord] = OrderedDict()
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.idle = asyncio.Event()
@@ -91,9 +93,12 @@ class Worker:
             except (asyncio.IncompleteReadError, ConnectionError):
                 for task in list(self.tasks.values()):  # the front is gone: nobody to answer
                     task.cancel()
+                self.host.front_gone()
                 return
             kind = message[0]
-            if kind == "exec":
+            if kind in ("host_reply", "host_error"):
+                self.host.answered(message)
+            elif kind == "exec":
                 self._start(*message[1:])
             elif kind == "cancel":
                 running = self.tasks.get(message[1])

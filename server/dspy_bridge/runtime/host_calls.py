@@ -21,7 +21,7 @@ import contextvars
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import grpc
 
@@ -85,6 +85,16 @@ class LMCall:
 
 
 HostRequest = ToolCall | MetricCall | LMCall
+Kind = Literal["tool", "metric", "lm"]
+
+
+def kind_of(request: HostRequest) -> tuple[Kind, str]:
+    """What a request calls: its kind and the bare name."""
+    if isinstance(request, ToolCall):
+        return "tool", request.tool
+    if isinstance(request, MetricCall):
+        return "metric", request.metric
+    return "lm", request.lm
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,23 @@ def host_disconnected(kind: str, name: str, connected: list[str] | None = None) 
         f"no host connection of this session offers {kind} {PREFIX}{name} "
         f"(connected {kind}s: {offered}); reconnect the host and retry",
         {"retryable": "true", "kind": kind, "name": f"{PREFIX}{name}"},
+    )
+
+
+def describe(names: list[str]) -> str:
+    """`host:a, host:b` or `none`, for error messages naming what is connected."""
+    return ", ".join(f"{PREFIX}{n}" for n in names) or "none"
+
+
+def unavailable(kind: str, reason: str, name: str, connected: list[str]) -> BridgeError:
+    """FAILED_PRECONDITION for a `host:` name no connection of the session offers (checked
+    when a module, an evaluation or an optimization is set up)."""
+    return BridgeError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        reason,
+        f"no host connection of this session offers {kind} {PREFIX}{name}; connected "
+        f"{kind}s: {describe(connected)} (open Connect and offer it first)",
+        {"name": f"{PREFIX}{name}", "connected": describe(connected)},
     )
 
 

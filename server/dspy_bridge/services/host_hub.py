@@ -38,7 +38,6 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import grpc
 
@@ -58,31 +57,22 @@ from dspy_bridge.runtime.host_calls import (
     HostReply,
     HostRequest,
     HostToolSpec,
+    Kind,
     LMReply,
-    MetricCall,
     MetricReply,
-    ToolCall,
     ToolReply,
     call_timeout,
     host_disconnected,
+    kind_of,
 )
 
 log = get_logger(__name__)
 
-Kind = Literal["tool", "metric", "lm"]
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _MAX_PROPERTIES = 64
 _MAX_DESCRIPTION = 4_000
 _MAX_TIMEOUT_MS = 3_600_000
-
-
-def kind_of(request: HostRequest) -> tuple[Kind, str]:
-    if isinstance(request, ToolCall):
-        return "tool", request.tool
-    if isinstance(request, MetricCall):
-        return "metric", request.metric
-    return "lm", request.lm
 
 
 _REPLY_TYPES: dict[Kind, type] = {"tool": ToolReply, "metric": MetricReply, "lm": LMReply}
@@ -396,6 +386,15 @@ class HostHub:
                 found.update(connection.lms)
         return sorted(found)
 
+    def tool_specs(self, session_id: str) -> dict[str, HostToolSpec]:
+        """Every tool the session's connections offer, by name (the first offer of a name;
+        all offers of one name share its schema)."""
+        specs: dict[str, HostToolSpec] = {}
+        for connection in self._connections(session_id):
+            for name, spec in connection.tools.items():
+                specs.setdefault(name, spec)
+        return specs
+
     def tool_spec(self, session_id: str, name: str) -> HostToolSpec | None:
         for connection in self._connections(session_id):
             spec = connection.tools.get(name)
@@ -633,19 +632,3 @@ class HostHub:
 
 def _bad(path: str, message: str) -> BridgeError:
     return invalid_argument(Reason.INVALID_REQUEST, f"{path}: {message}", path)
-
-
-def describe(kind: Kind, names: list[str]) -> str:
-    """`host:a, host:b` or `none`, for error messages naming what is connected."""
-    return ", ".join(f"{PREFIX}{n}" for n in names) or "none"
-
-
-def unavailable(kind: Kind, reason: str, name: str, connected: list[str]) -> BridgeError:
-    """FAILED_PRECONDITION for a `host:` name no connection of the session offers."""
-    return BridgeError(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        reason,
-        f"no host connection of this session offers {kind} {PREFIX}{name}; connected "
-        f"{kind}s: {describe(kind, connected)} (open Connect and offer it first)",
-        {"name": f"{PREFIX}{name}", "connected": describe(kind, connected)},
-    )

@@ -49,6 +49,8 @@ from dspy_bridge.runtime.executor import (
     Executor,
     ResultEvent,
 )
+from dspy_bridge.runtime.host_calls import HostToolSpec, host_disconnected
+from dspy_bridge.runtime.host_tools import HostTools, host_tool_names
 from dspy_bridge.runtime.lm.factory import admit_lm_spec
 from dspy_bridge.runtime.params import ParamError, check_bindings, check_value
 from dspy_bridge.runtime.program import build_program, coerce_execution_inputs, spec_signature
@@ -62,6 +64,7 @@ from dspy_bridge.runtime.state import export_record_state, import_state
 from dspy_bridge.runtime.tools import ToolRegistry, default_registry
 from dspy_bridge.runtime.usage import UsageStats
 from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.services.offload import coerce_value_off_loop
 from dspy_bridge.store.base import SessionStore
 
@@ -155,6 +158,8 @@ class PreparedExecution:
     lm: LMSpec
     params: dict[str, PyValue] = field(default_factory=dict)
     used: dict[str, VariableUse] = field(default_factory=dict)
+    #: The `host:` tools the module uses, as its session's host offers them now.
+    host_tools: tuple[HostToolSpec, ...] = ()
 
     def record_usage(self, usage: UsageStats) -> None:
         """Counts LM calls and tokens by the model that ran (a bound `model` variable wins over
@@ -175,13 +180,19 @@ class ModuleService:
         settings: Settings,
         clock: Clock = system_clock,
         tools: ToolRegistry | None = None,
+        hosts: HostHub | None = None,
     ) -> None:
+        """`hosts`: the session's host connections (`host:` tools are checked against what
+        they offer at CreateModule and resolved at each dispatch)."""
         self._store = store
         self._executor = executor
         self._settings = settings
         self._lm_policy = settings.lm_policy()
         self._clock = clock
         self._tools = tools or default_registry()
+        self._hosts = hosts
+        if hosts is not None:
+            self._tools = self._tools.with_provider(HostTools(hosts.tool_specs, hosts))
 
     @property
     def executor(self) -> Executor:
@@ -402,7 +413,7 @@ class ModuleService:
         signature = spec_signature(record)
         prepared = PreparedExecution(record, signature, lm)
         if not bindings:
-            return prepared
+            return self._with_host_tools(session_id, prepared)
         variables = {v.name: v for v in await self._store.list_variables(session_id)}
         check = _ParamCheck(spec, signature, self._context(session_id))
         for name, params in by_variable.items():
@@ -426,6 +437,22 @@ class ModuleService:
                 for param in params:
                     prepared.params[param] = check.stored(param, variable)
                 prepared.used[name] = VariableUse(variable.value, variable.version, False)
+        return self._with_host_tools(session_id, prepared)
+
+    def _with_host_tools(self, session_id: str, prepared: PreparedExecution) -> PreparedExecution:
+        """`prepared` with the specs of the `host:` tools it uses, as offered now; UNAVAILABLE
+        `HOST_DISCONNECTED` (retryable) when the host offering one is gone."""
+        config = dict(prepared.record.spec.get("config") or {})
+        if "tools" in prepared.params:
+            config["tools"] = prepared.params["tools"]
+        specs = []
+        for name in host_tool_names(config):
+            spec = self._hosts.tool_spec(session_id, name) if self._hosts is not None else None
+            if spec is None:
+                offered = self._hosts.names(session_id, "tool") if self._hosts else []
+                raise host_disconnected("tool", name, offered)
+            specs.append(spec)
+        prepared.host_tools = tuple(specs)
         return prepared
 
     def execution_request(
@@ -445,6 +472,7 @@ class ModuleService:
             params=dict(prepared.params),
             timeout_ms=options.timeout_ms,
             include_trace=options.include_trace,
+            host_tools=prepared.host_tools,
         )
 
     async def execute(

@@ -25,6 +25,7 @@ from dspy_bridge.observability import RPC_LATENCY
 from dspy_bridge.transport.auth import CALLER, Authenticator
 from dspy_bridge.transport.decode import MalformedRequest, log_malformed
 from dspy_bridge.transport.status import to_grpc_status
+from dspy_bridge.transport.stream_headers import handler_sends_headers, send_headers
 
 log = get_logger("dspy_bridge.rpc")
 
@@ -170,6 +171,8 @@ def _wrap_stream(
     owner_check: OwnerCheck | None,
     check: RequestCheck | None,
 ) -> Callable[..., AsyncIterator[Any]]:
+    sends_own_headers = handler_sends_headers(behavior)
+
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _bind(rpc, request, context)
         started = time.perf_counter()
@@ -178,6 +181,8 @@ def _wrap_stream(
                 await _refuse_malformed(request, context, auth)
             if auth is not None or check is not None:
                 await _admit(rpc, request, context, auth, owner_check, check)
+            if not sends_own_headers:  # headers now, not with the first event
+                await send_headers(context)
             async for response in behavior(request, context):
                 yield response
         except BridgeError as err:

@@ -92,10 +92,11 @@ class RunningServer:
         log.info("stopped")
 
 
-async def build_executor(settings: Settings) -> Executor:
-    """`--workers 0`: execution in this process; otherwise a started worker pool."""
+async def build_executor(settings: Settings, hosts: HostHub | None = None) -> Executor:
+    """`--workers 0`: execution in this process; otherwise a started worker pool. `hosts`
+    answers the `host:` calls executions make."""
     if settings.workers == 0:
-        return InProcessExecutor()
+        return InProcessExecutor(host=hosts)
     pool = WorkerPool(
         PoolConfig(
             workers=settings.workers,
@@ -110,7 +111,8 @@ async def build_executor(settings: Settings) -> Executor:
             log_level=settings.log_level,
             log_format=settings.log_format,
             event_loop=settings.event_loop,
-        )
+        ),
+        host=hosts,
     )
     await pool.start()
     return pool
@@ -192,9 +194,11 @@ async def start_server(settings: Settings) -> RunningServer:
         hub = WatchHub(settings.watch_queue_size)
         sessions = SessionService(store, hub, settings)
         variables = VariableService(store, hub, settings)
-        executor = await build_executor(settings)
+        # -- host callbacks over Connect: one hub of host streams for the whole front --------
+        hosts = HostHub(settings)
+        executor = await build_executor(settings, hosts)
         undo.push_async_callback(executor.close)
-        modules = ModuleService(store, executor, settings)
+        modules = ModuleService(store, executor, settings, hosts=hosts)
         sessions.on_session_gone(modules.session_gone)
         facts = ServerFacts(
             store_backend=store.backend,
@@ -204,8 +208,6 @@ async def start_server(settings: Settings) -> RunningServer:
             pool_info=lambda: pool_info(settings, executor),
         )
         servicer = BridgeServicer(settings, facts, sessions, variables, modules)
-        # -- host callbacks over Connect: one hub of host streams for the whole front --------
-        hosts = HostHub(settings)
         servicer.hosts = hosts
         sessions.on_session_gone(hosts.session_gone_hook)
         # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------

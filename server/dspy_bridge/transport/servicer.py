@@ -25,6 +25,7 @@ from dspy_bridge.transport.eval_rpcs import EvaluateRpcs
 from dspy_bridge.transport.job_rpcs import JobRpcs
 from dspy_bridge.transport.module_rpcs import ModuleRpcs
 from dspy_bridge.transport.status import ok_status, to_status_proto
+from dspy_bridge.transport.stream_headers import send_headers, sends_headers_when_ready
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2
@@ -209,12 +210,15 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
         ]
         return pb.BatchUpdateVariablesResponse(results=results)
 
+    @sends_headers_when_ready
     async def WatchVariables(
         self, request: pb.WatchVariablesRequest, context: Ctx
     ) -> AsyncIterator[pb.WatchVariablesResponse]:
         events = await self.variables.watch(
             request.session_id, list(request.names), request.include_initial
         )
+        # Subscribed: from here on no change can be missed, so the client may be told.
+        await send_headers(context)
         async for event in events:
             if isinstance(event, Change):
                 yield pb.WatchVariablesResponse(
