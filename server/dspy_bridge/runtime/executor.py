@@ -41,9 +41,6 @@ from dspy.streaming.streaming_listener import StreamListener
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue
 from dspy_bridge.runtime import registry
-<<<<<<< HEAD
-from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, log_lm_failure, redact
-=======
 from dspy_bridge.runtime.host_calls import (
     EXECUTION_DEADLINE,
     EXECUTION_MODULE,
@@ -52,8 +49,7 @@ from dspy_bridge.runtime.host_calls import (
     HostUnavailable,
 )
 from dspy_bridge.runtime.host_tools import HostTools
-from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, redact
->>>>>>> main
+from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, log_lm_failure, redact
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.params import LM_PARAMETERS
 from dspy_bridge.runtime.program import (
