@@ -190,6 +190,44 @@ class Settings(BaseSettings):
     max_dataset_examples: int = Field(
         10_000, ge=1, le=10_000, description="Most examples in a dataset, trainset or valset."
     )
+    max_session_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Per-session byte budget: variables with every kept history version, "
+        "module versions and job records; past it writes fail RESOURCE_EXHAUSTED "
+        "SESSION_BUDGET_EXCEEDED. 0 = unlimited.",
+    )
+    # -- per-caller shares and job budgets (a named caller: auth_tokens_file or mTLS) ---------
+    max_sessions_per_caller: int = Field(
+        1_000,
+        ge=0,
+        description="Most live sessions one named caller may own; past it CreateSession fails "
+        "RESOURCE_EXHAUSTED SESSION_QUOTA_EXCEEDED. 0 = unlimited (max_sessions still applies).",
+    )
+    max_running_jobs_per_caller: int = Field(
+        0,
+        ge=0,
+        description="Job slots one named caller may hold at once; its further jobs wait QUEUED "
+        "and leave the other slots to other callers. 0 = half of max_running_jobs, rounded up.",
+    )
+    max_queued_jobs_per_caller: int = Field(
+        16,
+        ge=1,
+        description="Jobs one caller may have QUEUED or RUNNING at once; past it "
+        "StartOptimization fails RESOURCE_EXHAUSTED JOB_QUOTA_EXCEEDED.",
+    )
+    max_job_seconds: float = Field(
+        3_600.0,
+        ge=0,
+        description="Wall-clock limit of one job; past it the job FAILS (JOB_TIMEOUT), its "
+        "process is killed and its slot freed. 0 = none.",
+    )
+    max_job_metric_calls: int = Field(
+        100_000,
+        ge=1,
+        description="Largest metric-call budget one optimization may ask for (GEPA "
+        "max_metric_calls, max_full_evals x examples).",
+    )
 
     # -- host callbacks over Connect (tools, metrics and LMs a host lends its session) --------
     host_max_connections: int = Field(

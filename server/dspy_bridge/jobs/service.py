@@ -117,7 +117,10 @@ class OptimizationService:
         modules: ModuleService,
         manager: JobManager,
         clock: Clock = system_clock,
+        *,
+        max_metric_calls: int = cfg.DEFAULT_MAX_METRIC_CALLS,
     ) -> None:
+        self._max_metric_calls = max_metric_calls
         self._store = store
         self._modules = modules
         self._manager = manager
@@ -171,7 +174,11 @@ class OptimizationService:
         reflection: LMSpec | None = None
         if kind is None:
             config = cfg.validate_config(
-                name, config, trainset_size=len(trainset), valset_size=len(valset)
+                name,
+                config,
+                trainset_size=len(trainset),
+                valset_size=len(valset),
+                max_metric_calls=self._max_metric_calls,
             )
             raw_lm = config.get("reflection_lm")
             if isinstance(raw_lm, Mapping):
@@ -225,7 +232,8 @@ class OptimizationService:
             module_version=record.version,
         )
         on_success = self._auto_apply if request.apply else None
-        return await self._manager.submit(job, runner, payload, on_success)
+        owner = (await self._store.get_session(request.session_id)).owner
+        return await self._manager.submit(job, runner, payload, on_success, owner=owner)
 
     @staticmethod
     def _coerce(
@@ -251,7 +259,7 @@ class OptimizationService:
 
     async def list_page(
         self, session_id: str, module_id: str, page_size: int, page_token: str
-    ) -> tuple[list[Job], str]:
+    ) -> paging.Page[Job]:
         await self._modules.live_session(session_id)
         if page_size < 0:
             raise invalid_argument(
@@ -262,8 +270,10 @@ class OptimizationService:
         rows = await self._store.list_jobs(
             session_id, module_id=module_id, offset=offset, limit=limit + 1
         )
-        more = len(rows) > limit
-        return rows[:limit], paging.page_token("j", offset + limit) if more else ""
+        kept = rows[:limit]
+        return paging.Page(
+            "j", kept, list(range(offset, offset + len(kept))), offset + limit, len(rows) > limit
+        )
 
     async def watch(self, session_id: str, job_id: str) -> AsyncIterator[Job]:
         """Validates first (NOT_FOUND raises here), then yields snapshots."""

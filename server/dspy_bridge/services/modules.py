@@ -40,7 +40,7 @@ from dspy_bridge.errors import (
 )
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue, Session, Variable
-from dspy_bridge.observability import LM_CALLS, LM_TOKENS
+from dspy_bridge.observability import count_lm_usage
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import (
     ExecutionEvent,
@@ -127,25 +127,6 @@ class StreamHandle:
     events: AsyncIterator[ExecutionEvent]
 
 
-_usage_counters: dict[str, tuple[Any, Any, Any]] = {}
-
-
-def _count_usage(model: str, usage: UsageStats) -> None:
-    """Counts LM calls and tokens for Prometheus (the labelled children are looked up once per
-    model: `labels()` is a locked lookup, and this runs on every execution)."""
-    counters = _usage_counters.get(model)
-    if counters is None:
-        counters = _usage_counters[model] = (
-            LM_CALLS.labels(model),
-            LM_TOKENS.labels(model, "prompt"),
-            LM_TOKENS.labels(model, "completion"),
-        )
-    calls, prompt, completion = counters
-    calls.inc(usage.lm_calls)
-    prompt.inc(usage.prompt_tokens)
-    completion.inc(usage.completion_tokens)
-
-
 @dataclass
 class PreparedExecution:
     """Everything an execution needs that comes from the store, resolved once: the module
@@ -161,10 +142,14 @@ class PreparedExecution:
     #: The `host:` tools the module uses, as its session's host offers them now.
     host_tools: tuple[HostToolSpec, ...] = ()
 
+    @property
+    def model(self) -> str:
+        """The model that runs (a bound `model` variable wins over the LM spec)."""
+        return str(self.params.get("model") or self.lm.model)
+
     def record_usage(self, usage: UsageStats) -> None:
-        """Counts LM calls and tokens by the model that ran (a bound `model` variable wins over
-        the LM spec)."""
-        _count_usage(str(self.params.get("model") or self.lm.model), usage)
+        """Counts LM calls and tokens in the metrics, by the model that ran."""
+        count_lm_usage(self.model, usage.lm_calls, usage.prompt_tokens, usage.completion_tokens)
 
 
 class ModuleService:
