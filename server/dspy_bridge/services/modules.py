@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import secrets
 import time
@@ -55,7 +56,7 @@ from dspy_bridge.runtime.host_calls import (
     unavailable,
 )
 from dspy_bridge.runtime.host_tools import HostTools, host_tool_names
-from dspy_bridge.runtime.lm.factory import validate_lm_spec
+from dspy_bridge.runtime.lm.factory import admit_lm_spec
 from dspy_bridge.runtime.params import ParamError, check_bindings, check_value
 from dspy_bridge.runtime.program import build_program, coerce_execution_inputs, spec_signature
 from dspy_bridge.runtime.signatures import (
@@ -176,6 +177,7 @@ class ModuleService:
         self._store = store
         self._executor = executor
         self._settings = settings
+        self._lm_policy = settings.lm_policy()
         self._clock = clock
         self._tools = tools or default_registry()
         self._hosts = hosts
@@ -207,6 +209,11 @@ class ModuleService:
     def default_lm(self) -> LMSpec:
         s = self._settings
         return LMSpec(s.default_lm_model(), s.lm_api_base, s.lm_api_key_env)
+
+    def admit_lm(self, lm: LMSpec) -> None:
+        """The check of every LM configuration a host sends or an execution is about to use
+        (`runtime.lm.factory.admit_lm_spec`: syntax, options, the operator's allow-lists)."""
+        admit_lm_spec(lm, self._lm_policy)
 
     async def session_gone(self, session_id: str) -> None:
         """Hook for `SessionService.on_session_gone`: drop the session's cached programs."""
@@ -259,7 +266,7 @@ class ModuleService:
             ctx=ctx,
         )
         if lm is not None:
-            validate_lm_spec(lm)
+            self.admit_lm(lm)
             host_lm = host_name(lm.model)
             offered = self._hosts.names(session_id, "lm") if self._hosts else []
             if host_lm is not None and host_lm not in offered:
@@ -399,6 +406,9 @@ class ModuleService:
                 )
         lm_spec = spec.get("lm")
         lm = LMSpec.from_dict(lm_spec) if lm_spec else (session.lm or self.default_lm())
+        # Stored specs are checked again: they may predate the operator's current allow-lists.
+        self.admit_lm(lm)
+        lm = dataclasses.replace(lm, cache_scope=session.owner)
         signature = spec_signature(record)
         prepared = PreparedExecution(record, signature, lm)
         if not bindings:
