@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dspy_bridge.loop import EventLoopName, loop_factory
+from dspy_bridge.runtime.lm.policy import DEFAULT_ALLOWED_KEY_ENVS, LMPolicy, split_list
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -131,6 +132,36 @@ class Settings(BaseSettings):
         description="PEM CA certificates; when set, every client must present a certificate one "
         "of them signed (mutual TLS). Needs tls_cert_file.",
     )
+
+    # -- LM allow-lists: what a host's LMConfig may name (runtime/lm/policy.py) ---------------
+    lm_allowed_api_bases: str = Field(
+        "",
+        description="Comma-separated http(s) endpoints a host's LMConfig.api_base may name (a "
+        "URL matches an entry with the same scheme, host and port and a path at or below the "
+        "entry's). Empty: only providers' default endpoints (and --lm-api-base).",
+    )
+    lm_allowed_key_envs: str = Field(
+        DEFAULT_ALLOWED_KEY_ENVS,
+        description="Comma-separated names of environment variables a host's "
+        "LMConfig.api_key_env may name; `*` matches any characters. Empty: none. DSPY_BRIDGE_* "
+        "names are always refused.",
+    )
+
+    @model_validator(mode="after")
+    def _lm_policy_valid(self) -> Settings:
+        self.lm_policy()  # ValueError naming the entry that is not a usable URL or name
+        if self.lm_api_key_env.upper().startswith("DSPY_BRIDGE_"):
+            raise ValueError("lm_api_key_env must not name one of the server's own settings")
+        return self
+
+    def lm_policy(self) -> LMPolicy:
+        """The allow-lists hosts' LM configurations are checked against."""
+        return LMPolicy.build(
+            split_list(self.lm_allowed_api_bases),
+            split_list(self.lm_allowed_key_envs),
+            default_api_base=self.lm_api_base,
+            default_key_env=self.lm_api_key_env,
+        )
 
     # -- limits on what a host sends and keeps (docs/security.md lists every one) -------------
     max_session_ttl_seconds: int = Field(

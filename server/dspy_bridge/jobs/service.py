@@ -21,10 +21,13 @@ build their payload in the front, run a runner in the job process, and apply the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import grpc
 
 from dspy_bridge.errors import (
     BridgeError,
@@ -40,7 +43,6 @@ from dspy_bridge.jobs.metrics import resolve_metric
 from dspy_bridge.jobs.payload import ExampleData, OptimizationPayload
 from dspy_bridge.model import Job, JobStatus, JobUpdate, LMSpec, ModuleRecord, Variable
 from dspy_bridge.model.job import MODULE_RESULT
-from dspy_bridge.runtime.lm.factory import validate_lm_spec
 from dspy_bridge.runtime.program import coerce_execution_inputs, spec_signature
 from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
@@ -182,14 +184,18 @@ class OptimizationService:
             if isinstance(raw_lm, Mapping):
                 reflection = LMSpec.from_dict(dict(raw_lm))
                 try:
-                    validate_lm_spec(reflection)
+                    self._modules.admit_lm(reflection)
                 except BridgeError as exc:
+                    if exc.code == grpc.StatusCode.PERMISSION_DENIED:  # the allow-lists
+                        raise exc.at("config.reflection_lm") from None
                     raise invalid_argument(
                         Reason.INVALID_OPTIMIZER_CONFIG,
                         f"config.reflection_lm: {exc.message}",
                         "config.reflection_lm",
                     ) from None
         prepared_exec = await self._modules.prepare(request.session_id, request.module_id, {})
+        if reflection is not None:  # its cached answers belong to the same principal
+            reflection = dataclasses.replace(reflection, cache_scope=prepared_exec.lm.cache_scope)
         prepared = Prepared(record, prepared_exec.lm, prepared_exec.params, trainset, valset)
         job_id = f"job_{secrets.token_hex(8)}"
         payload: Any

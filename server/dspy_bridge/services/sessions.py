@@ -19,6 +19,7 @@ from dspy_bridge.errors import (
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, Session
 from dspy_bridge.observability import SESSIONS_EXPIRED
+from dspy_bridge.runtime.lm.factory import admit_lm_spec
 from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.watch import WatchHub
@@ -47,6 +48,7 @@ class SessionService:
         self._store = store
         self._hub = hub
         self._settings = settings
+        self._lm_policy = settings.lm_policy()
         self._clock = clock
         self._gone_hooks: list[SessionGoneHook] = []
         self._owners: dict[str, str] = {}  # session id -> owner, for check_owner
@@ -175,7 +177,11 @@ class SessionService:
         return await self._store.set_session_expiry(session_id, expire)
 
     async def configure_lm(self, session_id: str, lm: LMSpec | None) -> Session:
+        """Sets (or with None clears) the session's LM, checked exactly as CreateModule checks
+        a module's `lm` (`admit_lm_spec`) before anything is stored."""
         await self.get(session_id)
+        if lm is not None:
+            admit_lm_spec(lm, self._lm_policy)
         return await self._store.set_session_lm(session_id, lm)
 
     async def expire_due(self) -> list[str]:
