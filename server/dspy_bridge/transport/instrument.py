@@ -9,9 +9,11 @@ per RPC on this class of machine, the wrapper at a few microseconds.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
@@ -21,7 +23,7 @@ from grpc.aio import ServicerContext
 
 from dspy_bridge.errors import BridgeError
 from dspy_bridge.log import get_logger
-from dspy_bridge.observability import RPC_LATENCY
+from dspy_bridge.observability import RPC_LATENCY, STREAM_DURATION, STREAMS_OPEN
 from dspy_bridge.transport.auth import CALLER, Authenticator
 from dspy_bridge.transport.decode import MalformedRequest, log_malformed
 from dspy_bridge.transport.status import to_grpc_status
@@ -109,11 +111,31 @@ def _bind(rpc: str, request: Any, context: ServicerContext[Any, Any]) -> None:
 
 
 def _observe(rpc: str, code: grpc.StatusCode, seconds: float) -> None:
+    """Unary RPCs into the latency histogram, streams into their own (see observability)."""
     key = (rpc, code.name)
     child = _latency_children.get(key)
     if child is None:
-        child = _latency_children[key] = RPC_LATENCY.labels(rpc, code.name)
+        histogram = STREAM_DURATION if rpc in _STREAMING else RPC_LATENCY
+        child = _latency_children[key] = histogram.labels(rpc, code.name)
     child.observe(seconds)
+
+
+#: The names of the wrapped streaming RPCs (filled by `instrumented`).
+_STREAMING: set[str] = set()
+
+
+@contextmanager
+def _open_stream(rpc: str, started: float) -> Iterator[None]:
+    """Counts a stream as open while it runs; one the client cancelled (the handler is
+    cancelled, no status of its own) is measured as CANCELLED when it ends."""
+    STREAMS_OPEN.labels(rpc).inc()
+    try:
+        yield
+    except asyncio.CancelledError:
+        _observe(rpc, grpc.StatusCode.CANCELLED, time.perf_counter() - started)
+        raise
+    finally:
+        STREAMS_OPEN.labels(rpc).dec()
 
 
 def _finish(rpc: str, started: float, code: grpc.StatusCode, err: BaseException | None) -> None:
@@ -177,14 +199,15 @@ def _wrap_stream(
         _bind(rpc, request, context)
         started = time.perf_counter()
         try:
-            if isinstance(request, MalformedRequest):
-                await _refuse_malformed(request, context, auth)
-            if auth is not None or check is not None:
-                await _admit(rpc, request, context, auth, owner_check, check)
-            if not sends_own_headers:  # headers now, not with the first event
-                await send_headers(context)
-            async for response in behavior(request, context):
-                yield response
+            with _open_stream(rpc, started):
+                if isinstance(request, MalformedRequest):
+                    await _refuse_malformed(request, context, auth)
+                if auth is not None or check is not None:
+                    await _admit(rpc, request, context, auth, owner_check, check)
+                if not sends_own_headers:  # headers now, not with the first event
+                    await send_headers(context)
+                async for response in behavior(request, context):
+                    yield response
         except BridgeError as err:
             _finish(rpc, started, err.code, err)
             await context.abort_with_status(to_grpc_status(err))
@@ -222,18 +245,19 @@ def _wrap_bidi(
     ) -> AsyncIterator[Any]:
         started = time.perf_counter()
         try:
-            if auth is not None:
-                auth.principal(context)  # refuse an unauthenticated caller before reading
-            iterator = aiter(requests)
-            first = await anext(iterator, None)
-            _bind(rpc, first, context)
-            if isinstance(first, MalformedRequest):
-                await _refuse_malformed(first, context, auth)
-            if auth is not None and first is not None:
-                await _admit(rpc, first, context, auth, owner_check, None)
-            stream = _chain(first, iterator) if first is not None else _chain_empty()
-            async for response in behavior(stream, context):
-                yield response
+            with _open_stream(rpc, started):
+                if auth is not None:
+                    auth.principal(context)  # refuse an unauthenticated caller before reading
+                iterator = aiter(requests)
+                first = await anext(iterator, None)
+                _bind(rpc, first, context)
+                if isinstance(first, MalformedRequest):
+                    await _refuse_malformed(first, context, auth)
+                if auth is not None and first is not None:
+                    await _admit(rpc, first, context, auth, owner_check, None)
+                stream = _chain(first, iterator) if first is not None else _chain_empty()
+                async for response in behavior(stream, context):
+                    yield response
         except BridgeError as err:
             _finish(rpc, started, err.code, err)
             await context.abort_with_status(to_grpc_status(err))
@@ -267,6 +291,8 @@ def instrumented(
     methods: dict[str, Any] = {}
     for method in service.methods:
         behavior = getattr(servicer, method.name)
+        if method.server_streaming or method.client_streaming:
+            _STREAMING.add(method.name)
         if method.client_streaming and method.server_streaming:
             methods[method.name] = _wrap_bidi(method.name, behavior, auth, owner_check)
         elif method.client_streaming:

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import dspy
@@ -23,7 +24,7 @@ from dspy_bridge.jobs.metrics import METRIC_NAMES
 from dspy_bridge.jobs.service import OptimizationService
 from dspy_bridge.jobs.variable_search import KIND_NAME, VariableSearchKind
 from dspy_bridge.log import get_logger
-from dspy_bridge.observability import serve_metrics
+from dspy_bridge.observability import report_live_state, serve_metrics
 from dspy_bridge.pool import PoolConfig, WorkerPool
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import Executor, InProcessExecutor
@@ -33,6 +34,7 @@ from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import SessionStore, open_store
+from dspy_bridge.store.budget import BudgetedStore
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.decode import add_service
@@ -63,6 +65,8 @@ class RunningServer:
     stop_metrics: Callable[[], None] | None = None
     #: Optimization jobs: their processes are stopped (jobs INTERRUPTED) before the store closes.
     jobs: JobManager | None = None
+    #: Takes this server's live gauges out of the metrics registry.
+    stop_gauges: Callable[[], None] | None = None
     #: Host callbacks (Connect streams): ended first on stop, so they do not hold the drain.
     hosts: HostHub | None = None
 
@@ -74,6 +78,8 @@ class RunningServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stops intake, lets in-flight calls finish up to `grace` seconds, closes the store."""
         await self.health.enter_graceful_shutdown()
+        if self.stop_gauges is not None:
+            self.stop_gauges()
         self.hub.shutdown()
         if self.hosts is not None:
             self.hosts.close()
@@ -116,6 +122,22 @@ async def build_executor(settings: Settings, hosts: HostHub | None = None) -> Ex
     )
     await pool.start()
     return pool
+
+
+async def _live_state(
+    store: SessionStore, executor: Executor, jobs: JobManager
+) -> dict[str, float]:
+    """The values of the live gauges (see `observability.LiveState`)."""
+    stats = executor.stats()
+    job_counts = jobs.counts()
+    return {
+        "dspy_bridge_sessions": await store.count_sessions(),
+        "dspy_bridge_jobs:running": job_counts["running"],
+        "dspy_bridge_jobs:queued": job_counts["queued"],
+        "dspy_bridge_executions_in_flight": stats.get("in_flight", 0),
+        "dspy_bridge_workers_alive": stats.get("workers_alive", 0),
+        "dspy_bridge_job_watchers": job_counts["watchers"],
+    }
 
 
 def pool_info(settings: Settings, executor: Executor) -> pb.PoolInfo:
@@ -189,7 +211,12 @@ async def start_server(settings: Settings) -> RunningServer:
         stop_metrics = _metrics_endpoint(settings)
         if stop_metrics is not None:
             undo.callback(stop_metrics)
-        store = await _opened_store(settings)
+        # Every session's bytes are counted and capped (--max-session-bytes), history included.
+        store: SessionStore = BudgetedStore(
+            await _opened_store(settings),
+            max_bytes=settings.max_session_bytes,
+            history_limit=settings.history_limit,
+        )
         undo.push_async_callback(store.close)
         hub = WatchHub(settings.watch_queue_size)
         sessions = SessionService(store, hub, settings)
@@ -214,8 +241,16 @@ async def start_server(settings: Settings) -> RunningServer:
         interrupted = await store.mark_running_jobs_interrupted(time.time())
         if interrupted:
             log.warning("jobs interrupted by a restart", jobs=[j.job_id for j in interrupted])
-        job_manager = JobManager(store, max_running=settings.max_running_jobs)
-        servicer.jobs = OptimizationService(store, modules, job_manager)
+        job_manager = JobManager(
+            store,
+            max_running=settings.max_running_jobs,
+            per_owner_running=settings.max_running_jobs_per_caller,
+            per_owner_jobs=settings.max_queued_jobs_per_caller,
+            max_seconds=settings.max_job_seconds,
+        )
+        servicer.jobs = OptimizationService(
+            store, modules, job_manager, max_metric_calls=settings.max_job_metric_calls
+        )
         servicer.jobs.register_kind(KIND_NAME, VariableSearchKind(store, variables))
         sessions.on_session_gone(job_manager.session_gone)
         facts.optimizers = servicer.jobs.optimizers()
@@ -244,10 +279,16 @@ async def start_server(settings: Settings) -> RunningServer:
         await health.set("", serving)
         await health.set(SERVICE_NAME, serving)
         background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
+        # -- metrics: gauges read from the live server at each scrape ------------------------
+        stop_gauges = report_live_state(
+            asyncio.get_running_loop(), partial(_live_state, store, executor, job_manager)
+        )
+        undo.callback(stop_gauges)
         running = RunningServer(
             settings, server, health, hub, executor, store, port, background, stop_metrics
         )
         running.jobs = job_manager
+        running.stop_gauges = stop_gauges
         running.hosts = hosts
         log.info(
             "serving",
