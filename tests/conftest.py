@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -14,6 +15,7 @@ from dspy_bridge.config import Settings
 from dspy_bridge.log import configure_logging
 from dspy_bridge.transport.server import RunningServer, start_server
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
+from tests.redis_server import RedisServer
 
 configure_logging("warning", "console")
 
@@ -40,9 +42,31 @@ def test_settings(**overrides: object) -> Settings:
 test_settings.__test__ = False  # a helper, not a test
 
 
+# -- a real Redis for the shared store: one server per test session ------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port (AOF, appendfsync always)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def redis_store_url(server: RedisServer) -> str:
+    """A URL of the shared Redis with a key prefix of its own: a fresh, empty store."""
+    return f"{server.url}?key_prefix=t{uuid.uuid4().hex[:12]}"
+
+
 @pytest.fixture(params=["memory"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Store backend for the server fixture; parametrize indirectly with ["memory", "sqlite"]."""
+    """Store backend for the server fixture; parametrize indirectly with
+    ["memory", "sqlite", "redis"]."""
+    if request.param == "redis":
+        return redis_store_url(request.getfixturevalue("redis_server"))
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'bridge.db'}"
 
 
