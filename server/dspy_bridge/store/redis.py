@@ -339,6 +339,10 @@ class RedisStore(SessionStore):
                 raise unavailable_from(exc) from None
             raise
 
+    async def run_script(self, source: str, *args: str | int | float) -> Any:
+        """Runs one of `redis_scripts` (for the shared watch feed)."""
+        return await self._run(source, *args)
+
     async def call(self, command: str, *args: str | int | float) -> Any:
         """One plain Redis command, with failures mapped like the scripts'."""
         try:

@@ -432,3 +432,17 @@ end
 return {'ok'}
 """
 )
+
+# ARGV: P, sid. Where a new watcher of the session starts: {epoch, seq, last stream entry id}.
+WATCH_POSITION = (
+    _COMMON
+    + r"""
+local s = skey(ARGV[2])
+local f = redis.call('HMGET', s, 'epoch', 'seq')
+if not f[1] then return {'session'} end
+local last = redis.call('XREVRANGE', s .. ':events', '+', '-', 'COUNT', 1)
+local entry = '0-0'
+if #last > 0 then entry = last[1][1] end
+return {'ok', f[1], f[2], entry}
+"""
+)

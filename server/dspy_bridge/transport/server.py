@@ -29,9 +29,10 @@ from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import Executor, InProcessExecutor
 from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
+from dspy_bridge.services.shared_watch import RedisWatchHub
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
-from dspy_bridge.store import SessionStore, open_store
+from dspy_bridge.store import RedisStore, SessionStore, open_store
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.instrument import instrumented
@@ -152,9 +153,18 @@ async def start_server(settings: Settings) -> RunningServer:
     server, port = _bound_server(settings)
     async with contextlib.AsyncExitStack() as undo:  # what to stop if a later step fails
         undo.push_async_callback(server.stop, 0)
-        store = await open_store(settings.store, history_limit=settings.history_limit)
+        store = await open_store(
+            settings.store,
+            history_limit=settings.history_limit,
+            stream_length=settings.store_stream_length,
+            lease_seconds=settings.job_lease_seconds,
+        )
         undo.push_async_callback(store.close)
-        hub = WatchHub(settings.watch_queue_size)
+        hub = (  # a shared store feeds watchers from Redis: changes made on any replica
+            RedisWatchHub(store, settings.watch_queue_size)
+            if isinstance(store, RedisStore)
+            else WatchHub(settings.watch_queue_size)
+        )
         sessions = SessionService(store, hub, settings)
         variables = VariableService(store, hub, settings)
         executor = await build_executor(settings)
@@ -201,6 +211,10 @@ async def start_server(settings: Settings) -> RunningServer:
         await health.set("", serving)
         await health.set(SERVICE_NAME, serving)
         background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
+        if store.shared:  # job leases: renewed here, lapsed ones interrupted by any replica
+            background.append(
+                asyncio.create_task(job_manager.run_leases(settings.job_lease_seconds))
+            )
         stop_metrics = None
         if settings.metrics_port:
             stop_metrics = serve_metrics(settings.metrics_port, settings.host)
