@@ -9,7 +9,7 @@ PROTO_OUT := clients/python/src/dspy_bridge_client/_proto
 PROTO_FILES := $(wildcard proto/dspy_bridge/v1/*.proto)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install proto run serve test test-python test-node lint fmt bench clean redis-server
+.PHONY: install proto run serve test test-python test-node test-elixir test-elixir-if-present lint fmt bench clean redis-server
 NPM ?= npm
 
 install: $(VENV)/.installed $(PROTO_OUT)/.generated
@@ -42,7 +42,7 @@ fmt: install
 	$(BIN)/ruff check --fix server clients/python tests bench
 	$(BIN)/ruff format server clients/python tests bench
 
-test: install lint test-python test-node
+test: install lint test-python test-node test-elixir-if-present
 
 test-python: install redis-server
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -57,8 +57,23 @@ test-node: install
 	cd clients/node && $(NPM) ci --no-audit --no-fund --loglevel=error \
 	  && DSPY_BRIDGE_PYTHON=$(abspath $(BIN)/python) $(NPM) test
 
+# Elixir client: ExUnit against a real sidecar run from .venv (started by test/test_helper.exs).
+# Its hex dependencies (grpc, protobuf, gun) must already be in clients/elixir/deps
+# (`mix deps.get`); `make test` runs the suite only when mix and they are present.
+ELIXIR_DIR := clients/elixir
+test-elixir: install
+	cd $(ELIXIR_DIR) && mix test
+
+test-elixir-if-present:
+	@if ! command -v mix >/dev/null; then \
+	  echo "Elixir client tests not run: mix is not installed"; \
+	elif ! (cd $(ELIXIR_DIR) && ls -d deps/grpc deps/protobuf deps/gun >/dev/null 2>&1); then \
+	  echo "Elixir client tests not run: its hex dependencies are not in $(ELIXIR_DIR)/deps (run mix deps.get there)"; \
+	else $(MAKE) --no-print-directory test-elixir; fi
+
 bench: install redis-server
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(PROTO_OUT) .mypy_cache .ruff_cache .pytest_cache clients/node/node_modules clients/node/dist
+	rm -rf $(VENV) $(PROTO_OUT) .mypy_cache .ruff_cache .pytest_cache clients/node/node_modules clients/node/dist \
+	  clients/elixir/_build

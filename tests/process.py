@@ -42,7 +42,10 @@ class ServerProcess:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.raw: list[str] = []
         assert self.proc.stderr is not None
-        threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
+        self._pump_thread = threading.Thread(
+            target=self._pump, args=(self.proc.stderr,), daemon=True
+        )
+        self._pump_thread.start()
         #: The `serving` log event (port, store, event loop).
         self.serving = self.wait_for("serving", timeout=60)
         self.target = f"127.0.0.1:{self.serving['port']}"
@@ -67,6 +70,13 @@ class ServerProcess:
             if item.get("event") == event:
                 return item
 
+    def all_output(self, timeout: float = 60) -> list[str]:
+        """Every stderr line, once the process has exited and its stderr is read to the end."""
+        self.proc.wait(timeout=timeout)
+        self._pump_thread.join(timeout=timeout)
+        assert not self._pump_thread.is_alive(), "stderr still open after exit"
+        return list(self.raw)
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -74,6 +84,20 @@ class ServerProcess:
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
+
+
+def failed_start(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs `dspy-bridge serve` with settings that must stop it at start; returns once it
+    exited (a start that does not fail hits the timeout instead of hanging the test run)."""
+    full_env = {**os.environ, "DSPY_BRIDGE_LOG_FORMAT": "json", **(env or {})}
+    command = [sys.executable, "-m", "dspy_bridge", "serve", "--host", "127.0.0.1"]
+    return subprocess.run(
+        [*command, "--workers", "0", "--lm", "offline", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+    )
 
 
 @contextmanager

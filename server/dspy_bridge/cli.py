@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
 from dspy_bridge import __version__
-from dspy_bridge.config import Settings
+from dspy_bridge.config import Settings, setting_label
 from dspy_bridge.errors import StartupError
 from dspy_bridge.log import configure_logging
 from dspy_bridge.loop import run
@@ -68,16 +68,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status of a start that failed on its settings (argparse uses 2 for bad flags too).
+EXIT_BAD_SETTINGS = 2
+
+
 def _settings(overrides: dict[str, object]) -> Settings:
+    """The settings, or exit 2 with one line per invalid setting naming its flag and env var."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as err:
         # Without the input values: one of them may be a secret (auth_token).
-        problems = "\n".join(
-            f"  {'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
-            for e in err.errors(include_input=False, include_url=False)
-        )
-        sys.exit(f"dspy-bridge: invalid settings:\n{problems}")
+        for problem in err.errors(include_input=False, include_url=False):
+            where = [str(part) for part in problem["loc"]]
+            message = problem["msg"].removeprefix("Value error, ")
+            if where and where[0] in Settings.model_fields:
+                message = f"{setting_label(where[0])}: {message}"
+            print(f"dspy-bridge: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_SETTINGS)
 
 
 def _health_channel(args: argparse.Namespace, settings: Settings, target: str) -> grpc.Channel:
@@ -125,8 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(serve(settings), settings.event_loop)
-    except StartupError as err:
-        sys.exit(f"dspy-bridge: {err}")
+    except StartupError as err:  # one line naming the setting to change; nothing was started
+        print(f"dspy-bridge: {err}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     return 0
 
 

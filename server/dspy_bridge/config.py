@@ -136,6 +136,78 @@ class Settings(BaseSettings):
         "of them signed (mutual TLS). Needs tls_cert_file.",
     )
 
+    # -- limits on what a host sends and keeps (docs/security.md lists every one) -------------
+    max_session_ttl_seconds: int = Field(
+        30 * 86_400,
+        ge=1,
+        description="Longest ttl_seconds CreateSession accepts (default 30 days).",
+    )
+    max_description_chars: int = Field(
+        4_096, ge=0, description="Longest variable or signature field description."
+    )
+    max_metadata_entries: int = Field(64, ge=0, description="Most metadata entries per map.")
+    max_metadata_key_chars: int = Field(128, ge=1, description="Longest metadata key.")
+    max_metadata_value_chars: int = Field(1_024, ge=0, description="Longest metadata value.")
+    max_reason_chars: int = Field(
+        1_024, ge=0, description="Longest `reason` (and `source`: at most 128) of a write."
+    )
+    max_instructions_chars: int = Field(
+        65_536, ge=0, description="Longest signature text or instructions."
+    )
+    max_config_bytes: int = Field(
+        65_536,
+        ge=1_024,
+        description="Largest config or options Struct (module config, optimizer config, metric "
+        "options), serialized.",
+    )
+    max_dataset_examples: int = Field(
+        10_000, ge=1, le=10_000, description="Most examples in a dataset, trainset or valset."
+    )
+
+    # -- host callbacks over Connect (tools, metrics and LMs a host lends its session) --------
+    host_max_connections: int = Field(
+        16, ge=1, le=1024, description="Most Connect streams open at once for one session."
+    )
+    host_max_names: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Most tools + metrics + LMs one Connect `hello` may offer.",
+    )
+    host_max_schema_bytes: int = Field(
+        65_536, ge=256, description="Largest JSON Schema (`parameters`) of one host tool."
+    )
+    host_max_calls_in_flight: int = Field(
+        4_096,
+        ge=1,
+        description="Most calls waiting for answers on one Connect stream; past it a call "
+        "fails RESOURCE_EXHAUSTED HOST_CALLS_LIMIT.",
+    )
+    host_max_result_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest answer to one host call; a bigger one fails that call "
+        "RESOURCE_EXHAUSTED HOST_RESULT_TOO_LARGE (the stream stays up).",
+    )
+    host_tool_timeout_ms: int = Field(
+        30_000, ge=1, description="Deadline of a host tool call when the tool sets none."
+    )
+    host_tool_max_concurrency: int = Field(
+        1_024,
+        ge=1,
+        description="Calls of one host tool in flight per connection when the tool sets none.",
+    )
+    host_metric_timeout_ms: int = Field(
+        60_000, ge=1, description="Deadline of one host metric call."
+    )
+    host_lm_timeout_ms: int = Field(120_000, ge=1, description="Deadline of one host LM call.")
+    host_reconnect_wait_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long an evaluation or optimization waits for its host metric (or LM) "
+        "to be offered again after its connection dropped before failing.",
+    )
+
     # -- shared (redis) store: several replicas --------------------------------------------
     store_stream_length: int = Field(
         10_000,
@@ -153,9 +225,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _tls_complete(self) -> Settings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("tls_cert_file and tls_key_file must be set together")
+            raise ValueError(
+                f"{setting_label('tls_cert_file')} and {setting_label('tls_key_file')} must be "
+                "set together"
+            )
         if self.tls_client_ca_file and not self.tls_cert_file:
-            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+            raise ValueError(
+                f"{setting_label('tls_client_ca_file')} (mutual TLS) needs "
+                f"{setting_label('tls_cert_file')} and {setting_label('tls_key_file')}"
+            )
         return self
 
     @field_validator("auth_token")
@@ -189,3 +267,12 @@ class Settings(BaseSettings):
         if self.lm:
             return self.lm
         return "openai/gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "offline"
+
+
+# -- naming settings in errors: the flag and the environment variable that set each one ------
+
+
+def setting_label(name: str) -> str:
+    """How an error names a setting, so the reader knows both ways to change it:
+    `--tls-cert-file (DSPY_BRIDGE_TLS_CERT_FILE)`."""
+    return f"--{name.replace('_', '-')} ({Settings.model_config['env_prefix']}{name.upper()})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -26,19 +27,45 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+#: Libraries that log through the standard library, kept at WARNING even at `--log-level debug`:
+#: gRPC alone writes ~40 DEBUG lines per RPC, LiteLLM and httpx one per request and header.
+#: Their warnings and errors still come through, rendered like every other line.
+QUIET_LIBRARIES = (
+    "grpc",
+    "LiteLLM",
+    "LiteLLM Router",
+    "LiteLLM Proxy",
+    "litellm",
+    "httpx",
+    "httpcore",
+    "openai",
+    "urllib3",
+    "asyncio",
+    "dspy",
+    "optuna",
+)
+#: Where the resolved choice is left for the processes this one starts (job processes come from
+#: a forkserver that inherits the environment, not the command line).
+#: Not a `DSPY_BRIDGE_*` name: settings read those, and this one is only ever set, not given.
+_CHILD_ENV = "_DSPY_BRIDGE_CHILD_LOGGING"
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
-    """Sets up structlog (and the stdlib root logger it renders through) once per process."""
+    """Sets up structlog, and the stdlib root logger so that library records (gRPC, LiteLLM,
+    Python warnings) are rendered by the same processors: in JSON mode every line on stderr is
+    one JSON object, at every level."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             _redact,
             structlog.processors.format_exc_info,
             renderer,
@@ -49,10 +76,36 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries (litellm, grpc) log through stdlib; keep them quiet unless debugging.
-    logging.basicConfig(level=logging.WARNING if level != "debug" else logging.DEBUG)
-    for noisy in ("LiteLLM", "litellm", "httpx", "dspy"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.add_log_level,
+                stamp,
+                _redact,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # `warnings.warn` becomes a log record, rendered as above
+    os.environ[_CHILD_ENV] = f"{level} {'json' if use_json else 'console'}"
+
+
+def configure_logging_as_parent() -> None:
+    """In a process the sidecar started (a job): logs as the sidecar was told to."""
+    level, _, fmt = os.environ.get(_CHILD_ENV, "warning json").partition(" ")
+    configure_logging(level, "console" if fmt == "console" else "json")
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

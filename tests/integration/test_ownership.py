@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import message_factory
 
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import StartupError
@@ -20,6 +21,7 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2, module_pb2
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2 as vpb
+from tests.host.raw_host import RawHost, hello, tool
 from tests.integration.rpc import expect_error, fv, sv
 
 ANA = (("authorization", "Bearer ana-token"),)
@@ -81,6 +83,17 @@ async def test_another_caller_cannot_see_or_touch_a_session(
     await expect_error(asyncio.wait_for(streamed.read(), 10), grpc.StatusCode.NOT_FOUND)
     watch = stub.WatchVariables(pb.WatchVariablesRequest(session_id=sid), metadata=BO)
     await expect_error(asyncio.wait_for(watch.read(), 10), grpc.StatusCode.NOT_FOUND)
+    connect = stub.Connect(metadata=BO)  # Bo cannot lend tools to Ana's session
+    await connect.write(hello(sid, [tool("lookup")]))
+    await expect_error(asyncio.wait_for(connect.read(), 10), grpc.StatusCode.NOT_FOUND)
+    connect = stub.Connect()  # nor can a caller without a token
+    await connect.write(hello(sid, [tool("lookup")]))
+    await expect_error(
+        asyncio.wait_for(connect.read(), 10), grpc.StatusCode.UNAUTHENTICATED, "AUTH_REQUIRED"
+    )
+    assert server.hosts is not None and server.hosts.connection_count(sid) == 0
+    async with RawHost(stub, hello(sid, [tool("lookup")]), ANA) as host:  # Ana can
+        assert list(host.welcome.tools) == ["lookup"]  # type: ignore[union-attr]
 
     # Nothing changed, and Ana still has everything.
     variable = await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="t"), metadata=ANA)
@@ -140,11 +153,13 @@ def test_every_session_scoped_rpc_names_its_session() -> None:
     an RPC added later without it would let any caller into any session."""
     unscoped = {"Ping", "GetServerInfo", "ListSessions"}
     for method in pb.DESCRIPTOR.services_by_name["BridgeService"].methods:
-        request = getattr(pb, method.input_type.name)()
+        request = message_factory.GetMessageClass(method.input_type)()
         if "session_id" in method.input_type.fields_by_name:
             request.session_id = "s"
         elif "evaluation" in method.input_type.fields_by_name:
             request.evaluation.session_id = "s"
+        elif "hello" in method.input_type.fields_by_name:  # Connect: its first message
+            request.hello.session_id = "s"
         expected = "" if method.name in unscoped else "s"
         assert session_of(request) == expected, method.name
 
@@ -187,5 +202,5 @@ def test_tokens_file_problems_never_print_a_token(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="cannot read"):
         read_tokens_file(str(tmp_path / "missing"))
     path.write_text("default d1\n")
-    with pytest.raises(StartupError, match="auth_token's"):
+    with pytest.raises(StartupError, match=r"--auth-token \(DSPY_BRIDGE_AUTH_TOKEN\)'s"):
         Authenticator.from_settings(Settings(auth_token="x", auth_tokens_file=str(path)))  # type: ignore[arg-type]

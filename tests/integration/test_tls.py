@@ -201,18 +201,23 @@ async def test_health_under_mutual_tls_shows_the_servers_certificate(
 def test_incomplete_tls_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="must be set together"):
         Settings(tls_cert_file="server.pem")
-    with pytest.raises(ValueError, match="needs tls_cert_file"):
+    with pytest.raises(ValueError, match="needs --tls-cert-file"):
         Settings(tls_client_ca_file="ca.pem")
 
 
 async def test_an_unusable_file_stops_the_server_before_it_starts(pki: Pki, tmp_path: Path) -> None:
     missing = test_settings(tls_cert_file=str(tmp_path / "nope.pem"), tls_key_file=pki.key_file)
-    with pytest.raises(TLSConfigError, match=r"tls_cert_file: cannot read .*nope\.pem"):
+    with pytest.raises(
+        TLSConfigError,
+        match=r"--tls-cert-file \(DSPY_BRIDGE_TLS_CERT_FILE\): cannot read .*nope\.pem",
+    ):
         await start_server(missing)
     garbage = tmp_path / "garbage.key"
     garbage.write_text("not a key")
     not_pem = test_settings(tls_cert_file=pki.cert_file, tls_key_file=str(garbage))
-    with pytest.raises(TLSConfigError, match=r"tls_key_file: .* is not a PEM file"):
+    with pytest.raises(
+        TLSConfigError, match=r"--tls-key-file \(DSPY_BRIDGE_TLS_KEY_FILE\): .* is not a PEM file"
+    ):
         await start_server(not_pem)
 
 
@@ -221,10 +226,13 @@ async def test_a_key_that_does_not_match_the_certificate_stops_the_server(pki: P
     stray = pki.root / "other.key"
     stray.write_bytes(other.private_key_pem.bytes())
     mismatched = test_settings(tls_cert_file=pki.cert_file, tls_key_file=str(stray))
-    with pytest.raises(TLSConfigError, match="does not match tls_cert_file"):
+    with pytest.raises(TLSConfigError, match="does not match the certificate of --tls-cert-file"):
         await start_server(mismatched)
     no_ca = test_settings(**pki.server_settings(), tls_client_ca_file=pki.key_file)
-    with pytest.raises(TLSConfigError, match=r"tls_client_ca_file: .* no usable CA"):
+    with pytest.raises(
+        TLSConfigError,
+        match=r"--tls-client-ca-file \(DSPY_BRIDGE_TLS_CLIENT_CA_FILE\): .* no usable CA",
+    ):
         await start_server(no_ca)
 
 
@@ -233,5 +241,8 @@ def test_the_command_line_names_the_unusable_file(tmp_path: Path) -> None:
     serve = [sys.executable, "-m", "dspy_bridge", "serve", "--port", "0", "--workers", "0"]
     flags = ["--tls-cert-file", missing, "--tls-key-file", missing]
     done = subprocess.run([*serve, *flags], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
-    assert f"dspy-bridge: tls_cert_file: cannot read {missing}" in done.stderr
+    assert done.returncode == 2
+    assert (
+        f"dspy-bridge: --tls-cert-file (DSPY_BRIDGE_TLS_CERT_FILE): cannot read {missing}"
+        in done.stderr
+    )

@@ -48,7 +48,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             url = redis_store_url(request.getfixturevalue("redis_server"))
         else:
             # tmp_path is absolute, so this is the four-slash absolute form.
-            url = f"sqlite:///{tmp_path / f'store-{len(opened)}' / 'bridge.db'}"
+            url = f"sqlite:///{tmp_path / f'store-{len(opened)}.db'}"
         store = await open_store(url, history_limit=history_limit)
         opened.append(store)
         urls[id(store)] = url

@@ -927,17 +927,24 @@ async def test_open_store_sqlite_relative_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    store = await open_store("sqlite:///data/sub/bridge.db")
+    (tmp_path / "data").mkdir()
+    store = await open_store("sqlite:///data/bridge.db")
     try:
         assert isinstance(store, SqliteStore)
         assert store.backend == "sqlite"
-        assert (tmp_path / "data" / "sub" / "bridge.db").is_file()
+        assert (tmp_path / "data" / "bridge.db").is_file()
     finally:
         await store.close()
 
 
+async def test_open_store_sqlite_missing_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        await open_store(f"sqlite:///{tmp_path / 'missing' / 'bridge.db'}")
+    assert not (tmp_path / "missing").exists()  # not created behind the operator's back
+
+
 async def test_open_store_sqlite_absolute_path(tmp_path: Path) -> None:
-    path = tmp_path / "abs" / "bridge.db"
+    path = tmp_path / "bridge.db"
     store = await open_store(f"sqlite:///{path}")
     try:
         await with_session(store)

@@ -1,11 +1,15 @@
 // BridgeClient (one connection) and SessionHandle (everything inside one session).
 import * as grpc from "@grpc/grpc-js";
 
-import { BridgeError, UnavailableError, fromServiceError } from "./errors";
+import { BridgeError, DeadlineExceededError, UnavailableError, fromServiceError } from "./errors";
+import { HostServer, ServeOptions } from "./host";
+import { ApplyResult, Job, applyResultFromProto, jobFromProto } from "./jobs";
 import { bridgeServiceClient } from "./proto";
+import { VariableSearchSpec, searchSpecToProto } from "./search";
 import {
   BatchResult,
   Constraints,
+  EvaluateStreamEvent,
   ExecuteResult,
   ExecuteStreamEvent,
   Evaluation,
@@ -23,6 +27,7 @@ import {
   WriteResult,
   batchResultFromProto,
   constraintsToProto,
+  evaluateEventFromProto,
   evaluationFromProto,
   executeResultFromProto,
   historyEntryFromProto,
@@ -97,6 +102,13 @@ class Transport {
         else resolve(res);
       });
     });
+  }
+
+  /** A bidirectional stream without a deadline (Connect). */
+  duplex(method: string): grpc.ClientDuplexStream<Pb, Pb> {
+    this.checkOpen();
+    const fn = (this.stub as unknown as Record<string, (md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientDuplexStream<Pb, Pb>>)[method];
+    return fn.call(this.stub, this.callMetadata(), {});
   }
 
   stream(method: string, request: Pb, deadline: grpc.Deadline | undefined): grpc.ClientReadableStream<Pb> {
@@ -178,6 +190,18 @@ export class ExecutionStream extends BridgeStream<ExecuteStreamEvent> {
       if (event.type === "result") return event.result;
     }
     throw new BridgeError("the execution stream ended without a result", { code: "INTERNAL" });
+  }
+}
+
+/** `evaluateStream`'s stream: also `result()`, which skips to the final `Evaluation`. */
+export class EvaluationStream extends BridgeStream<EvaluateStreamEvent> {
+  /** Consume the stream (calling `progress` for each progress event) and return the final evaluation. */
+  async result(progress?: (completed: number, total: number) => void): Promise<Evaluation> {
+    for await (const event of this) {
+      if (event.type === "result") return event.evaluation;
+      progress?.(event.completed, event.total);
+    }
+    throw new BridgeError("the evaluation stream ended without a result", { code: "INTERNAL" });
   }
 }
 
@@ -302,6 +326,37 @@ export interface CreateModuleOptions {
   config?: Record<string, unknown>;
   /** LM override for this module: a model string or an `LMConfig`. */
   lm?: LMConfig | string;
+}
+
+export interface EvaluateOptions {
+  /** The metric's options, e.g. `{field: "answer"}`. */
+  metricOptions?: Record<string, unknown>;
+  /** Examples run at once (0 = the server default, 4). */
+  numThreads?: number;
+  /** Variable values used instead of the bound variables for this evaluation only. */
+  overrides?: Record<string, ValueInput>;
+  /** A past module version to evaluate (0 = current). */
+  moduleVersion?: number;
+  /** Extends the call's deadline to at least this many milliseconds. */
+  timeoutMs?: number;
+}
+
+export interface StartOptimizationOptions {
+  /** Validation examples (default: the optimizer uses the trainset). */
+  valset?: Example[];
+  /** The metric's options. */
+  metricOptions?: Record<string, unknown>;
+  /** The optimizer's arguments, e.g. `{max_bootstrapped_demos: 2}` or `{k: 4}`. */
+  config?: Record<string, unknown>;
+  /** Make the result current as soon as the job succeeds. */
+  apply?: boolean;
+  /** What a `VariableSearch` searches (only with that optimizer). */
+  variableSearch?: VariableSearchSpec;
+}
+
+/** Examples on the wire; `path` names the request field in error messages. */
+function datasetToProto(dataset: Example[], path: string): Pb[] {
+  return dataset.map((e, i) => ({ inputs: toValueMap(e.inputs, `${path}[${i}].inputs`), labels: toValueMap(e.labels ?? {}, `${path}[${i}].labels`) }));
 }
 
 /** Is `x` a value whose wire kind depends on the variable's type (a JS number, string, boolean)? */
@@ -618,26 +673,142 @@ export class SessionHandle {
     return moduleFromProto((await this.transport.unary("RevertModule", request)).module);
   }
 
-  /**
-   * Run a module over a dataset and score every prediction with a built-in metric
-   * (`exact_match`, `f1`, `contains`, ... — see `ServerInfo.metrics`). A failed example carries
-   * its error (not thrown) and scores 0; a bad request rejects before any work.
-   */
-  async evaluate(
-    moduleId: string,
-    dataset: Example[],
-    metric: string,
-    options: { metricOptions?: Record<string, unknown>; numThreads?: number; overrides?: Record<string, ValueInput>; moduleVersion?: number; timeoutMs?: number } = {},
-  ): Promise<Evaluation> {
-    const request = {
+  // ---------------------------------------------------------------- evaluation
+
+  private async evaluateRequest(moduleId: string, dataset: Example[], metric: string, options: EvaluateOptions): Promise<Pb> {
+    return {
       session_id: this.sessionId,
       module_id: moduleId,
-      dataset: dataset.map((e, i) => ({ inputs: toValueMap(e.inputs, `dataset[${i}].inputs`), labels: toValueMap(e.labels ?? {}, `dataset[${i}].labels`) })),
+      dataset: datasetToProto(dataset, "dataset"),
       metric: { name: metric, options: toStruct(options.metricOptions ?? {}, "metric.options") },
       num_threads: options.numThreads ?? 0,
       variable_overrides: await this.overridesFor(options.overrides),
       module_version: toLong(options.moduleVersion ?? 0),
     };
+  }
+
+  /**
+   * Run a module over a dataset and score every prediction with a metric (`exact_match`, `f1`,
+   * `contains`, ... — see `ServerInfo.metrics`). A failed example carries its error (not thrown)
+   * and scores 0; a bad request rejects before any work. With `progress`, the call streams
+   * (EvaluateStream) and `progress(completed, total)` is called as examples finish.
+   */
+  async evaluate(moduleId: string, dataset: Example[], metric: string, options: EvaluateOptions & { progress?: (completed: number, total: number) => void } = {}): Promise<Evaluation> {
+    if (options.progress !== undefined) return this.evaluateStream(moduleId, dataset, metric, options).result(options.progress);
+    const request = await this.evaluateRequest(moduleId, dataset, metric, options);
     return evaluationFromProto(await this.transport.unary("Evaluate", request, options.timeoutMs ?? 0));
+  }
+
+  /**
+   * `evaluate` with progress: streams `{type: "progress", completed, total}` as examples finish,
+   * then `{type: "result", evaluation}` last. Cancelling the stream stops the evaluation;
+   * `result()` skips to the final `Evaluation`.
+   */
+  evaluateStream(moduleId: string, dataset: Example[], metric: string, options: EvaluateOptions = {}): EvaluationStream {
+    const call = this.evaluateRequest(moduleId, dataset, metric, options).then((evaluation) =>
+      this.transport.stream("EvaluateStream", { evaluation }, this.transport.deadline(options.timeoutMs ?? 0)),
+    );
+    return new EvaluationStream(call, evaluateEventFromProto, this.transport.target);
+  }
+
+  // ---------------------------------------------------------------- optimization jobs
+
+  /**
+   * Start an optimization job of a module (its current version); resolves to it QUEUED or
+   * RUNNING. `optimizer`: a DSPy optimizer (`ServerInfo.optimizers`: `LabeledFewShot`,
+   * `BootstrapFewShot`, `MIPROv2`, `GEPA`, ...) or `VariableSearch` (with `variableSearch`).
+   * A bad request (unknown optimizer or metric, bad config) rejects with
+   * `InvalidArgumentError` before any work starts.
+   */
+  async startOptimization(moduleId: string, optimizer: string, trainset: Example[], metric: string, options: StartOptimizationOptions = {}): Promise<Job> {
+    const request: Pb = {
+      session_id: this.sessionId,
+      module_id: moduleId,
+      optimizer,
+      config: toStruct(options.config ?? {}, "config"),
+      trainset: datasetToProto(trainset, "trainset"),
+      valset: datasetToProto(options.valset ?? [], "valset"),
+      metric: { name: metric, options: toStruct(options.metricOptions ?? {}, "metric.options") },
+      apply: options.apply ?? false,
+    };
+    if (options.variableSearch !== undefined) request.variable_search = searchSpecToProto(options.variableSearch);
+    return jobFromProto((await this.transport.unary("StartOptimization", request)).job);
+  }
+
+  /** A job as it is now (`NotFoundError` when unknown). */
+  async getOptimization(jobId: string): Promise<Job> {
+    return jobFromProto((await this.transport.unary("GetOptimization", { session_id: this.sessionId, job_id: jobId })).job);
+  }
+
+  /**
+   * Stream snapshots of a job as it progresses; the last one has a terminal status (`done`).
+   * No deadline; stop with `cancel()` or by leaving the `for await` loop (the job keeps running).
+   */
+  watchOptimization(jobId: string): BridgeStream<Job> {
+    const call = this.transport.stream("WatchOptimization", { session_id: this.sessionId, job_id: jobId }, undefined);
+    return new BridgeStream(call, (m: Pb) => jobFromProto(m.job), this.transport.target);
+  }
+
+  /**
+   * Wait until the job reaches a terminal status, following its WatchOptimization stream (no
+   * polling); resolves to it then. `maxWaitMs` bounds the wait: past it, `DeadlineExceededError`
+   * (the job keeps running).
+   */
+  async waitOptimization(jobId: string, options: { maxWaitMs?: number } = {}): Promise<Job> {
+    const deadline = options.maxWaitMs === undefined ? undefined : Date.now() + options.maxWaitMs;
+    const call = this.transport.stream("WatchOptimization", { session_id: this.sessionId, job_id: jobId }, deadline);
+    let last: Job | undefined;
+    try {
+      for await (const job of new BridgeStream(call, (m: Pb) => jobFromProto(m.job), this.transport.target)) {
+        last = job;
+        if (job.done) return job;
+      }
+    } catch (err) {
+      if (err instanceof DeadlineExceededError) {
+        throw new DeadlineExceededError(`job ${jobId} is still ${last?.status ?? "not finished"} after ${options.maxWaitMs}ms`, { cause: err });
+      }
+      throw err;
+    }
+    return this.getOptimization(jobId); // the stream ended early: read it once more
+  }
+
+  /** Stop a job (it ends CANCELLED within seconds); a finished job is returned unchanged. */
+  async cancelOptimization(jobId: string): Promise<Job> {
+    return jobFromProto((await this.transport.unary("CancelOptimization", { session_id: this.sessionId, job_id: jobId })).job);
+  }
+
+  /** The session's jobs (of one module when `moduleId` is set), oldest first, a page at a time as the iteration proceeds. */
+  async *listOptimizations(moduleId = "", options: { pageSize?: number } = {}): AsyncGenerator<Job, void, undefined> {
+    let token = "";
+    do {
+      const r = await this.transport.unary("ListOptimizations", { session_id: this.sessionId, module_id: moduleId, page_size: options.pageSize ?? 0, page_token: token });
+      for (const job of r.jobs ?? []) yield jobFromProto(job);
+      token = r.next_page_token ?? "";
+    } while (token);
+  }
+
+  /**
+   * Make a SUCCEEDED job's result current: a new module version (source `optimizer:<job_id>`) or
+   * variable writes (VariableSearch; `trialNumber` picks a trial other than the best).
+   * `FailedPreconditionError` unless the job SUCCEEDED; applying twice changes nothing more.
+   */
+  async applyOptimization(jobId: string, options: { trialNumber?: number } = {}): Promise<ApplyResult> {
+    const request: Pb = { session_id: this.sessionId, job_id: jobId };
+    if (options.trialNumber !== undefined) request.trial_number = options.trialNumber;
+    return applyResultFromProto(await this.transport.unary("ApplyOptimization", request));
+  }
+
+  // ---------------------------------------------------------------- host callbacks
+
+  /**
+   * Lend this process's functions to the session's programs over one `Connect` stream: tools
+   * (`host:<name>` in a ReAct module's `config.tools`), metrics (`evaluate(..., "host:<name>")`,
+   * `startOptimization(..., "host:<name>")`) and LMs (`configureLm("host:<name>")`). Resolves
+   * once the sidecar welcomed the host; rejects when it refuses the `hello` (unknown session,
+   * a bad name or schema, a name another connection offers with a different schema). Calls are
+   * answered concurrently; a broken stream is reconnected with backoff. `close()` stops serving.
+   */
+  serve(options: ServeOptions): Promise<HostServer> {
+    return HostServer.start(() => this.transport.duplex("Connect"), this.transport.target, this.sessionId, options);
   }
 }

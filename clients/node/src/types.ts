@@ -188,6 +188,8 @@ export interface BatchItemResult {
   error?: BridgeError;
   usage: Usage;
   latencyMs: number;
+  /** The item's LM calls, when `includeTrace` was set. */
+  trace: LMCallTrace[];
 }
 
 export interface BatchResult {
@@ -229,6 +231,11 @@ export interface Evaluation {
   variablesUsed: Record<string, VariableUsage>;
   latencyMs: number;
 }
+
+/** One event of `SessionHandle.evaluateStream`; `result` is always last. */
+export type EvaluateStreamEvent =
+  | { type: "progress"; completed: number; total: number }
+  | { type: "result"; evaluation: Evaluation };
 
 export interface PingResult {
   message: string;
@@ -444,7 +451,7 @@ export function batchResultFromProto(r: Pb): BatchResult {
   return {
     results: (r.results ?? []).map((item: Pb) => {
       const error = statusError(item.error);
-      return { ok: error === undefined, outputs: fromValueMap(item.outputs), error, usage: usageFromProto(item.usage), latencyMs: item.latency_ms ?? 0 };
+      return { ok: error === undefined, outputs: fromValueMap(item.outputs), error, usage: usageFromProto(item.usage), latencyMs: item.latency_ms ?? 0, trace: traceFromProto(item.trace) };
     }),
     variablesUsed: variablesUsedFromProto(r.variables_used),
     usage: usageFromProto(r.usage),
@@ -465,6 +472,12 @@ export function evaluationFromProto(r: Pb): Evaluation {
     variablesUsed: variablesUsedFromProto(r.variables_used),
     latencyMs: r.latency_ms ?? 0,
   };
+}
+
+export function evaluateEventFromProto(m: Pb): EvaluateStreamEvent | undefined {
+  if (m.progress) return { type: "progress", completed: longToNumber(m.progress.completed), total: longToNumber(m.progress.total) };
+  if (m.result) return { type: "result", evaluation: evaluationFromProto(m.result) };
+  return undefined;
 }
 
 export function streamEventFromProto(m: Pb): ExecuteStreamEvent | undefined {

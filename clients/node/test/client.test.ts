@@ -18,6 +18,7 @@ import {
   WatchEvent,
   json,
 } from "../src/index";
+import { rejectsWith } from "../testlib/rejects";
 import { Sidecar, startSidecar } from "../testlib/sidecar";
 
 let sidecar: Sidecar;
@@ -33,19 +34,6 @@ after(async () => {
   client?.close();
   await sidecar?.stop();
 });
-
-/** Assert `promise` rejects with a BridgeError of class `cls`; returns the error. */
-async function rejectsWith<E extends BridgeError>(promise: Promise<unknown>, cls: new (...args: never[]) => E): Promise<E> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    assert.ok(err instanceof BridgeError);
-    assert.ok(err instanceof Error);
-    return err;
-  }
-  assert.fail(`expected ${cls.name}, but the call succeeded`);
-}
 
 describe("server", () => {
   it("pings and describes itself", async () => {
@@ -422,6 +410,9 @@ describe("modules", () => {
     assert.deepEqual(batch.results.map((r) => r.ok), [true, false, true]);
     assert.ok(batch.results[1]!.error instanceof BridgeError);
     assert.equal(typeof batch.results[2]!.outputs.answer, "number");
+    assert.deepEqual(batch.results[0]!.trace, [], "no trace unless asked");
+    const traced = await session.executeBatch("qa", [{ question: "3+3?" }], { includeTrace: true });
+    assert.ok(traced.results[0]!.trace.length >= 1 && traced.results[0]!.trace[0]!.messages.length >= 1);
   });
 
   it("evaluates a module on a dataset", async () => {

@@ -3,15 +3,14 @@
 import { ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 
-/** The repository's virtualenv (this file is dist/testlib/sidecar.js inside clients/node). */
+/** The repository's virtualenv, made by `make install` (this file is dist/testlib/sidecar.js inside clients/node). */
 const REPO_PYTHON = resolve(__dirname, "..", "..", "..", "..", ".venv", "bin", "python");
 
-/** The interpreter that runs the sidecar: $DSPY_BRIDGE_PYTHON, else the repository's .venv. */
-export const PYTHON =
-  process.env.DSPY_BRIDGE_PYTHON ?? (existsSync(REPO_PYTHON) ? REPO_PYTHON : join("/work/main", ".venv", "bin", "python"));
+/** The interpreter that runs the sidecar: $DSPY_BRIDGE_PYTHON, else this checkout's own .venv. */
+export const PYTHON = process.env.DSPY_BRIDGE_PYTHON || REPO_PYTHON;
 
 export interface Sidecar {
   target: string;
@@ -22,6 +21,12 @@ export interface Sidecar {
 }
 
 export async function startSidecar(extraArgs: string[] = []): Promise<Sidecar> {
+  if (PYTHON === REPO_PYTHON && !existsSync(PYTHON)) {
+    throw new Error(
+      `no Python to run the sidecar at ${PYTHON} (the repository's .venv): run \`make install\` at the repository root, ` +
+        "or set DSPY_BRIDGE_PYTHON to an interpreter with dspy-bridge installed",
+    );
+  }
   const child = spawn(
     PYTHON,
     ["-m", "dspy_bridge", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "0", "--lm", "offline", ...extraArgs],

@@ -8,6 +8,9 @@ job's JSON-able result. Everything the job says travels to the front as dicts ov
 - `{"type": "result", "result": {...}, "best_score": float | None}` — the last message on success;
 - `{"type": "error", "code": int, "reason": str, "message": str}` — the last message on failure.
 
+Every message also carries `"usage": {model: [lm_calls, prompt_tokens, completion_tokens]}`, the
+LM usage since the previous message, which the front adds to its metrics.
+
 A process that ends without a last message (killed, crashed) is reported by the front.
 """
 
@@ -25,6 +28,8 @@ from typing import Any
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.log import configure_logging_as_parent
+from dspy_bridge.runtime.usage import tally_every_lm_call
 
 #: Least time between two progress messages that change nothing but counters.
 PROGRESS_INTERVAL_S = 0.2
@@ -83,10 +88,11 @@ class Reporter:
 
 
 def _send(conn: Connection, message: dict[str, Any]) -> None:
-    """Sends to the front; when nobody listens any more (the job was cancelled, the server
-    stopped) the job has no reason to go on, so the process ends quietly."""
+    """Sends to the front, with the LM usage since the last message (the front counts it in
+    its metrics); when nobody listens any more (the job was cancelled, the server stopped) the
+    job has no reason to go on, so the process ends quietly."""
     try:
-        conn.send(message)
+        conn.send({**message, "usage": tally_every_lm_call().take()})
     except OSError:
         os._exit(1)
 
@@ -125,6 +131,8 @@ def _thread_lock_for_progress_bars() -> None:
 
 def job_main(runner: str, payload: Any, conn: Connection) -> None:
     """The job process's entry point (see module docstring)."""
+    configure_logging_as_parent()
+    tally_every_lm_call()
     _exit_with_parent()
     _thread_lock_for_progress_bars()
     reporter = Reporter(conn)

@@ -35,10 +35,11 @@ from dspy_bridge.errors import BridgeError, Reason, invalid_argument
 from dspy_bridge.jobs.metrics import BuiltinMetric, Metric, resolve_metric
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, PyValue
+from dspy_bridge.observability import count_lm_usage
 from dspy_bridge.runtime.executor import ExecutionRequest, Executor
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.signatures import SignatureSpec
-from dspy_bridge.runtime.usage import UsageStats
+from dspy_bridge.runtime.usage import CallRecorder, UsageStats
 from dspy_bridge.services.modules import ExecuteOptions, ModuleService, VariableUse
 
 log = get_logger(__name__)
@@ -296,6 +297,20 @@ class Evaluator:
             progress,
             {"session_id": session_id, "module_id": module_id},
         )
+        count_lm_usage(
+            prepared.model,
+            scored.usage.lm_calls,
+            scored.usage.prompt_tokens,
+            scored.usage.completion_tokens,
+        )
+        if prepared.judge is not None:  # the LM-judged metric's own calls, made here
+            judged = prepared.judge.usage()
+            count_lm_usage(
+                prepared.judge_model,
+                judged.lm_calls,
+                judged.prompt_tokens,
+                judged.completion_tokens,
+            )
         log.info(
             "evaluated",
             session_id=session_id,
@@ -335,6 +350,9 @@ class Evaluator:
         signature = prepared.signature
         check_dataset(dataset, signature)
         lm = judge_lm(prepared.lm) if metric_name not in CHEAP_METRICS else None
+        judge = CallRecorder() if lm is not None else None  # counts the judge's LM calls
+        if judge is not None and lm is not None:
+            lm = judge.bind(lm)
         metric = resolve_metric(metric_name, metric_options, signature, lm)
         check_metric_labels(metric, dataset)
         requests: list[ExecutionRequest] = []
@@ -346,7 +364,15 @@ class Evaluator:
             except BridgeError as exc:
                 raise exc.at(f"dataset[{i}]") from None
         return PreparedEvaluation(
-            requests, metric, signature, prepared.record.version, dict(prepared.used), threads
+            requests,
+            metric,
+            signature,
+            prepared.record.version,
+            dict(prepared.used),
+            threads,
+            model=prepared.model,
+            judge=judge,
+            judge_model=str(getattr(lm, "model", "")),
         )
 
 
@@ -360,3 +386,7 @@ class PreparedEvaluation:
     module_version: int
     variables_used: dict[str, VariableUse]
     num_threads: int = DEFAULT_THREADS
+    #: The model the module runs with, and the LM-judged metric's usage and model (metrics).
+    model: str = ""
+    judge: CallRecorder | None = None
+    judge_model: str = ""

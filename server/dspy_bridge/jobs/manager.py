@@ -50,6 +50,7 @@ from dspy_bridge.model import (
     JobStatus,
     JobUpdate,
 )
+from dspy_bridge.observability import count_reported_usage
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.store.base import SessionStore
 
@@ -190,6 +191,7 @@ class JobManager:
             message = await handle.messages.get()
             if message is None:
                 break
+            count_reported_usage(message.get("usage"))
             kind = message.get("type")
             if kind == "progress":
                 await self._progress(handle, message)
@@ -352,6 +354,16 @@ class JobManager:
 
     def running_jobs(self) -> list[str]:
         return list(self._handles)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs of this manager by state, `running` (their process started) and `queued`, and
+        the open watch streams (`watchers`), for the metrics."""
+        running = sum(1 for h in self._handles.values() if h.process is not None)
+        return {
+            "running": running,
+            "queued": len(self._handles) - running,
+            "watchers": sum(len(w) for w in self._watchers.values()),
+        }
 
     # -- leases (shared store) -------------------------------------------------------------
 

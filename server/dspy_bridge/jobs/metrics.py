@@ -48,10 +48,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import dspy
+import re2
 from dspy.evaluate import auto_evaluation
 from dspy.evaluate import metrics as dspy_metrics
 
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
+from dspy_bridge.model.patterns import MAX_PATTERN_CHARS, HostPattern, PatternError, compile_pattern
 from dspy_bridge.runtime.signatures import SignatureSpec
 
 __all__ = [
@@ -68,7 +70,6 @@ __all__ = [
 Metric = Callable[..., float]
 """`(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> float`."""
 
-MAX_PATTERN_CHARS = 1_000
 MAX_RUBRIC_CHARS = 10_000
 
 
@@ -251,10 +252,10 @@ def _validate(name: str, options: Mapping[str, Any], signature: SignatureSpec) -
         mode = _as_str(name, "mode", options.get("mode", "search"), 20)
         if mode not in ("search", "fullmatch"):
             raise _bad(name, "mode", f"must be 'search' or 'fullmatch', got {mode!r}")
-        try:
-            extra["regex"] = re.compile(pattern, 0 if case else re.IGNORECASE)
-        except re.error as exc:
-            raise _bad(name, "pattern", f"does not compile: {exc}") from None
+        try:  # RE2, linear time: the pattern and the text it scores are the host's
+            extra["regex"] = compile_pattern(pattern, ignore_case=not case)
+        except PatternError as exc:
+            raise _bad(name, "pattern", str(exc)) from None
         extra["mode"] = mode
     elif name == "numeric_close":
         extra["tolerance"] = _as_float(name, "tolerance", options.get("tolerance", 1e-6), 0, 1e300)
@@ -413,12 +414,11 @@ class BuiltinMetric:
         return bool(predicted == label)
 
     def _regex(self, predicted: Any) -> float:
-        regex: re.Pattern[str] = self.options.extra["regex"]
+        regex: HostPattern = self.options.extra["regex"]
         text = _text(predicted)
-        found = regex.fullmatch(text) if self.options.extra["mode"] == "fullmatch" else None
-        if self.options.extra["mode"] == "search":
-            found = regex.search(text)
-        return 1.0 if found else 0.0
+        if self.options.extra["mode"] == "fullmatch":
+            return 1.0 if regex.fullmatch(text) else 0.0
+        return 1.0 if regex.search(text) else 0.0
 
     def _numeric(self, predicted: Any, labels: list[Any]) -> float:
         got = _number(predicted)
@@ -499,13 +499,16 @@ class _JudgeSignature(dspy.Signature):  # type: ignore[misc]
     score: str = dspy.OutputField(desc="a number between 0 and 1")
 
 
+# RE2: the judge's reply is an LM's text (a host's LM, maybe), and this pattern backtracks
+# quadratically in Python's `re` on a long run of digits.
+_FRACTION = re2.compile(r"(?i)([-+]?\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+(?:\.\d+)?)")
+
+
 def judge_score(raw: Any) -> float:
     """An LM's score as a number in [0, 1]: `0.8`, `8/10`, `80%` and `4 out of 5` all work;
     a bare number above 1 is read on a 10 (≤ 10) or 100 (≤ 100) scale."""
     text = _text(raw).strip()
-    fraction = re.search(
-        r"([-+]?\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+(?:\.\d+)?)", text, re.IGNORECASE
-    )
+    fraction = _FRACTION.search(text)
     if fraction and float(fraction.group(2)) > 0:
         return min(1.0, max(0.0, float(fraction.group(1)) / float(fraction.group(2))))
     value = _number(text)

@@ -15,7 +15,6 @@ both what was wrong and what is allowed, because hosts show these messages to pe
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -25,6 +24,7 @@ from typing import Any, NoReturn
 import grpc
 
 from dspy_bridge.errors import BridgeError, FieldViolation, Reason, invalid_argument
+from dspy_bridge.model.patterns import PatternError, compile_pattern
 from dspy_bridge.model.value import DTYPES, PyValue, Tensor, encode_value
 from dspy_bridge.model.variable import Constraints, VariableType
 
@@ -176,9 +176,9 @@ def _check_pattern(pattern: str) -> None:
     if not pattern:
         return
     try:
-        _compiled(pattern)
-    except re.error as exc:
-        _bad_constraint("pattern", f"pattern {pattern!r} is not a valid regular expression: {exc}")
+        compile_pattern(pattern)
+    except PatternError as exc:
+        _bad_constraint("pattern", f"pattern {_show(pattern)} {exc}")
 
 
 def _check_choices(type: VariableType, c: Constraints) -> None:
@@ -221,11 +221,6 @@ def _check_tensor_constraints(c: Constraints) -> None:
             _bad_constraint(f"dims[{i}]", f"a dimension must be 0 (any) or more, got {dim}")
     if c.dtype and c.dtype not in DTYPES:
         _bad_constraint("dtype", f"unknown dtype {c.dtype!r}; known: {', '.join(DTYPES)}")
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,7 +359,7 @@ def _check_string(c: Constraints, value: str, field: str) -> None:
             field,
             max_length=str(c.max_length),
         )
-    if c.pattern and not _compiled(c.pattern).fullmatch(value):
+    if c.pattern and not compile_pattern(c.pattern).fullmatch(value):
         raise _violation(
             "pattern",
             f"{_show(value)} does not match pattern {c.pattern!r}",

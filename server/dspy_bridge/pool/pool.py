@@ -37,7 +37,7 @@ import sys
 import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ import grpc
 from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import POOL_QUEUE_DEPTH, WORKER_RESTARTS
+from dspy_bridge.pool.host_channel import FrontHostCalls
 from dspy_bridge.pool.protocol import Message, RecordKey, encode, read_message, record_key
 from dspy_bridge.pool.worker import RECORDS_KEPT
 from dspy_bridge.runtime.executor import (
@@ -55,6 +56,7 @@ from dspy_bridge.runtime.executor import (
     ResultEvent,
     deadline_exceeded,
 )
+from dspy_bridge.runtime.host_calls import HostCaller
 
 log = get_logger(__name__)
 
@@ -144,6 +146,8 @@ class _Handle:
         self.retiring = False
         self.dead = False
         self.started = time.monotonic()
+        #: The host calls its executions make (`host:` tools), run on the front's hub.
+        self.host_calls: FrontHostCalls | None = None
 
     def send(self, message: Message) -> None:
         if not self.dead and not self.writer.is_closing():
@@ -186,12 +190,18 @@ class WorkerPool:
     """`Executor` over worker processes. `await start()` before use; `close()` drains."""
 
     def __init__(
-        self, config: PoolConfig, *, worker_command: Callable[[int], list[str]] | None = None
+        self,
+        config: PoolConfig,
+        *,
+        worker_command: Callable[[int], list[str]] | None = None,
+        host: HostCaller | None = None,
     ) -> None:
-        """`worker_command(fd)` gives the argv of a worker (tests substitute a crashing one)."""
+        """`worker_command(fd)` gives the argv of a worker (tests substitute a crashing one);
+        `host` answers the `host:` calls of executions (the front's hub)."""
         if config.workers < 1:
             raise ValueError("a pool needs at least one worker")
         self.config = config
+        self._host = host
         self._command = worker_command or self._default_command
         self._slots = [_Slot(i) for i in range(config.workers)]
         self._handles: set[_Handle] = set()
@@ -246,6 +256,7 @@ class WorkerPool:
         proc_done.add_done_callback(self._tasks.discard)
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         handle = _Handle(proc, reader, writer)
+        handle.host_calls = FrontHostCalls(self._host, handle.send)
         self._handles.add(handle)
         if slot.starting is asyncio.current_task():
             slot.starting_handle = handle
@@ -335,7 +346,10 @@ class WorkerPool:
 
     def _on_message(self, slot: _Slot, handle: _Handle, message: Message) -> None:
         kind = message[0]
-        if kind == "event":
+        if kind in ("host", "host_cancel"):
+            assert handle.host_calls is not None
+            handle.host_calls.on_message(message)
+        elif kind == "event":
             call = handle.in_flight.get(message[1])
             if call is not None:
                 call.inbox.put_nowait(message)
@@ -395,6 +409,8 @@ class WorkerPool:
     async def _gone(self, slot: _Slot, handle: _Handle) -> None:
         handle.dead = True
         handle.writer.close()
+        if handle.host_calls is not None:
+            handle.host_calls.worker_gone()
         try:
             async with asyncio.timeout(5):
                 code = await handle.proc.wait()
@@ -550,6 +566,7 @@ class WorkerPool:
             "params": req.params,
             "timeout_ms": timeout_ms,
             "include_trace": req.include_trace,
+            "host_tools": req.host_tools,
         }
         call = _Call(next(self._ids), stream, record_key(req.record), req, fields)
         handle.in_flight[call.id] = call
@@ -568,7 +585,9 @@ class WorkerPool:
         for handle in self._handles:
             if call.id in handle.in_flight:
                 handle.send(("cancel", call.id))
-                return
+                break
+        if self._watchers:
+            self._background(self._notify())
 
     async def _next(self, slot: _Slot, call: _Call) -> Message:
         timeout = call.fields["timeout_ms"]
@@ -595,7 +614,7 @@ class WorkerPool:
             raise message[2]
         raise asyncio.CancelledError  # "cancelled" without a cancel from here: treat as one
 
-    async def execute_stream(self, req: ExecutionRequest) -> AsyncIterator[ExecutionEvent]:
+    async def execute_stream(self, req: ExecutionRequest) -> AsyncGenerator[ExecutionEvent, None]:
         slot, call = await self._submit(req, True)
         finished = False
         try:

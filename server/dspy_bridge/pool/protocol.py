@@ -12,6 +12,8 @@ front -> worker
     ("cancel", call_id)
     ("forget", session_id)
     ("drain",)                                  finish what is in flight, then exit
+    ("host_reply", host_call_id, HostReply)     a host's answer (see host_channel.py)
+    ("host_error", host_call_id, BridgeError)   a host call that failed
 worker -> front
     ("ready", pid, event_loop)
     ("event", call_id, ChunkEvent | StatusEvent)
@@ -20,6 +22,9 @@ worker -> front
     ("miss", call_id)                           the worker no longer holds `key`: resend it
     ("cancelled", call_id)                      a cancel was applied; the call is over
     ("rss", bytes)                              resident memory, sent after executions
+    ("host", host_call_id, session_id, HostRequest, timeout_s | None)
+                                                call the session's host (a `host:` tool or LM)
+    ("host_cancel", host_call_id)               the execution making that call is gone
 """
 
 from __future__ import annotations

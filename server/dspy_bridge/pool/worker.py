@@ -28,6 +28,7 @@ import grpc
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.loop import EventLoopName, run
 from dspy_bridge.model import ModuleRecord
+from dspy_bridge.pool.host_channel import WorkerHostChannel
 from dspy_bridge.pool.protocol import Message, RecordKey, encode, read_message
 from dspy_bridge.runtime.executor import (
     ExecutionRequest,
@@ -60,7 +61,8 @@ class Worker:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.executor = InProcessExecutor()
+        self.host = WorkerHostChannel(self.send)
+        self.executor = InProcessExecutor(host=self.host)
         self.records: OrderedDict[RecordKey, ModuleRecord] = OrderedDict()
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.idle = asyncio.Event()
@@ -91,9 +93,12 @@ class Worker:
             except (asyncio.IncompleteReadError, ConnectionError):
                 for task in list(self.tasks.values()):  # the front is gone: nobody to answer
                     task.cancel()
+                self.host.front_gone()
                 return
             kind = message[0]
-            if kind == "exec":
+            if kind in ("host_reply", "host_error"):
+                self.host.answered(message)
+            elif kind == "exec":
                 self._start(*message[1:])
             elif kind == "cancel":
                 running = self.tasks.get(message[1])
@@ -122,7 +127,24 @@ class Worker:
             return
         request = ExecutionRequest(record=known, **fields)
         self.idle.clear()
-        self.tasks[call_id] = asyncio.create_task(self._call(call_id, stream, request))
+        task = asyncio.create_task(self._call(call_id, stream, request))
+        self.tasks[call_id] = task
+        task.add_done_callback(lambda done: self._finished(call_id, done))
+
+    def _finished(self, call_id: int, task: asyncio.Task[None]) -> None:
+        """Every call ends here, however it ended. A task cancelled before its first step (the
+        `cancel` was read right after the `exec`) never runs `_call` at all, so neither its
+        `except` nor its `finally`: the answer and the bookkeeping live in this callback, else
+        the front would hold the call's slot forever."""
+        if task.cancelled():
+            self.send(("cancelled", call_id))
+        del self.tasks[call_id]
+        if not self.tasks:
+            self.idle.set()
+        now = time.monotonic()
+        if now - self._rss_sent >= RSS_EVERY_SECONDS:
+            self._rss_sent = now
+            self.send(("rss", rss_bytes()))
 
     async def _call(self, call_id: int, stream: bool, request: ExecutionRequest) -> None:
         try:
@@ -135,20 +157,10 @@ class Worker:
             else:
                 result = await self.executor.execute(request)
                 self.send(("result", call_id, result))
-        except asyncio.CancelledError:
-            self.send(("cancelled", call_id))
         except BridgeError as exc:
             self.send(("error", call_id, exc))
         except Exception as exc:  # e.g. an output that does not pickle; never kill the worker
             self.send(("error", call_id, _internal(exc)))
-        finally:
-            del self.tasks[call_id]
-            if not self.tasks:
-                self.idle.set()
-            now = time.monotonic()
-            if now - self._rss_sent >= RSS_EVERY_SECONDS:
-                self._rss_sent = now
-                self.send(("rss", rss_bytes()))
 
 
 async def serve(fd: int) -> None:

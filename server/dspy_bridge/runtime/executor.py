@@ -29,8 +29,8 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 import dspy
@@ -41,6 +41,14 @@ from dspy.streaming.streaming_listener import StreamListener
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue
 from dspy_bridge.runtime import registry
+from dspy_bridge.runtime.host_calls import (
+    EXECUTION_DEADLINE,
+    EXECUTION_MODULE,
+    HostCaller,
+    HostToolSpec,
+    HostUnavailable,
+)
+from dspy_bridge.runtime.host_tools import HostTools
 from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, redact
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.params import LM_PARAMETERS
@@ -69,6 +77,8 @@ class ExecutionRequest:
     params: dict[str, PyValue] = field(default_factory=dict)
     timeout_ms: int = 0
     include_trace: bool = False
+    #: The `host:` tools the module uses, as the session's host offers them at dispatch.
+    host_tools: tuple[HostToolSpec, ...] = ()
 
 
 @dataclass
@@ -114,7 +124,7 @@ class Executor(Protocol):
         """Run once. Raises BridgeError (DEADLINE_EXCEEDED, LM errors, EXECUTION_FAILED, ...)."""
         ...
 
-    def execute_stream(self, req: ExecutionRequest) -> AsyncIterator[ExecutionEvent]:
+    def execute_stream(self, req: ExecutionRequest) -> AsyncGenerator[ExecutionEvent, None]:
         """Run once, yielding chunks and status messages, then exactly one ResultEvent.
         Closing the iterator early cancels the execution (and its LM call)."""
         ...
@@ -283,10 +293,14 @@ class InProcessExecutor:
         max_programs: int = 256,
         build_context: Callable[[str], registry.BuildContext] | None = None,
         lm_factory: LMFactory | None = None,
+        host: HostCaller | None = None,
     ) -> None:
         """`build_context` gives the tools of a session; `lm_factory` builds an LM from a spec
-        and the LM parameters (default: `runtime.lm.factory.build_lm`, which caches LMs)."""
+        and the LM parameters (default: `runtime.lm.factory.build_lm`, which caches LMs);
+        `host` carries calls of `host:` tools to the session's host (the front's hub, or a
+        worker's channel to the front)."""
         configure_runtime()
+        self._host = host
         self._lm_factory: LMFactory = lm_factory or build_lm
         self._programs: _LRU[tuple[str, str, int, float, str], Program] = _LRU(max_programs)
         self._context = build_context or (lambda sid: registry.BuildContext(session_id=sid))
@@ -296,22 +310,30 @@ class InProcessExecutor:
 
     # -- caches -----------------------------------------------------------------------------
 
-    def program(self, record: ModuleRecord, params: Mapping[str, PyValue]) -> Program:
+    def program(
+        self,
+        record: ModuleRecord,
+        params: Mapping[str, PyValue],
+        host_tools: tuple[HostToolSpec, ...] = (),
+    ) -> Program:
         """The built program for a record version and parameter values (cached).
 
         The key holds the module's create_time: a module deleted and created again under the
-        same id starts at version 1 again and must not hit the old one's programs."""
+        same id starts at version 1 again and must not hit the old one's programs; and the
+        shape of its host tools (a host may come back offering another schema)."""
         structural = {k: v for k, v in params.items() if k not in NON_STRUCTURAL}
-        key = (
-            record.session_id,
-            record.module_id,
-            record.version,
-            record.create_time,
-            _freeze(structural) if structural else "",
-        )
+        shape = _freeze(structural) if structural else ""
+        if host_tools:
+            shape += "|" + "|".join(spec.fingerprint() for spec in host_tools)
+        key = (record.session_id, record.module_id, record.version, record.create_time, shape)
         program = self._programs.get(key)
         if program is None:
-            program = build_program(record, params, self._context(record.session_id))
+            ctx = self._context(record.session_id)
+            if host_tools:
+                offered = {spec.name: spec for spec in host_tools}
+                provider = HostTools(lambda _: offered, self._host)
+                ctx = replace(ctx, tools=ctx.tools.with_provider(provider))
+            program = build_program(record, params, ctx)
             self._programs.put(key, program)
         return program
 
@@ -327,7 +349,7 @@ class InProcessExecutor:
     async def execute(self, req: ExecutionRequest) -> ExecutionResult:
         return await self._execute(req, None, None)
 
-    async def execute_stream(self, req: ExecutionRequest) -> AsyncIterator[ExecutionEvent]:
+    async def execute_stream(self, req: ExecutionRequest) -> AsyncGenerator[ExecutionEvent, None]:
         """Runs the execution in its own task (its own DSPy context) and relays its events;
         leaving the loop early cancels that task, hence the LM call."""
         # Unbounded: status messages arrive from callbacks (maybe in a thread) that cannot wait;
@@ -369,8 +391,12 @@ class InProcessExecutor:
         start = time.perf_counter()
         self._in_flight += 1
         self._executions += 1
+        module_token = EXECUTION_MODULE.set(req.record.module_id)
+        deadline_token = EXECUTION_DEADLINE.set(
+            time.monotonic() + req.timeout_ms / 1000 if req.timeout_ms > 0 else None
+        )
         try:
-            program = self.program(req.record, req.params)
+            program = self.program(req.record, req.params, req.host_tools)
             lm = self.lm(req.lm, req.params)
             recorder = CallRecorder(req.include_trace)
             callbacks = recorder.callbacks
@@ -393,6 +419,8 @@ class InProcessExecutor:
                             prediction = await self._stream(program, req.inputs, emit)
             except asyncio.CancelledError:
                 raise
+            except HostUnavailable as signal:  # a host tool's host is gone: not an observation
+                raise signal.error from None
             except Exception as exc:
                 # The deadline's cancellation may surface as TimeoutError or, through a task
                 # group, as another error: once it has expired, it is the deadline.
@@ -400,11 +428,16 @@ class InProcessExecutor:
                     raise deadline_exceeded(req.timeout_ms) from None
                 raise execution_error(exc, program.shape.module_type) from None
             outputs = program.output_values(prediction)
+        except HostUnavailable as signal:  # raised while building (a tool gone since dispatch)
+            self._failures += 1
+            raise signal.error from None
         except BaseException:
             self._failures += 1
             raise
         finally:
             self._in_flight -= 1
+            EXECUTION_DEADLINE.reset(deadline_token)
+            EXECUTION_MODULE.reset(module_token)
         latency = (time.perf_counter() - start) * 1000
         return ExecutionResult(outputs, recorder.usage(), recorder.trace, latency)
 

@@ -46,6 +46,8 @@ import dspy
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
 from dspy_bridge.model import VariableType
 from dspy_bridge.runtime import strategies
+from dspy_bridge.runtime.host_calls import unavailable
+from dspy_bridge.runtime.host_tools import HostToolUnavailable
 from dspy_bridge.runtime.tools import ToolConfigError, ToolRegistry, default_registry
 
 log = logging.getLogger(__name__)
@@ -262,6 +264,10 @@ class _ReAct(ModuleType):
     ) -> None:
         try:
             ctx.tools.validate(config.get("tools", []), ctx.session_id)
+        except HostToolUnavailable as exc:
+            raise unavailable(
+                "tool", Reason.HOST_TOOL_UNAVAILABLE, exc.name, exc.connected
+            ) from None
         except ToolConfigError as exc:
             raise ConfigError("tools", str(exc).lstrip(": ")) from None
 

@@ -8,9 +8,11 @@ No RPC ever executes code sent by a host (DESIGN §6), so a ReAct module's confi
   `lookup` (answers from a table given in the tool's config entry);
 - `EntryPointTools` — tools installed as Python entry points in the group `dspy_bridge.tools`
   (each entry point names a function with a docstring and typed arguments, or a `dspy.Tool`);
-- later, host-side tools registered over `Connect`: a provider whose tools forward each call to
-  the host's stream. That is the reason for the `session_id` argument — a host's tools belong to
-  its session — and for the protocol being the only thing `ToolRegistry` knows about providers.
+- `HostTools` (`host_tools.py`) — `host:<name>` tools a host offers over `Connect`, whose calls
+  forward to the host's stream. That is the reason for the `session_id` argument — a host's
+  tools belong to its session — and for the protocol being the only thing `ToolRegistry` knows
+  about providers (plus an optional `claims(name)`: a provider owning a namespace explains a
+  name it lacks).
 
 A tool entry in config is a name, or an object with `name` and tool options. Options are checked
 when the module is created (`validate`), and tools are instantiated when it is built (`make`).
@@ -246,6 +248,10 @@ class ToolRegistry:
         """Adds a provider after the existing ones (e.g. host tools over `Connect`)."""
         self._providers.append(provider)
 
+    def with_provider(self, provider: ToolProvider) -> ToolRegistry:
+        """A new registry: these providers, then `provider` (host tools of one execution)."""
+        return ToolRegistry([*self._providers, provider])
+
     def names(self, session_id: str = "") -> list[str]:
         seen: dict[str, None] = {}
         for provider in self._providers:
@@ -255,6 +261,11 @@ class ToolRegistry:
     def _provider(self, name: str, session_id: str) -> ToolProvider:
         for provider in self._providers:
             if name in provider.names(session_id):
+                return provider
+        for provider in self._providers:
+            # A provider may own a whole namespace (`host:`) and explain a name it lacks.
+            claims = getattr(provider, "claims", None)
+            if claims is not None and claims(name):
                 return provider
         known = ", ".join(self.names(session_id)) or "none"
         raise ToolConfigError(f"unknown tool {name!r} (available: {known})")
@@ -272,6 +283,8 @@ class ToolRegistry:
                 seen.add(name)
                 self._provider(name, session_id).validate(name, options, session_id)
             except ToolConfigError as exc:
+                if type(exc) is not ToolConfigError:  # a specific error (host tool unavailable)
+                    raise
                 raise ToolConfigError(f"[{index}]: {exc}") from None
 
     def build(self, entries: Sequence[Any], session_id: str = "") -> list[dspy.Tool]:

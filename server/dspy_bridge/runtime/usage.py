@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -135,9 +136,17 @@ class CallRecorder(BaseCallback):  # type: ignore[misc]
     # -- LM history -------------------------------------------------------------------------
 
     def bind(self, lm: BaseLM) -> BaseLM:
-        """A copy of `lm` whose history entries come to this recorder (see module docstring)."""
+        """A copy of `lm` whose history entries come to this recorder (see module docstring),
+        and to the process-wide tally where one runs."""
         bound = lm.copy()
-        bound.update_history = self._history_entry
+        model = str(getattr(lm, "model", ""))
+
+        def entry(item: Mapping[str, Any]) -> None:
+            self._history_entry(item)
+            if _tally is not None:
+                _tally.add(model, item)
+
+        bound.update_history = entry
         return bound
 
     def _history_entry(self, entry: Mapping[str, Any]) -> None:
@@ -159,3 +168,49 @@ class CallRecorder(BaseCallback):  # type: ignore[misc]
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+# -- the process-wide tally (job processes) -------------------------------------------------
+
+
+class UsageTally:
+    """LM calls and tokens by model, counted process-wide as they happen. A job process runs
+    optimizers that call LMs directly, so no per-execution result carries that usage to the
+    front; the job reports what `take()` returns with each message instead."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # optimizers call LMs from several threads
+        self._counts: dict[str, list[int]] = {}
+
+    def add(self, model: str, entry: Mapping[str, Any]) -> None:
+        usage = entry.get("usage") or {}
+        with self._lock:
+            counts = self._counts.setdefault(model, [0, 0, 0])
+            counts[0] += 1
+            counts[1] += _count(usage.get("prompt_tokens"))
+            counts[2] += _count(usage.get("completion_tokens"))
+
+    def take(self) -> dict[str, list[int]]:
+        """`{model: [lm_calls, prompt_tokens, completion_tokens]}` since the last take."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        return counts
+
+
+_tally: UsageTally | None = None
+
+
+def tally_every_lm_call() -> UsageTally:
+    """From now on, counts every LM call this process makes, through any LM object (DSPy's own
+    and the copies `CallRecorder.bind` hands out)."""
+    global _tally
+    if _tally is None:
+        tally = _tally = UsageTally()
+        unbound = BaseLM.update_history
+
+        def counted(lm: BaseLM, entry: Mapping[str, Any]) -> None:
+            tally.add(str(getattr(lm, "model", "")), entry)
+            unbound(lm, entry)
+
+        BaseLM.update_history = counted
+    return _tally

@@ -16,6 +16,7 @@ and module version used, so every result is reproducible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import time
@@ -38,8 +39,7 @@ from dspy_bridge.errors import (
 )
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue, Session, Variable
-from dspy_bridge.model.validation import coerce_value
-from dspy_bridge.observability import LM_CALLS, LM_TOKENS
+from dspy_bridge.observability import count_lm_usage
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import (
     ExecutionEvent,
@@ -48,6 +48,8 @@ from dspy_bridge.runtime.executor import (
     Executor,
     ResultEvent,
 )
+from dspy_bridge.runtime.host_calls import HostToolSpec, host_disconnected
+from dspy_bridge.runtime.host_tools import HostTools, host_tool_names
 from dspy_bridge.runtime.lm.factory import validate_lm_spec
 from dspy_bridge.runtime.params import ParamError, check_bindings, check_value
 from dspy_bridge.runtime.program import build_program, coerce_execution_inputs, spec_signature
@@ -61,6 +63,8 @@ from dspy_bridge.runtime.state import export_record_state, import_state
 from dspy_bridge.runtime.tools import ToolRegistry, default_registry
 from dspy_bridge.runtime.usage import UsageStats
 from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.host_hub import HostHub
+from dspy_bridge.services.offload import coerce_value_off_loop
 from dspy_bridge.store.base import SessionStore
 
 log = get_logger(__name__)
@@ -122,25 +126,6 @@ class StreamHandle:
     events: AsyncIterator[ExecutionEvent]
 
 
-_usage_counters: dict[str, tuple[Any, Any, Any]] = {}
-
-
-def _count_usage(model: str, usage: UsageStats) -> None:
-    """Counts LM calls and tokens for Prometheus (the labelled children are looked up once per
-    model: `labels()` is a locked lookup, and this runs on every execution)."""
-    counters = _usage_counters.get(model)
-    if counters is None:
-        counters = _usage_counters[model] = (
-            LM_CALLS.labels(model),
-            LM_TOKENS.labels(model, "prompt"),
-            LM_TOKENS.labels(model, "completion"),
-        )
-    calls, prompt, completion = counters
-    calls.inc(usage.lm_calls)
-    prompt.inc(usage.prompt_tokens)
-    completion.inc(usage.completion_tokens)
-
-
 @dataclass
 class PreparedExecution:
     """Everything an execution needs that comes from the store, resolved once: the module
@@ -153,11 +138,17 @@ class PreparedExecution:
     lm: LMSpec
     params: dict[str, PyValue] = field(default_factory=dict)
     used: dict[str, VariableUse] = field(default_factory=dict)
+    #: The `host:` tools the module uses, as its session's host offers them now.
+    host_tools: tuple[HostToolSpec, ...] = ()
+
+    @property
+    def model(self) -> str:
+        """The model that runs (a bound `model` variable wins over the LM spec)."""
+        return str(self.params.get("model") or self.lm.model)
 
     def record_usage(self, usage: UsageStats) -> None:
-        """Counts LM calls and tokens by the model that ran (a bound `model` variable wins over
-        the LM spec)."""
-        _count_usage(str(self.params.get("model") or self.lm.model), usage)
+        """Counts LM calls and tokens in the metrics, by the model that ran."""
+        count_lm_usage(self.model, usage.lm_calls, usage.prompt_tokens, usage.completion_tokens)
 
 
 class ModuleService:
@@ -173,12 +164,18 @@ class ModuleService:
         settings: Settings,
         clock: Clock = system_clock,
         tools: ToolRegistry | None = None,
+        hosts: HostHub | None = None,
     ) -> None:
+        """`hosts`: the session's host connections (`host:` tools are checked against what
+        they offer at CreateModule and resolved at each dispatch)."""
         self._store = store
         self._executor = executor
         self._settings = settings
         self._clock = clock
         self._tools = tools or default_registry()
+        self._hosts = hosts
+        if hosts is not None:
+            self._tools = self._tools.with_provider(HostTools(hosts.tool_specs, hosts))
 
     @property
     def executor(self) -> Executor:
@@ -391,7 +388,7 @@ class ModuleService:
         signature = spec_signature(record)
         prepared = PreparedExecution(record, signature, lm)
         if not bindings:
-            return prepared
+            return self._with_host_tools(session_id, prepared)
         variables = {v.name: v for v in await self._store.list_variables(session_id)}
         check = _ParamCheck(spec, signature, self._context(session_id))
         for name, params in by_variable.items():
@@ -405,7 +402,9 @@ class ModuleService:
                 )
             if name in overrides:
                 where = f"variable_overrides[{name}]"
-                value = coerce_value(variable.type, variable.constraints, overrides[name], where)
+                value = await coerce_value_off_loop(
+                    variable.type, variable.constraints, overrides[name], where
+                )
                 for param in params:
                     prepared.params[param] = check.override(param, value, where)
                 prepared.used[name] = VariableUse(value, 0, True)
@@ -413,6 +412,22 @@ class ModuleService:
                 for param in params:
                     prepared.params[param] = check.stored(param, variable)
                 prepared.used[name] = VariableUse(variable.value, variable.version, False)
+        return self._with_host_tools(session_id, prepared)
+
+    def _with_host_tools(self, session_id: str, prepared: PreparedExecution) -> PreparedExecution:
+        """`prepared` with the specs of the `host:` tools it uses, as offered now; UNAVAILABLE
+        `HOST_DISCONNECTED` (retryable) when the host offering one is gone."""
+        config = dict(prepared.record.spec.get("config") or {})
+        if "tools" in prepared.params:
+            config["tools"] = prepared.params["tools"]
+        specs = []
+        for name in host_tool_names(config):
+            spec = self._hosts.tool_spec(session_id, name) if self._hosts is not None else None
+            if spec is None:
+                offered = self._hosts.names(session_id, "tool") if self._hosts else []
+                raise host_disconnected("tool", name, offered)
+            specs.append(spec)
+        prepared.host_tools = tuple(specs)
         return prepared
 
     def execution_request(
@@ -432,6 +447,7 @@ class ModuleService:
             params=dict(prepared.params),
             timeout_ms=options.timeout_ms,
             include_trace=options.include_trace,
+            host_tools=prepared.host_tools,
         )
 
     async def execute(
@@ -516,11 +532,14 @@ class ModuleService:
 async def _counting(
     prepared: PreparedExecution, executor: Executor, request: ExecutionRequest
 ) -> AsyncIterator[ExecutionEvent]:
-    """The executor's stream, counting LM usage when its result arrives."""
-    async for event in executor.execute_stream(request):
-        if isinstance(event, ResultEvent):
-            prepared.record_usage(event.result.usage)
-        yield event
+    """The executor's stream, counting LM usage when its result arrives. Closing this closes
+    the executor's stream at once (not whenever it is garbage-collected), which cancels the
+    execution and frees its pool slot."""
+    async with contextlib.aclosing(executor.execute_stream(request)) as events:
+        async for event in events:
+            if isinstance(event, ResultEvent):
+                prepared.record_usage(event.result.usage)
+            yield event
 
 
 class _ParamCheck:

@@ -18,8 +18,6 @@ from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store.base import SessionStore
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_MAX_METADATA_ENTRIES = 64
-_MAX_METADATA_CHARS = 1024
 _DEFAULT_PAGE = 100
 _MAX_PAGE = 1000
 
@@ -27,20 +25,6 @@ log = get_logger(__name__)
 
 # Called with a session id after the session is gone (e.g. to drop cached modules).
 SessionGoneHook = Callable[[str], Awaitable[None]]
-
-
-def validate_metadata(metadata: dict[str, str], field: str = "metadata") -> None:
-    if len(metadata) > _MAX_METADATA_ENTRIES:
-        raise invalid_argument(
-            Reason.INVALID_REQUEST, f"at most {_MAX_METADATA_ENTRIES} metadata entries", field
-        )
-    for key, value in metadata.items():
-        if not key or len(key) > 128 or len(value) > _MAX_METADATA_CHARS:
-            raise invalid_argument(
-                Reason.INVALID_REQUEST,
-                f"metadata key must be 1-128 characters and value at most {_MAX_METADATA_CHARS}",
-                f"{field}[{key!r}]",
-            )
 
 
 class SessionService:
@@ -72,11 +56,13 @@ class SessionService:
                 "session_id must be 1-128 letters, digits, '_' or '-'",
                 "session_id",
             )
-        if ttl_seconds < 0:
+        longest = self._settings.max_session_ttl_seconds
+        if not 0 <= ttl_seconds <= longest:
             raise invalid_argument(
-                Reason.INVALID_REQUEST, "ttl_seconds must not be negative", "ttl_seconds"
+                Reason.INVALID_REQUEST,
+                f"ttl_seconds: {ttl_seconds} is outside the allowed range 0 to {longest}",
+                "ttl_seconds",
             )
-        validate_metadata(metadata)
         ttl = ttl_seconds or self._settings.session_ttl_seconds
         now = self._clock()
         session = Session(

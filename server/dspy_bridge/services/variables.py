@@ -26,14 +26,10 @@ from dspy_bridge.model import (
     VariableType,
     VariableWrite,
 )
-from dspy_bridge.model.validation import (
-    check_value_size,
-    coerce_value,
-    validate_constraints,
-    validate_name,
-)
+from dspy_bridge.model.validation import check_value_size, validate_name
 from dspy_bridge.observability import WATCHERS
 from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.offload import coerce_value_off_loop, validate_constraints_off_loop
 from dspy_bridge.services.watch import (
     SHUTDOWN,
     Change,
@@ -110,8 +106,8 @@ class VariableService:
         metadata: dict[str, str] | None = None,
     ) -> Variable:
         validate_name(name)
-        validate_constraints(type_, constraints)
-        value = coerce_value(type_, constraints, initial_value, "initial_value")
+        await validate_constraints_off_loop(type_, constraints)
+        value = await coerce_value_off_loop(type_, constraints, initial_value, "initial_value")
         check_value_size(value, self._settings.max_value_bytes, "initial_value")
         now = self._clock()
         variable = Variable(
@@ -166,7 +162,7 @@ class VariableService:
         self, session_id: str, req: WriteRequest, source: str, reason: str
     ) -> VariableWrite:
         variable = await self._store.get_variable(session_id, req.name)
-        value = coerce_value(variable.type, variable.constraints, req.value, "value")
+        value = await coerce_value_off_loop(variable.type, variable.constraints, req.value, "value")
         check_value_size(value, self._settings.max_value_bytes, "value")
         return VariableWrite(
             variable.id, value, source or DEFAULT_SOURCE, reason, req.expected_version

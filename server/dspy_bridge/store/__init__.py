@@ -1,4 +1,4 @@
-"""Session store backends, chosen by URL (DESIGN §1).
+"""Session store backends, chosen by URL.
 
 `memory://` (the default, also the empty string), `sqlite:///relative.db` or
 `sqlite:////absolute/path.db` (SQLAlchemy's convention: three slashes then the path, so an
@@ -8,6 +8,7 @@ store several replicas share (`?key_prefix=NAME` keeps deployments on one databa
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from dspy_bridge.store.base import SessionStore
@@ -30,16 +31,23 @@ async def open_store(
     stream_length: int = 10_000,
     lease_seconds: float = 10.0,
 ) -> SessionStore:
-    """Opens the backend `url` names. ValueError for a malformed or unknown URL; a Redis that
-    does not answer is UNAVAILABLE `STORE_UNAVAILABLE`. `stream_length` and `lease_seconds`
-    apply to the shared (redis) store only."""
+    """Opens the backend `url` names. ValueError for a malformed or unknown URL, a sqlite file
+    whose directory does not exist or that cannot be opened; a Redis that does not answer is
+    UNAVAILABLE `STORE_UNAVAILABLE`. `stream_length` and `lease_seconds` apply to the shared
+    (redis) store only."""
     scheme, sep, rest = url.partition("://")
     if url == "" or (scheme == "memory" and sep and rest == ""):
         return MemoryStore(history_limit=history_limit)
     if scheme == "sqlite" and sep:
         path = _sqlite_path(url, rest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return await SqliteStore.open(path, history_limit=history_limit)
+        # A missing directory is most likely a typo or an unmounted volume: creating it would
+        # hide that and put the data somewhere nobody backs up.
+        if not path.parent.is_dir():
+            raise ValueError(f"the directory of {path} does not exist; create it first")
+        try:
+            return await SqliteStore.open(path, history_limit=history_limit)
+        except sqlite3.Error as exc:
+            raise ValueError(f"cannot open the sqlite database {path}: {exc}") from None
     if scheme in ("redis", "rediss") and sep and rest:
         return await RedisStore.open(
             url,

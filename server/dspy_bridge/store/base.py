@@ -51,6 +51,16 @@ class SessionStore(ABC):
         """Sessions ordered by (create_time, session_id), `limit` from `offset`; with
         `visible_to`, only those it owns and those no one owns."""
 
+    async def count_sessions(self) -> int:
+        """How many sessions the store holds (the live-sessions gauge). This default pages
+        through `list_sessions`; backends override it with a cheaper count."""
+        total, page = 0, 1_000
+        while True:
+            got = len(await self.list_sessions(offset=total, limit=page))
+            total += got
+            if got < page:
+                return total
+
     @abstractmethod
     async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
         """Removes the session and everything it owns. NOT_FOUND if unknown. `reason`

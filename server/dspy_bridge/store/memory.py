@@ -206,6 +206,9 @@ class MemoryStore(SessionStore):
         page = ordered[start : start + limit] if limit > 0 else ordered[start:]
         return [self._session_view(slot) for slot in page]
 
+    async def count_sessions(self) -> int:
+        return len(self._sessions)
+
     async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
         self._slot(session_id)
         del self._sessions[session_id]

@@ -422,6 +422,9 @@ class RedisStore(SessionStore):
         )
         return [session_from_reply(flat, v, m) for flat, v, m in rows]
 
+    async def count_sessions(self) -> int:
+        return int(await self.call("ZCARD", self.key("sessions")))
+
     async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
         reply = await self._run(
             lua.DELETE_SESSION, session_id, reason, self._stream_length, _ENDED_STREAM_TTL_S

@@ -374,6 +374,13 @@ class SqliteStore(SessionStore):
 
         return await self._run(read, write=False)
 
+    async def count_sessions(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            count: int = conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+            return count
+
+        return await self._run(read, write=False)
+
     async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
         def tx(conn: sqlite3.Connection) -> None:
             deleted = conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))

@@ -29,7 +29,7 @@ from typing import Any
 
 from grpc.aio import ServicerContext
 
-from dspy_bridge.config import Settings
+from dspy_bridge.config import Settings, setting_label
 from dspy_bridge.errors import Reason, StartupError, unauthenticated
 
 _HEADER = "authorization"
@@ -47,20 +47,24 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+#: How start-up errors name the tokens-file setting.
+_FILE = setting_label("auth_tokens_file")
+
+
 def read_tokens_file(path: str) -> dict[str, str]:
     """`principal token` per line (blank lines and `#` comments skipped) -> {principal: token}.
     Raises `StartupError` naming the line of anything malformed or repeated."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise StartupError(f"auth_tokens_file: cannot read {path}: {exc.strerror or exc}") from None
+        raise StartupError(f"{_FILE}: cannot read {path}: {exc.strerror or exc}") from None
     tokens: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        where = f"auth_tokens_file: {path} line {number}"
+        where = f"{_FILE}: {path} line {number}"
         if len(parts) != 2 or not _PRINCIPAL.fullmatch(parts[0]) or not _TOKEN.fullmatch(parts[1]):
             raise StartupError(f"{where}: expected `principal token` (a name, then a token)")
         principal, token = parts
@@ -70,7 +74,7 @@ def read_tokens_file(path: str) -> dict[str, str]:
             raise StartupError(f"{where}: this token is already another principal's")
         tokens[principal] = token
     if not tokens:
-        raise StartupError(f"auth_tokens_file: {path} lists no token")
+        raise StartupError(f"{_FILE}: {path} lists no token")
     return tokens
 
 
@@ -101,8 +105,8 @@ class Authenticator:
         if settings.auth_token is not None:
             if DEFAULT_PRINCIPAL in tokens:
                 raise StartupError(
-                    f"auth_tokens_file names a principal {DEFAULT_PRINCIPAL!r}, which is "
-                    "auth_token's: rename it or drop auth_token"
+                    f"{_FILE} names a principal {DEFAULT_PRINCIPAL!r}, which is "
+                    f"{setting_label('auth_token')}'s: rename it or drop that token"
                 )
             tokens[DEFAULT_PRINCIPAL] = settings.auth_token.get_secret_value()
         if not tokens and not settings.tls_client_ca_file:

@@ -52,6 +52,7 @@ __all__ = [
 # Integral JSON numbers up to this magnitude are exact in a double and come back as ints.
 _JSON_SAFE_INT = 2**53
 _NULL = struct_pb2.NULL_VALUE
+_MAX_TIMESTAMP_SECONDS = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the largest Timestamp
 _NO_CONSTRAINTS = Constraints()
 _TYPES: dict[int, VariableType] = {t.value: t for t in VariableType}
 _TYPE_NAMES = ", ".join(f"VARIABLE_TYPE_{t.name}" for t in VariableType)
@@ -372,6 +373,9 @@ def _fill_timestamp(out: timestamp_pb2.Timestamp, seconds: float) -> None:
     """Set `out` to `seconds`; 0.0 means "not known" in the domain and leaves `out` unset."""
     if not seconds:
         return
+    # A stored time beyond what a Timestamp holds (year 9999; e.g. a session stored with a
+    # huge TTL by an older server) is sent as the latest one, never as a failing read.
+    seconds = min(seconds, _MAX_TIMESTAMP_SECONDS)
     whole = math.floor(seconds)
     nanos = round((seconds - whole) * 1e9)
     if nanos >= 1_000_000_000:

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import dspy
@@ -16,17 +17,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from dspy_bridge.config import Settings
-from dspy_bridge.errors import StartupError
+from dspy_bridge.config import Settings, setting_label
+from dspy_bridge.errors import BridgeError, StartupError
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.jobs.metrics import METRIC_NAMES
 from dspy_bridge.jobs.service import OptimizationService
 from dspy_bridge.jobs.variable_search import KIND_NAME, VariableSearchKind
 from dspy_bridge.log import get_logger
-from dspy_bridge.observability import serve_metrics
+from dspy_bridge.observability import report_live_state, serve_metrics
 from dspy_bridge.pool import PoolConfig, WorkerPool
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import Executor, InProcessExecutor
+from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.shared_watch import RedisWatchHub
@@ -35,7 +37,10 @@ from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import RedisStore, SessionStore, open_store
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
+from dspy_bridge.transport.decode import add_service
 from dspy_bridge.transport.instrument import instrumented
+from dspy_bridge.transport.quiet_bind import core_stderr_held
+from dspy_bridge.transport.request_limits import RequestLimits
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -60,6 +65,10 @@ class RunningServer:
     stop_metrics: Callable[[], None] | None = None
     #: Optimization jobs: their processes are stopped (jobs INTERRUPTED) before the store closes.
     jobs: JobManager | None = None
+    #: Takes this server's live gauges out of the metrics registry.
+    stop_gauges: Callable[[], None] | None = None
+    #: Host callbacks (Connect streams): ended first on stop, so they do not hold the drain.
+    hosts: HostHub | None = None
 
     @property
     def target(self) -> str:
@@ -69,7 +78,11 @@ class RunningServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stops intake, lets in-flight calls finish up to `grace` seconds, closes the store."""
         await self.health.enter_graceful_shutdown()
+        if self.stop_gauges is not None:
+            self.stop_gauges()
         self.hub.shutdown()
+        if self.hosts is not None:
+            self.hosts.close()
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
         if self.jobs is not None:
             await self.jobs.close()
@@ -85,10 +98,11 @@ class RunningServer:
         log.info("stopped")
 
 
-async def build_executor(settings: Settings) -> Executor:
-    """`--workers 0`: execution in this process; otherwise a started worker pool."""
+async def build_executor(settings: Settings, hosts: HostHub | None = None) -> Executor:
+    """`--workers 0`: execution in this process; otherwise a started worker pool. `hosts`
+    answers the `host:` calls executions make."""
     if settings.workers == 0:
-        return InProcessExecutor()
+        return InProcessExecutor(host=hosts)
     pool = WorkerPool(
         PoolConfig(
             workers=settings.workers,
@@ -103,10 +117,27 @@ async def build_executor(settings: Settings) -> Executor:
             log_level=settings.log_level,
             log_format=settings.log_format,
             event_loop=settings.event_loop,
-        )
+        ),
+        host=hosts,
     )
     await pool.start()
     return pool
+
+
+async def _live_state(
+    store: SessionStore, executor: Executor, jobs: JobManager
+) -> dict[str, float]:
+    """The values of the live gauges (see `observability.LiveState`)."""
+    stats = executor.stats()
+    job_counts = jobs.counts()
+    return {
+        "dspy_bridge_sessions": await store.count_sessions(),
+        "dspy_bridge_jobs:running": job_counts["running"],
+        "dspy_bridge_jobs:queued": job_counts["queued"],
+        "dspy_bridge_executions_in_flight": stats.get("in_flight", 0),
+        "dspy_bridge_workers_alive": stats.get("workers_alive", 0),
+        "dspy_bridge_job_watchers": job_counts["watchers"],
+    }
 
 
 def pool_info(settings: Settings, executor: Executor) -> pb.PoolInfo:
@@ -135,30 +166,57 @@ def _bound_server(settings: Settings) -> tuple[grpc.aio.Server, int]:
     )
     address = f"{settings.host}:{settings.port}"
     try:
-        if credentials is None:
-            return server, server.add_insecure_port(address)
-        return server, server.add_secure_port(address, credentials)
+        with core_stderr_held():  # gRPC's own "Failed to add port" line: the error below says it
+            if credentials is None:
+                return server, server.add_insecure_port(address)
+            return server, server.add_secure_port(address, credentials)
     except RuntimeError:  # grpc says only "Failed to bind to address"
         raise StartupError(
-            f"cannot listen on {address}: the port is in use or the host is not an address of "
-            "this machine (--host, --port)"
+            f"{setting_label('port')}: cannot listen on {address}: the port is in use or the "
+            f"host is not an address of this machine ({setting_label('host')})"
         ) from None
 
 
-async def start_server(settings: Settings) -> RunningServer:
-    """Builds and starts the server; returns once it accepts calls. Raises `StartupError`
-    (unusable TLS files, an address that cannot be bound) before anything has started: no
-    worker, no store opened, no job marked INTERRUPTED."""
-    auth = Authenticator.from_settings(settings)
-    server, port = _bound_server(settings)
-    async with contextlib.AsyncExitStack() as undo:  # what to stop if a later step fails
-        undo.push_async_callback(server.stop, 0)
-        store = await open_store(
+def _metrics_endpoint(settings: Settings) -> Callable[[], None] | None:
+    """The /metrics endpoint started (its stop function), or None when it is off. Raises
+    `StartupError` when its port cannot be bound."""
+    if not settings.metrics_port:
+        return None
+    try:
+        return serve_metrics(settings.metrics_port, settings.host)
+    except OSError as exc:
+        raise StartupError(
+            f"{setting_label('metrics_port')}: cannot listen on "
+            f"{settings.host}:{settings.metrics_port}: {exc.strerror or exc}"
+        ) from None
+
+
+async def _opened_store(settings: Settings) -> SessionStore:
+    """The configured store, opened; a URL that cannot be used raises `StartupError`."""
+    try:
+        return await open_store(
             settings.store,
             history_limit=settings.history_limit,
             stream_length=settings.store_stream_length,
             lease_seconds=settings.job_lease_seconds,
         )
+    except (ValueError, OSError, BridgeError) as exc:
+        message = exc.message if isinstance(exc, BridgeError) else str(exc)
+        raise StartupError(f"{setting_label('store')}: {message}") from None
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    """Builds and starts the server; returns once it accepts calls. Raises `StartupError`
+    (unusable TLS or token files, a port that cannot be bound, a store that cannot be opened)
+    before anything has started: no worker, no job marked INTERRUPTED."""
+    auth = Authenticator.from_settings(settings)
+    server, port = _bound_server(settings)
+    async with contextlib.AsyncExitStack() as undo:  # what to stop if a later step fails
+        undo.push_async_callback(server.stop, 0)
+        stop_metrics = _metrics_endpoint(settings)
+        if stop_metrics is not None:
+            undo.callback(stop_metrics)
+        store = await _opened_store(settings)
         undo.push_async_callback(store.close)
         hub = (  # a shared store feeds watchers from Redis: changes made on any replica
             RedisWatchHub(store, settings.watch_queue_size)
@@ -167,9 +225,11 @@ async def start_server(settings: Settings) -> RunningServer:
         )
         sessions = SessionService(store, hub, settings)
         variables = VariableService(store, hub, settings)
-        executor = await build_executor(settings)
+        # -- host callbacks over Connect: one hub of host streams for the whole front --------
+        hosts = HostHub(settings)
+        executor = await build_executor(settings, hosts)
         undo.push_async_callback(executor.close)
-        modules = ModuleService(store, executor, settings)
+        modules = ModuleService(store, executor, settings, hosts=hosts)
         sessions.on_session_gone(modules.session_gone)
         facts = ServerFacts(
             store_backend=store.backend,
@@ -179,6 +239,8 @@ async def start_server(settings: Settings) -> RunningServer:
             pool_info=lambda: pool_info(settings, executor),
         )
         servicer = BridgeServicer(settings, facts, sessions, variables, modules)
+        servicer.hosts = hosts
+        sessions.on_session_gone(hosts.session_gone_hook)
         # -- optimization jobs: jobs left running by a previous process are INTERRUPTED -------
         interrupted = await store.mark_running_jobs_interrupted(time.time())
         if interrupted:
@@ -193,9 +255,11 @@ async def start_server(settings: Settings) -> RunningServer:
         # The generated adder only looks the RPC methods up by name: the wrapped namespace fits.
         owner_check = sessions.check_owner if auth is not None and auth.owners else None
         wrapped = cast(
-            pb_grpc.BridgeServiceServicer, instrumented(servicer, service, auth, owner_check)
+            pb_grpc.BridgeServiceServicer,
+            instrumented(servicer, service, auth, owner_check, RequestLimits(settings).check),
         )
-        pb_grpc.add_BridgeServiceServicer_to_server(wrapped, server)
+        # -- malformed request bytes: deserializers that never raise (transport/decode.py) -----
+        add_service(server, service, wrapped)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
@@ -215,17 +279,22 @@ async def start_server(settings: Settings) -> RunningServer:
             background.append(
                 asyncio.create_task(job_manager.run_leases(settings.job_lease_seconds))
             )
-        stop_metrics = None
-        if settings.metrics_port:
-            stop_metrics = serve_metrics(settings.metrics_port, settings.host)
+        # -- metrics: gauges read from the live server at each scrape ------------------------
+        stop_gauges = report_live_state(
+            asyncio.get_running_loop(), partial(_live_state, store, executor, job_manager)
+        )
+        undo.callback(stop_gauges)
         running = RunningServer(
             settings, server, health, hub, executor, store, port, background, stop_metrics
         )
         running.jobs = job_manager
+        running.stop_gauges = stop_gauges
+        running.hosts = hosts
         log.info(
             "serving",
             host=settings.host,
             port=port,
+            metrics_port=settings.metrics_port or None,
             store=store.backend,
             event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             auth="none" if auth is None else ("per-caller" if auth.owners else "shared-token"),

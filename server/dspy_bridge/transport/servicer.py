@@ -20,10 +20,12 @@ from dspy_bridge.services.variables import Resync, SessionGone, VariableService,
 from dspy_bridge.services.watch import Change
 from dspy_bridge.transport import convert
 from dspy_bridge.transport.auth import CALLER
+from dspy_bridge.transport.connect_rpc import ConnectRpcs
 from dspy_bridge.transport.eval_rpcs import EvaluateRpcs
 from dspy_bridge.transport.job_rpcs import JobRpcs
 from dspy_bridge.transport.module_rpcs import ModuleRpcs
 from dspy_bridge.transport.status import ok_status, to_status_proto
+from dspy_bridge.transport.stream_headers import send_headers, sends_headers_when_ready
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2
@@ -48,7 +50,7 @@ def _expected(request: Any) -> int | None:
     return request.expected_version if request.HasField("expected_version") else None
 
 
-class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, pb_grpc.BridgeServiceServicer):
+class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.BridgeServiceServicer):
     """All RPCs; module and execution RPCs come from `ModuleRpcs`."""
 
     def __init__(
@@ -208,6 +210,7 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, pb_grpc.BridgeServiceSer
         ]
         return pb.BatchUpdateVariablesResponse(results=results)
 
+    @sends_headers_when_ready
     async def WatchVariables(
         self, request: pb.WatchVariablesRequest, context: Ctx
     ) -> AsyncIterator[pb.WatchVariablesResponse]:
@@ -217,6 +220,8 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, pb_grpc.BridgeServiceSer
             request.include_initial,
             resume_token=request.resume_token,
         )
+        # Subscribed: from here on no change can be missed, so the client may be told.
+        await send_headers(context)
         async for event in events:
             if isinstance(event, Change):
                 yield pb.WatchVariablesResponse(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from dspy_bridge.config import Settings
+from dspy_bridge.config import Settings, setting_label
 from dspy_bridge.errors import StartupError
 
 
@@ -22,7 +22,7 @@ class TLSConfigError(StartupError, ValueError):
 
 
 def read_pem(path: str, setting: str) -> bytes:
-    """The PEM file at `path`, named `setting` in errors."""
+    """The PEM file at `path`; errors name `setting` (how the user gave the path)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -37,10 +37,10 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     mutual TLS (client certificates required and checked) with a client CA."""
     if not settings.tls_cert_file:
         return None
-    chain = read_pem(settings.tls_cert_file, "tls_cert_file")
-    key = read_pem(settings.tls_key_file, "tls_key_file")
+    chain = read_pem(settings.tls_cert_file, setting_label("tls_cert_file"))
+    key = read_pem(settings.tls_key_file, setting_label("tls_key_file"))
     client_ca = (
-        read_pem(settings.tls_client_ca_file, "tls_client_ca_file")
+        read_pem(settings.tls_client_ca_file, setting_label("tls_client_ca_file"))
         if settings.tls_client_ca_file
         else None
     )
@@ -59,7 +59,8 @@ def _check_loadable(settings: Settings, client_ca: bytes | None) -> None:
         context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=b"")
     except ssl.SSLError as exc:
         raise TLSConfigError(
-            f"tls_key_file: {settings.tls_key_file} does not match tls_cert_file "
+            f"{setting_label('tls_key_file')}: {settings.tls_key_file} does not match the "
+            f"certificate of {setting_label('tls_cert_file')} "
             f"{settings.tls_cert_file}, or is encrypted ({exc.reason or exc})"
         ) from None
     if client_ca is not None:
@@ -67,7 +68,8 @@ def _check_loadable(settings: Settings, client_ca: bytes | None) -> None:
             context.load_verify_locations(cadata=client_ca.decode(errors="replace"))
         except ssl.SSLError as exc:
             raise TLSConfigError(
-                f"tls_client_ca_file: {settings.tls_client_ca_file} holds no usable CA "
+                f"{setting_label('tls_client_ca_file')}: {settings.tls_client_ca_file} holds no "
+                "usable CA "
                 f"certificate ({exc.reason or exc})"
             ) from None
 
@@ -87,7 +89,7 @@ def channel_credentials(
     if bool(cert_file) != bool(key_file):
         raise TLSConfigError("a client certificate needs both its certificate and its key")
     return grpc.ssl_channel_credentials(
-        root_certificates=read_pem(ca_file, "tls-ca") if ca_file else None,
-        private_key=read_pem(key_file, "tls-key") if key_file else None,
-        certificate_chain=read_pem(cert_file, "tls-cert") if cert_file else None,
+        root_certificates=read_pem(ca_file, "--tls-ca") if ca_file else None,
+        private_key=read_pem(key_file, "--tls-key") if key_file else None,
+        certificate_chain=read_pem(cert_file, "--tls-cert") if cert_file else None,
     )

@@ -20,6 +20,8 @@ runs for real without a network or a key:
 - **Deterministic.** Without a usable demo, values derive from a hash of the inputs: the same
   inputs always give the same outputs, different inputs (usually) different ones; a str answer
   is a short text built from the input's words.
+- **Tool use.** A ReAct module's prompts are steered through one call of its first tool, with
+  arguments derived from the inputs, then `finish` (see `offline_react.py`).
 - **Provider-like.** `latency_ms` simulates a slow provider (`asyncio.sleep` in `aforward`, so a
   cancelled call stops at once); `n > 1` returns n choices (the n best demos, or n hashes);
   usage reports whitespace-split token counts and cost 0; when DSPy streaming is active
@@ -62,6 +64,7 @@ from dspy.clients.call_result import AttributeDict, attributes
 from dspy.clients.engines.streaming import EngineChunk
 from dspy.signatures.signature import make_signature
 
+from dspy_bridge.runtime.lm.offline_react import steer
 from dspy_bridge.runtime.signatures import resolve_type
 
 __all__ = ["OFFLINE_MODEL", "OfflineLM", "OfflineResponse", "complete_messages"]
@@ -357,6 +360,9 @@ def complete_messages(messages: Sequence[Any], n: int = 1) -> list[str]:
     ranked.sort(key=lambda item: (-item[0], item[1]))
 
     adapter = _ADAPTERS[layout.fmt]
+    steered = (
+        steer(layout.outputs, current, system, current_text) or {}
+    )  # ReAct: one tool call, then finish
     texts: list[str] = []
     for choice in range(n):
         demo = ranked[choice % len(ranked)][2] if ranked else {}
@@ -365,6 +371,9 @@ def complete_messages(messages: Sequence[Any], n: int = 1) -> list[str]:
         for k, (name, tp) in enumerate(layout.outputs):
             if name in demo:
                 values[name] = demo[name]
+                continue
+            if name in steered:
+                values[name] = steered[name]
                 continue
             value = _value(tp, name, words, _mix(choice_seed, k))
             if choice and isinstance(value, str):

@@ -1,0 +1,122 @@
+// The README's evaluation and job examples, run exactly as written against a real sidecar.
+// Every ```ts block preceded by `<!-- example -->` is taken, in order, as one program: it is
+// type-checked against this client's sources, then transpiled and run with `session` (a session
+// on the offline LM, as the README says) and a `console` that records what it prints.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { after, before, describe, it } from "node:test";
+
+import * as ts from "typescript";
+
+import * as bridge from "../src/index";
+import { Sidecar, startSidecar } from "../testlib/sidecar";
+
+/** The package root (this file is dist/test/readme.test.js). */
+const PACKAGE_ROOT = resolve(__dirname, "..", "..");
+const README = join(PACKAGE_ROOT, "README.md");
+const MARKED_BLOCK = /<!-- example -->\n```ts\n([\s\S]*?)\n```/g;
+
+/** The README's example blocks, in order. */
+function exampleBlocks(): string[] {
+  return [...readFileSync(README, "utf8").matchAll(MARKED_BLOCK)].map((m) => m[1]!);
+}
+
+/** Type errors of the examples as one module, with `client` and `session` declared as the README says. */
+function typeErrors(code: string): string[] {
+  const file = join(PACKAGE_ROOT, "readme-examples.ts");
+  const source = [
+    'import type { BridgeClient, SessionHandle } from "@dspy-bridge/client";',
+    "declare const client: BridgeClient;",
+    "declare const session: SessionHandle;",
+    code,
+    "export {};",
+  ].join("\n");
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ES2022,
+    moduleResolution: ts.ModuleResolutionKind.Node10,
+    types: ["node"],
+    skipLibCheck: true,
+    paths: { "@dspy-bridge/client": [join(PACKAGE_ROOT, "src", "index.ts")] },
+  };
+  const host = ts.createCompilerHost(options);
+  const getSourceFile = host.getSourceFile.bind(host);
+  host.getSourceFile = (name, language, ...rest) =>
+    resolve(name) === file ? ts.createSourceFile(name, source, language) : getSourceFile(name, language, ...rest);
+  const fileExists = host.fileExists.bind(host);
+  host.fileExists = (name) => resolve(name) === file || fileExists(name);
+  const program = ts.createProgram([file], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
+    return `${where ? `line ${where.line - 2}: ` : ""}${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`;
+  });
+}
+
+type Example = (require: NodeRequire, exports: object, client: bridge.BridgeClient, session: bridge.SessionHandle, console: Pick<Console, "log">) => Promise<void>;
+
+/** The examples as an async function (top-level `await` works; imports of the package resolve to this checkout). */
+function compile(code: string): Example {
+  const js = ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
+  const AsyncFunction = Object.getPrototypeOf(async () => undefined).constructor as new (...args: string[]) => Example;
+  return new AsyncFunction("require", "exports", "client", "session", "console", js);
+}
+
+function localRequire(id: string): unknown {
+  if (id === "@dspy-bridge/client") return bridge;
+  return require(id);
+}
+
+let sidecar: Sidecar;
+let client: bridge.BridgeClient;
+
+before(async () => {
+  sidecar = await startSidecar();
+  client = new bridge.BridgeClient(sidecar.target, { timeoutMs: 60_000 });
+  await client.waitUntilReady(30_000);
+});
+
+after(async () => {
+  client?.close();
+  await sidecar?.stop();
+});
+
+describe("README examples", () => {
+  const code = exampleBlocks().join("\n");
+
+  it("has the evaluation and job examples", () => {
+    assert.ok(exampleBlocks().length >= 3);
+    for (const call of ["evaluate(", "evaluateStream(", "startOptimization(", "watchOptimization(", "waitOptimization(", "cancelOptimization(", "listOptimizations(", "applyOptimization("]) {
+      assert.ok(code.includes(call), `the README examples use ${call}`);
+    }
+  });
+
+  it("type-check against the client", () => {
+    assert.deepEqual(typeErrors(code), []);
+  });
+
+  it("run as written and print what they say", async () => {
+    const session = await client.createSession();
+    await session.configureLm("offline");
+    const printed: string[] = [];
+    const recorder = { log: (...args: unknown[]) => void printed.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" ")) };
+    await compile(code)(localRequire as NodeRequire, {}, client, session, recorder);
+
+    const has = (pattern: RegExp) => assert.ok(printed.some((line) => pattern.test(line)), `printed a line matching ${pattern}:\n${printed.join("\n")}`);
+    has(/^score \d/);
+    has(/^evaluated \d+\/2$/);
+    has(/^streamed score \d/);
+    has(/^(QUEUED|RUNNING) /);
+    has(/^SUCCEEDED done /);
+    has(/^SUCCEEDED 0 -> 1$/);
+    has(/^now at version 2 with 4 demos$/);
+    has(/^cancelled: CANCELLED$/);
+    has(/ LabeledFewShot SUCCEEDED true$/);
+    has(/ BootstrapFewShot CANCELLED false$/);
+    has(/^strategy = (Predict|ChainOfThought) version 2 by optimizer:/);
+    assert.equal((await session.getModule("topics")).version, 2);
+    await session.delete();
+  });
+});
