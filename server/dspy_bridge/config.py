@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dspy_bridge.loop import EventLoopName, loop_factory
+from dspy_bridge.runtime.lm.policy import DEFAULT_ALLOWED_KEY_ENVS, LMPolicy, split_list
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -136,6 +137,36 @@ class Settings(BaseSettings):
         "of them signed (mutual TLS). Needs tls_cert_file.",
     )
 
+    # -- LM allow-lists: what a host's LMConfig may name (runtime/lm/policy.py) ---------------
+    lm_allowed_api_bases: str = Field(
+        "",
+        description="Comma-separated http(s) endpoints a host's LMConfig.api_base may name (a "
+        "URL matches an entry with the same scheme, host and port and a path at or below the "
+        "entry's). Empty: only providers' default endpoints (and --lm-api-base).",
+    )
+    lm_allowed_key_envs: str = Field(
+        DEFAULT_ALLOWED_KEY_ENVS,
+        description="Comma-separated names of environment variables a host's "
+        "LMConfig.api_key_env may name; `*` matches any characters. Empty: none. DSPY_BRIDGE_* "
+        "names are always refused.",
+    )
+
+    @model_validator(mode="after")
+    def _lm_policy_valid(self) -> Settings:
+        self.lm_policy()  # ValueError naming the entry that is not a usable URL or name
+        if self.lm_api_key_env.upper().startswith("DSPY_BRIDGE_"):
+            raise ValueError("lm_api_key_env must not name one of the server's own settings")
+        return self
+
+    def lm_policy(self) -> LMPolicy:
+        """The allow-lists hosts' LM configurations are checked against."""
+        return LMPolicy.build(
+            split_list(self.lm_allowed_api_bases),
+            split_list(self.lm_allowed_key_envs),
+            default_api_base=self.lm_api_base,
+            default_key_env=self.lm_api_key_env,
+        )
+
     # -- limits on what a host sends and keeps (docs/security.md lists every one) -------------
     max_session_ttl_seconds: int = Field(
         30 * 86_400,
@@ -162,6 +193,44 @@ class Settings(BaseSettings):
     )
     max_dataset_examples: int = Field(
         10_000, ge=1, le=10_000, description="Most examples in a dataset, trainset or valset."
+    )
+    max_session_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Per-session byte budget: variables with every kept history version, "
+        "module versions and job records; past it writes fail RESOURCE_EXHAUSTED "
+        "SESSION_BUDGET_EXCEEDED. 0 = unlimited.",
+    )
+    # -- per-caller shares and job budgets (a named caller: auth_tokens_file or mTLS) ---------
+    max_sessions_per_caller: int = Field(
+        1_000,
+        ge=0,
+        description="Most live sessions one named caller may own; past it CreateSession fails "
+        "RESOURCE_EXHAUSTED SESSION_QUOTA_EXCEEDED. 0 = unlimited (max_sessions still applies).",
+    )
+    max_running_jobs_per_caller: int = Field(
+        0,
+        ge=0,
+        description="Job slots one named caller may hold at once; its further jobs wait QUEUED "
+        "and leave the other slots to other callers. 0 = half of max_running_jobs, rounded up.",
+    )
+    max_queued_jobs_per_caller: int = Field(
+        16,
+        ge=1,
+        description="Jobs one caller may have QUEUED or RUNNING at once; past it "
+        "StartOptimization fails RESOURCE_EXHAUSTED JOB_QUOTA_EXCEEDED.",
+    )
+    max_job_seconds: float = Field(
+        3_600.0,
+        ge=0,
+        description="Wall-clock limit of one job; past it the job FAILS (JOB_TIMEOUT), its "
+        "process is killed and its slot freed. 0 = none.",
+    )
+    max_job_metric_calls: int = Field(
+        100_000,
+        ge=1,
+        description="Largest metric-call budget one optimization may ask for (GEPA "
+        "max_metric_calls, max_full_evals x examples).",
     )
 
     # -- host callbacks over Connect (tools, metrics and LMs a host lends its session) --------

@@ -7,8 +7,11 @@ and `stream: true` (server-sent events), with scripted behaviours:
   the prompt (ChatAdapter `[[ ## field ## ]]` sections for the requested output fields, or
   JSON / XML), with usage; `text(...)` answers a fixed text instead;
 - `RATE_LIMITED` (429), `UNAUTHORIZED` (401, echoing the bearer key back like careless
-  providers do), `CONTEXT_LENGTH` (400 with OpenAI's `context_length_exceeded` body),
-  `BAD_REQUEST` (400), `SERVER_ERROR` (500), `UNAVAILABLE` (503), `MODEL_NOT_FOUND` (404);
+  providers do), `UNAUTHORIZED_ENCODED` (401 echoing it reversed, hex- and base64-encoded),
+  `LOCAL_SERVICE` (403 with another local service's private page, as when `api_base` points
+  at something that is not an LM provider), `CONTEXT_LENGTH` (400 with OpenAI's
+  `context_length_exceeded` body), `BAD_REQUEST` (400), `SERVER_ERROR` (500), `UNAVAILABLE`
+  (503), `MODEL_NOT_FOUND` (404);
 - `HANG`: accepts the request and never answers, until the server stops.
 
 Behaviours queued with `enqueue` are used one per request, then the default. Every request is
@@ -22,6 +25,7 @@ the test.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -44,7 +48,7 @@ THREAD_PREFIX = "fake-openai"
 class Behaviour:
     """What the server does with one request."""
 
-    kind: str  # "answer" | "text" | "error" | "auth" | "hang"
+    kind: str  # "answer" | "text" | "error" | "auth" | "auth_encoded" | "hang"
     status: int = 200
     body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -58,6 +62,12 @@ def _error_body(message: str, type_: str, code: str | None = None) -> dict[str, 
 ANSWER = Behaviour("answer")
 HANG = Behaviour("hang")
 UNAUTHORIZED = Behaviour("auth", 401)
+UNAUTHORIZED_ENCODED = Behaviour("auth_encoded", 401)
+#: What `LOCAL_SERVICE` answers; a test checks none of it reaches a host.
+LOCAL_SERVICE_PAGE = "<html>admin console: db_password=hunter2-internal</html>"
+LOCAL_SERVICE = Behaviour(
+    "error", 403, {"error": {"message": LOCAL_SERVICE_PAGE, "type": "forbidden", "code": None}}
+)
 RATE_LIMITED = Behaviour(
     "error",
     429,
@@ -159,9 +169,16 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour.kind == "hang":
             fake._stopping.wait()
             return
-        if behaviour.kind == "auth":
+        if behaviour.kind in ("auth", "auth_encoded"):
             token = self.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            message = f"Incorrect API key provided: {token}. You can find your API key online."
+            if behaviour.kind == "auth":
+                message = f"Incorrect API key provided: {token}. You can find your API key online."
+            else:
+                raw = f"Bearer {token}".encode()
+                message = (
+                    f"key {token[::-1]} rejected; hex {token.encode().hex()}; "
+                    f"header {base64.b64encode(raw).decode()}"
+                )
             self._json(401, _error_body(message, "invalid_request_error", "invalid_api_key"))
             return
         if behaviour.kind == "error":

@@ -18,7 +18,6 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import lm_pb2, module_pb2, value_pb2
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2 as vpb
-from tests.fakes.openai_server import RATE_LIMITED, FakeOpenAI
 from tests.integration.rpc import expect_error, fv, iv, sv
 
 Stub = pb_grpc.BridgeServiceStub
@@ -454,34 +453,6 @@ async def test_execute_errors_change_nothing(stub: Stub) -> None:
         await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="temp")),
     )
     assert after == before
-
-
-async def test_lm_failures(stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
-    sid = await _session(stub)
-    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake-0123456789abcdef")
-    with FakeOpenAI() as provider:
-        provider.default = RATE_LIMITED
-        lm = lm_pb2.LMConfig(
-            model="openai/fake-model",
-            api_base=provider.url,
-            api_key_env="FAKE_PROVIDER_KEY",
-            options={"num_retries": "0"},
-        )
-        await _create(stub, sid, lm=lm)
-        err = await expect_error(
-            stub.Execute(_execute(sid)), grpc.StatusCode.RESOURCE_EXHAUSTED, "LM_RATE_LIMITED"
-        )
-        assert "sk-fake" not in err.message
-    await _create(
-        stub, sid, "keyless", lm=lm_pb2.LMConfig(model="openai/x", api_key_env="UNSET_KEY_VAR")
-    )
-    monkeypatch.delenv("UNSET_KEY_VAR", raising=False)
-    await expect_error(
-        stub.Execute(_execute(sid, "keyless")),
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "LM_AUTH_FAILED",
-    )
-    assert [v for _, v, _ in await _modules(stub, sid)] == [1, 1]
 
 
 async def test_state_errors_change_nothing(stub: Stub) -> None:

@@ -16,16 +16,14 @@ from dspy.streaming import StreamListener, StreamResponse
 
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import LMSpec
-from dspy_bridge.runtime.lm import (
-    OfflineLM,
+from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, redact, register_secret
+from dspy_bridge.runtime.lm.factory import (
+    LM_CACHE_SIZE,
     build_lm,
     clear_lm_cache,
-    lm_error_to_bridge,
-    redact,
-    register_secret,
     validate_lm_spec,
 )
-from dspy_bridge.runtime.lm.factory import LM_CACHE_SIZE
+from dspy_bridge.runtime.lm.offline import OfflineLM
 from tests.fakes import openai_server as fakes
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -37,7 +35,7 @@ pytestmark = [
 
 fake_openai = fakes.fake_openai
 
-KEY_ENV = "DSPY_BRIDGE_TEST_FAKE_KEY"
+KEY_ENV = "BRIDGE_TEST_FAKE_API_KEY"
 SECRET = "sk-test-5f2c9a7e41b04d3c8e6a1b2c3d4e5f60"
 MODEL = "openai/fake-model"
 
@@ -357,7 +355,9 @@ async def test_the_echoed_key_is_redacted_from_the_message(
         await dspy.Predict("question -> answer").acall(question="hello")
     assert SECRET in str(info.value)  # the provider did echo it ...
     mapped = _lm_failure(info)
-    assert "Incorrect API key provided: [REDACTED]" in mapped.message  # ... the bridge did not
+    # ... the bridge says what happened in its own words, nothing of the provider's body.
+    assert mapped.message == "the LM provider rejected the credentials (HTTP 401)"
+    assert "Incorrect API key" not in str(mapped) + json.dumps(dict(mapped.metadata))
 
 
 async def test_a_hanging_provider_times_out(fake_openai: FakeOpenAI, key: str) -> None:
@@ -487,7 +487,7 @@ def test_dspy_and_lm15_exceptions_map_to_status_codes() -> None:
         assert mapped is not None, exc
         assert (mapped.code, mapped.reason) == (expected_code, reason), type(exc).__name__
     rate = lm_error_to_bridge(cases[0][0])
-    assert rate is not None and rate.metadata["retry_after"] == "3.0"
+    assert rate is not None and rate.metadata["retry_after_ms"] == "3000"
 
 
 def test_wrapped_failures_are_found_and_others_are_not_lm_errors() -> None:
@@ -509,18 +509,38 @@ def test_wrapped_failures_are_found_and_others_are_not_lm_errors() -> None:
     assert grouped is not None and grouped.reason == Reason.LM_AUTH_FAILED
 
     assert lm_error_to_bridge(ValueError("a bug")) is None
-    assert lm_error_to_bridge(ex.LMUnexpectedError("engine bug")) is None
+    # An engine failure DSPy could not classify fails closed, with none of its text.
+    unexpected = lm_error_to_bridge(ex.LMUnexpectedError("engine bug: <html>secret</html>"))
+    assert unexpected is not None and unexpected.reason == Reason.LM_UNAVAILABLE
+    assert "secret" not in unexpected.message
     assert lm_error_to_bridge(ExceptionGroup("two", [ValueError(), KeyError()])) is None
 
 
-def test_error_messages_are_redacted(key: str) -> None:
+def test_error_messages_carry_no_provider_text(key: str) -> None:
     from dspy.utils import exceptions as ex
 
     register_secret(SECRET)
-    mapped = lm_error_to_bridge(ex.LMAuthError(f"bad key {SECRET}", model=MODEL))
+    mapped = lm_error_to_bridge(ex.LMAuthError(f"bad key {SECRET}", model=MODEL, status=401))
     assert mapped is not None
-    assert SECRET not in mapped.message
-    assert "[REDACTED]" in mapped.message
+    assert mapped.message == "the LM provider rejected the credentials (HTTP 401)"
+    # A failure DSPy raises before any request keeps DSPy's own (redacted) explanation.
+    local = lm_error_to_bridge(ex.LMNotConfiguredError(f"set OPENAI_API_KEY, not {SECRET}"))
+    assert local is not None and "set OPENAI_API_KEY" in local.message
+    assert SECRET not in local.message and "[REDACTED]" in local.message
+
+
+def test_redact_removes_reversed_hex_and_base64_forms_of_a_key() -> None:
+    import base64
+
+    secret = "sk-live-0a1b2c3d4e5f6a7b8c9d"
+    register_secret(secret)
+    for prefix in ("", "x", "xy"):  # every byte alignment inside an encoded text
+        encoded = base64.b64encode(f"{prefix}Bearer {secret} more".encode()).decode()
+        urlsafe = base64.urlsafe_b64encode(f"{prefix}key={secret}".encode()).decode()
+        for text in (encoded, urlsafe):
+            assert "[REDACTED]" in redact(f"echo: {text}")
+    assert redact(f"reversed {secret[::-1]}") == "reversed [REDACTED]"
+    assert redact(f"hex {secret.encode().hex()}") == "hex [REDACTED]"
 
 
 def test_without_api_key_env_no_key_is_passed() -> None:

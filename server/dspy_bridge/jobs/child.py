@@ -29,6 +29,7 @@ import grpc
 
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.log import configure_logging_as_parent
+from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, log_lm_failure
 from dspy_bridge.runtime.usage import tally_every_lm_call
 
 #: Least time between two progress messages that change nothing but counters.
@@ -151,6 +152,19 @@ def job_main(runner: str, payload: Any, conn: Connection) -> None:
             },
         )
     except BaseException as exc:  # report anything; the process ends right after
+        mapped = lm_error_to_bridge(exc)  # never a provider's response text (lm/errors.py)
+        if mapped is not None:
+            log_lm_failure(exc, mapped)
+            _send(
+                conn,
+                {
+                    "type": "error",
+                    "code": mapped.code.value[0],
+                    "reason": mapped.reason,
+                    "message": f"the job failed: {mapped.message}",
+                },
+            )
+            return
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:1000]
         _send(
             conn,

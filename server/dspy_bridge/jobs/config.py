@@ -70,9 +70,12 @@ _BOOTSTRAP: dict[str, Option] = {
     "max_bootstrapped_demos": _int(0, 100),
     "max_labeled_demos": _int(0, 100),
     "max_rounds": _int(1, 100),
-    "max_errors": _int(0, nullable=True),
+    "max_errors": _int(0, 1_000_000, nullable=True),
 }
 _THREADS = _int(1, 64, nullable=True)
+_SEED = 2**32 - 1  # numpy and optuna take 32-bit seeds
+#: Default cap of a job's metric calls (`--max-job-metric-calls`).
+DEFAULT_MAX_METRIC_CALLS = 100_000
 
 #: Every optimizer's keys. `bridge` keys are read by the bridge itself.
 OPTIMIZER_OPTIONS: dict[str, dict[str, Option]] = {
@@ -83,7 +86,7 @@ OPTIMIZER_OPTIONS: dict[str, dict[str, Option]] = {
     "BootstrapFewShot": dict(_BOOTSTRAP),
     "BootstrapFewShotWithRandomSearch": {
         **_BOOTSTRAP,
-        "num_candidate_programs": _int(1, 1000),
+        "num_candidate_programs": _int(1, 100),
         "num_threads": _THREADS,
         "stop_at_score": _float(nullable=True),
         "labeled_sample": _bool(target="compile"),
@@ -93,8 +96,8 @@ OPTIMIZER_OPTIONS: dict[str, dict[str, Option]] = {
         "k": _int(1, 100),
     },
     "COPRO": {
-        "breadth": _int(2, 100),
-        "depth": _int(1, 100),
+        "breadth": _int(2, 50),
+        "depth": _int(1, 20),
         "init_temperature": _float(0.0, 2.0),
         "num_threads": _int(1, 64, target="bridge"),
     },
@@ -102,13 +105,13 @@ OPTIMIZER_OPTIONS: dict[str, dict[str, Option]] = {
         "auto": _choice("light", "medium", "heavy", nullable=True),
         "max_bootstrapped_demos": _int(0, 100),
         "max_labeled_demos": _int(0, 100),
-        "num_candidates": _int(1, 1000, nullable=True),
+        "num_candidates": _int(1, 100, nullable=True),
         "num_threads": _THREADS,
-        "max_errors": _int(0, nullable=True),
-        "seed": _int(0),
+        "max_errors": _int(0, 1_000_000, nullable=True),
+        "seed": _int(0, _SEED),
         "init_temperature": _float(0.0, 2.0),
         "metric_threshold": _float(nullable=True),
-        "num_trials": _int(1, 10_000, target="compile", nullable=True),
+        "num_trials": _int(1, 1_000, target="compile", nullable=True),
         "minibatch": _bool(target="compile"),
         "minibatch_size": _int(1, 10_000, target="compile"),
         "minibatch_full_eval_steps": _int(1, 10_000, target="compile"),
@@ -121,18 +124,18 @@ OPTIMIZER_OPTIONS: dict[str, dict[str, Option]] = {
     "SIMBA": {
         "bsize": _int(1, 10_000),
         "num_candidates": _int(1, 100),
-        "max_steps": _int(1, 1000),
+        "max_steps": _int(1, 100),
         "max_demos": _int(0, 100),
-        "demo_input_field_maxlen": _int(1),
+        "demo_input_field_maxlen": _int(1, 1_000_000),
         "num_threads": _THREADS,
         "temperature_for_sampling": _float(0.0, 10.0),
         "temperature_for_candidates": _float(0.0, 10.0),
-        "seed": _int(0, target="compile"),
+        "seed": _int(0, _SEED, target="compile"),
     },
     "GEPA": {
         "auto": _choice("light", "medium", "heavy", nullable=True),
-        "max_full_evals": _int(1, nullable=True),
-        "max_metric_calls": _int(1, nullable=True),
+        "max_full_evals": _int(1, 1_000, nullable=True),
+        "max_metric_calls": _int(1, nullable=True),  # capped by --max-job-metric-calls
         "reflection_minibatch_size": _int(1, 1000),
         "candidate_selection_strategy": _choice("pareto", "current_best"),
         "reflection_lm": Option("lm", target="bridge", nullable=True),
@@ -140,11 +143,11 @@ OPTIMIZER_OPTIONS: dict[str, dict[str, Option]] = {
         "add_format_failure_as_feedback": _bool(),
         "component_selector": _choice("round_robin", "all"),
         "use_merge": _bool(),
-        "max_merge_invocations": _int(0, nullable=True),
+        "max_merge_invocations": _int(0, 100, nullable=True),
         "num_threads": _THREADS,
         "failure_score": _float(),
         "perfect_score": _float(),
-        "seed": _int(0, nullable=True),
+        "seed": _int(0, _SEED, nullable=True),
     },
 }
 
@@ -201,7 +204,12 @@ def _check(key: str, option: Option, value: Any) -> Any:
 
 
 def validate_config(
-    optimizer: str, config: Mapping[str, Any], *, trainset_size: int, valset_size: int
+    optimizer: str,
+    config: Mapping[str, Any],
+    *,
+    trainset_size: int,
+    valset_size: int,
+    max_metric_calls: int = DEFAULT_MAX_METRIC_CALLS,
 ) -> dict[str, Any]:
     """The checked, normalized config of `optimizer` (see module docstring)."""
     options = OPTIMIZER_OPTIONS[optimizer]
@@ -213,7 +221,31 @@ def validate_config(
             raise _bad(key, f"unknown key for {optimizer} (known keys: {known})")
         checked[key] = _check(key, option, value)
     _check_combinations(optimizer, checked, trainset_size, valset_size)
+    _check_budget(optimizer, checked, trainset_size + valset_size, max_metric_calls)
     return checked
+
+
+def _check_budget(
+    optimizer: str, config: Mapping[str, Any], examples: int, max_metric_calls: int
+) -> None:
+    """A GEPA budget past what one job may spend (`--max-job-metric-calls`) is refused: two
+    jobs with a 1e12 budget would otherwise hold every job slot for good."""
+    if optimizer != "GEPA":
+        return
+    calls = config.get("max_metric_calls")
+    if calls is not None and calls > max_metric_calls:
+        raise _bad(
+            "max_metric_calls",
+            f"{calls} is above the server's limit of {max_metric_calls} metric calls per job "
+            "(--max-job-metric-calls)",
+        )
+    evals = config.get("max_full_evals")
+    if evals is not None and evals * max(1, examples) > max_metric_calls:
+        raise _bad(
+            "max_full_evals",
+            f"{evals} full evaluations of {examples} examples exceed the server's limit of "
+            f"{max_metric_calls} metric calls per job (--max-job-metric-calls)",
+        )
 
 
 def _check_combinations(

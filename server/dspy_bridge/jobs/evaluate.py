@@ -37,6 +37,7 @@ from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, PyValue
 from dspy_bridge.observability import count_lm_usage
 from dspy_bridge.runtime.executor import ExecutionRequest, Executor
+from dspy_bridge.runtime.lm.errors import lm_error_to_bridge
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.signatures import SignatureSpec
 from dspy_bridge.runtime.usage import CallRecorder, UsageStats
@@ -176,6 +177,9 @@ def judge_lm(spec: LMSpec | None) -> dspy.BaseLM | None:
 def _metric_error(exc: BaseException) -> BridgeError:
     if isinstance(exc, BridgeError):
         return exc
+    mapped = lm_error_to_bridge(exc)  # an LM judge's failure: never the provider's text
+    if mapped is not None:
+        return mapped
     text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     return BridgeError(
         grpc.StatusCode.UNKNOWN,

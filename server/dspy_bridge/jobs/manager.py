@@ -4,8 +4,12 @@ Each job gets a fresh process (multiprocessing `forkserver` context with DSPy pr
 starts in a fraction of a second; `spawn` where forkserver is unavailable), so a job never
 starves `Execute` of CPU or of the event loop. The front:
 
-- creates the record QUEUED, waits for a free slot (`max_running` jobs at once), starts the
-  process and marks the job RUNNING;
+- creates the record QUEUED, waits for a free slot (`max_running` jobs at once; a named caller
+  holds at most `per_owner_running` of them, so one caller cannot take every slot, and has at
+  most `per_owner_jobs` jobs QUEUED or RUNNING — past it, RESOURCE_EXHAUSTED
+  `JOB_QUOTA_EXCEEDED`), starts the process and marks the job RUNNING;
+- fails a job that runs longer than `max_seconds` (`JOB_TIMEOUT`) and kills its process, which
+  frees its slot;
 - reads the process's messages (`child.py`) on a thread and writes progress, the result or the
   error to the store, publishing each new snapshot to `watch()` subscribers;
 - on cancel marks the job CANCELLED at once and stops the process (SIGTERM, then SIGKILL after
@@ -40,7 +44,7 @@ from typing import Any
 
 import grpc
 
-from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
 from dspy_bridge.jobs.child import job_main
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import (
@@ -88,6 +92,8 @@ class _Handle:
 
     session_id: str
     job_id: str
+    #: The principal owning the job's session ("" when callers are not named).
+    owner: str = ""
     process: multiprocessing.process.BaseProcess | None = None
     cancelled: bool = False
     task: asyncio.Task[None] | None = None
@@ -104,12 +110,22 @@ class JobManager:
         *,
         max_running: int = 2,
         kill_grace: float = 2.0,
+        per_owner_running: int = 0,
+        per_owner_jobs: int = 0,
+        max_seconds: float = 0.0,
     ) -> None:
         self._store = store
         self._clock = clock
         #: Jobs running at once (`--max-running-jobs`); more wait QUEUED.
         self.max_running = max(1, max_running)
         self._slots = asyncio.Semaphore(self.max_running)
+        #: Slots one named caller may hold (0: half of max_running, rounded up).
+        self.per_owner_running = per_owner_running or (self.max_running + 1) // 2
+        self._owner_slots: dict[str, asyncio.Semaphore] = {}
+        #: Jobs one caller may have QUEUED or RUNNING (0: no limit).
+        self.per_owner_jobs = per_owner_jobs
+        #: Wall-clock limit of one job's process (0: none).
+        self.max_seconds = max_seconds
         self._kill_grace = kill_grace
         self._handles: dict[str, _Handle] = {}
         self._watchers: dict[str, set[asyncio.Queue[Job]]] = {}
@@ -119,15 +135,23 @@ class JobManager:
     # -- starting ---------------------------------------------------------------------------
 
     async def submit(
-        self, job: Job, runner: str, payload: Any, on_success: OnSuccess | None = None
+        self,
+        job: Job,
+        runner: str,
+        payload: Any,
+        on_success: OnSuccess | None = None,
+        owner: str = "",
     ) -> Job:
-        """Stores `job` (QUEUED) and runs `runner(payload, reporter)` in a new process."""
+        """Stores `job` (QUEUED) and runs `runner(payload, reporter)` in a new process.
+        RESOURCE_EXHAUSTED `JOB_QUOTA_EXCEEDED` (nothing stored) when `owner` has its most jobs
+        queued or running already."""
         if self._closed:
             raise BridgeError(
                 grpc.StatusCode.UNAVAILABLE, Reason.DRAINING, "the server is shutting down"
             )
+        self._check_quota(owner)
         created = await self._store.create_job(job)
-        handle = _Handle(job.session_id, job.job_id)
+        handle = _Handle(job.session_id, job.job_id, owner)
         self._handles[job.job_id] = handle
         handle.task = asyncio.create_task(self._run(handle, runner, payload, on_success))
         return created
@@ -136,10 +160,10 @@ class JobManager:
         self, handle: _Handle, runner: str, payload: Any, on_success: OnSuccess | None
     ) -> None:
         try:
-            async with self._slots:
+            async with self._owner_slot(handle.owner), self._slots:
                 if handle.cancelled or self._closed:
                     return
-                await self._execute(handle, runner, payload, on_success)
+                await self._execute_within_limit(handle, runner, payload, on_success)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must not leave the job RUNNING forever
@@ -152,6 +176,55 @@ class JobManager:
         finally:
             self._stop_process(handle, wait=False)
             self._handles.pop(handle.job_id, None)
+
+    def _check_quota(self, owner: str) -> None:
+        if self.per_owner_jobs <= 0:
+            return
+        active = sum(1 for h in self._handles.values() if h.owner == owner)
+        if active >= self.per_owner_jobs:
+            raise resource_exhausted(
+                Reason.JOB_QUOTA_EXCEEDED,
+                f"{active} of your jobs are queued or running, the most one caller may have "
+                f"(--max-queued-jobs-per-caller {self.per_owner_jobs}); wait for one to finish "
+                "or cancel one",
+                limit=str(self.per_owner_jobs),
+                active=str(active),
+            )
+
+    def _owner_slot(self, owner: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The named caller's share of the slots; callers that are not named share them all."""
+        if not owner:
+            return contextlib.nullcontext()
+        slot = self._owner_slots.get(owner)
+        if slot is None:
+            slot = self._owner_slots[owner] = asyncio.Semaphore(self.per_owner_running)
+        return slot
+
+    async def _execute_within_limit(
+        self, handle: _Handle, runner: str, payload: Any, on_success: OnSuccess | None
+    ) -> None:
+        """`_execute`, failed with JOB_TIMEOUT (its process killed) past `max_seconds`."""
+        if self.max_seconds <= 0:
+            await self._execute(handle, runner, payload, on_success)
+            return
+        try:
+            async with asyncio.timeout(self.max_seconds):
+                await self._execute(handle, runner, payload, on_success)
+        except TimeoutError:
+            handle.cancelled = True  # a late message must not move the job on
+            self._stop_process(handle, wait=False)
+            log.warning("job timed out", job_id=handle.job_id, seconds=self.max_seconds)
+            await self._finish(
+                handle,
+                JobStatus.FAILED,
+                error=_error(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    Reason.JOB_TIMEOUT,
+                    f"the job ran longer than the server's limit of {self.max_seconds:g} "
+                    "seconds (--max-job-seconds) and was stopped; lower its budget "
+                    "(trials, candidates, metric calls) or the dataset size",
+                ),
+            )
 
     async def _execute(
         self, handle: _Handle, runner: str, payload: Any, on_success: OnSuccess | None

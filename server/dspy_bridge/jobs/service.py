@@ -21,10 +21,13 @@ build their payload in the front, run a runner in the job process, and apply the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import grpc
 
 from dspy_bridge.errors import (
     BridgeError,
@@ -40,7 +43,6 @@ from dspy_bridge.jobs.metrics import resolve_metric
 from dspy_bridge.jobs.payload import ExampleData, OptimizationPayload
 from dspy_bridge.model import Job, JobStatus, JobUpdate, LMSpec, ModuleRecord, Variable
 from dspy_bridge.model.job import MODULE_RESULT
-from dspy_bridge.runtime.lm.factory import validate_lm_spec
 from dspy_bridge.runtime.program import coerce_execution_inputs, spec_signature
 from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
@@ -115,7 +117,10 @@ class OptimizationService:
         modules: ModuleService,
         manager: JobManager,
         clock: Clock = system_clock,
+        *,
+        max_metric_calls: int = cfg.DEFAULT_MAX_METRIC_CALLS,
     ) -> None:
+        self._max_metric_calls = max_metric_calls
         self._store = store
         self._modules = modules
         self._manager = manager
@@ -169,20 +174,28 @@ class OptimizationService:
         reflection: LMSpec | None = None
         if kind is None:
             config = cfg.validate_config(
-                name, config, trainset_size=len(trainset), valset_size=len(valset)
+                name,
+                config,
+                trainset_size=len(trainset),
+                valset_size=len(valset),
+                max_metric_calls=self._max_metric_calls,
             )
             raw_lm = config.get("reflection_lm")
             if isinstance(raw_lm, Mapping):
                 reflection = LMSpec.from_dict(dict(raw_lm))
                 try:
-                    validate_lm_spec(reflection)
+                    self._modules.admit_lm(reflection)
                 except BridgeError as exc:
+                    if exc.code == grpc.StatusCode.PERMISSION_DENIED:  # the allow-lists
+                        raise exc.at("config.reflection_lm") from None
                     raise invalid_argument(
                         Reason.INVALID_OPTIMIZER_CONFIG,
                         f"config.reflection_lm: {exc.message}",
                         "config.reflection_lm",
                     ) from None
         prepared_exec = await self._modules.prepare(request.session_id, request.module_id, {})
+        if reflection is not None:  # its cached answers belong to the same principal
+            reflection = dataclasses.replace(reflection, cache_scope=prepared_exec.lm.cache_scope)
         prepared = Prepared(record, prepared_exec.lm, prepared_exec.params, trainset, valset)
         job_id = f"job_{secrets.token_hex(8)}"
         payload: Any
@@ -219,7 +232,8 @@ class OptimizationService:
             module_version=record.version,
         )
         on_success = self._auto_apply if request.apply else None
-        return await self._manager.submit(job, runner, payload, on_success)
+        owner = (await self._store.get_session(request.session_id)).owner
+        return await self._manager.submit(job, runner, payload, on_success, owner=owner)
 
     @staticmethod
     def _coerce(
@@ -245,7 +259,7 @@ class OptimizationService:
 
     async def list_page(
         self, session_id: str, module_id: str, page_size: int, page_token: str
-    ) -> tuple[list[Job], str]:
+    ) -> paging.Page[Job]:
         await self._modules.live_session(session_id)
         if page_size < 0:
             raise invalid_argument(
@@ -256,8 +270,10 @@ class OptimizationService:
         rows = await self._store.list_jobs(
             session_id, module_id=module_id, offset=offset, limit=limit + 1
         )
-        more = len(rows) > limit
-        return rows[:limit], paging.page_token("j", offset + limit) if more else ""
+        kept = rows[:limit]
+        return paging.Page(
+            "j", kept, list(range(offset, offset + len(kept))), offset + limit, len(rows) > limit
+        )
 
     async def watch(self, session_id: str, job_id: str) -> AsyncIterator[Job]:
         """Validates first (NOT_FOUND raises here), then yields snapshots."""

@@ -58,6 +58,7 @@ from dspy_bridge.model.job import SEARCH_RESULT
 from dspy_bridge.model.validation import coerce_value
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import ExecutionRequest, InProcessExecutor, configure_runtime
+from dspy_bridge.runtime.lm.errors import lm_error_to_bridge
 from dspy_bridge.runtime.params import ParamError, check_value
 from dspy_bridge.runtime.signatures import SignatureSpec
 
@@ -554,8 +555,9 @@ def run_variable_search(
             measured = evaluate_fn(dict(values))
         except Exception as exc:
             record.state = "FAIL"
+            mapped = exc if isinstance(exc, BridgeError) else lm_error_to_bridge(exc)
             record.error_message = (
-                exc.message if isinstance(exc, BridgeError) else f"{type(exc).__name__}: {exc}"
+                mapped.message if mapped is not None else f"{type(exc).__name__}: {exc}"
             )[:1000]
             raise
         record.objectives = {o.name: measured.objective(o.name) for o in plan.objectives}

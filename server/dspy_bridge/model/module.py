@@ -14,6 +14,10 @@ class LMSpec:
     api_base: str = ""
     api_key_env: str = ""
     options: dict[str, str] = field(default_factory=dict)
+    # Whose calls these are (the session's owner), set by the server when an execution or job
+    # uses the spec: the response cache never shares answers across principals. Never sent by
+    # a host, never stored (not in `to_dict`).
+    cache_scope: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {

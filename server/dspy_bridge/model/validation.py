@@ -36,6 +36,7 @@ __all__ = [
     "coerce_value",
     "validate_constraints",
     "validate_name",
+    "value_size",
 ]
 
 MAX_NAME_LENGTH = 128
@@ -580,7 +581,7 @@ def check_value_size(value: PyValue, max_bytes: int, field: str = "value") -> No
         return
     if max_bytes >= 32 and _is_small_scalar(value):
         return  # a scalar's JSON text is at most ~25 bytes; skip the encoding on the hot path
-    size = _value_size(value)
+    size = value_size(value)
     if size > max_bytes:
         message = f"{field} is {size:,} bytes, above the limit of {max_bytes:,} bytes"
         raise BridgeError(
@@ -599,8 +600,10 @@ def _is_small_scalar(value: PyValue) -> bool:
     return kind is int and _INT64_MIN <= value <= _INT64_MAX
 
 
-def _value_size(value: PyValue) -> int:
+def value_size(value: PyValue) -> int:
     """Bytes of the value's stored JSON text; a tensor counts its raw data plus a little."""
+    if _is_small_scalar(value):
+        return 32  # a scalar's JSON text is at most ~25 bytes
     if isinstance(value, Tensor):
         return len(value.data) + _TENSOR_OVERHEAD
     try:

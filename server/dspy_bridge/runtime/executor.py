@@ -49,7 +49,7 @@ from dspy_bridge.runtime.host_calls import (
     HostUnavailable,
 )
 from dspy_bridge.runtime.host_tools import HostTools
-from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, redact
+from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, log_lm_failure, redact
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.params import LM_PARAMETERS
 from dspy_bridge.runtime.program import (
@@ -147,16 +147,24 @@ class Executor(Protocol):
 
 
 _configured = False
+#: Most LM answers kept by the in-memory response cache of one process (LMs with the `cache`
+#: option only; least recently used dropped first).
+LM_RESPONSE_CACHE_ENTRIES = 4096
 
 
 def configure_runtime() -> None:
     """Process-wide DSPy set-up for serving, done once: no disk cache (executions must really
-    run and a server must not fill a disk with prompts). The in-memory cache stays available to
-    LMs created with the `cache` option."""
+    run and a server must not fill a disk with prompts). A bounded in-memory cache stays
+    available to LMs created with the `cache` option (off by default; see
+    `runtime.lm.factory`)."""
     global _configured
     if _configured:
         return
-    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    dspy.configure_cache(
+        enable_disk_cache=False,
+        enable_memory_cache=True,
+        memory_max_entries=LM_RESPONSE_CACHE_ENTRIES,
+    )
     _configured = True
 
 
@@ -249,6 +257,8 @@ def execution_error(exc: BaseException, module_type: str) -> BridgeError:
     one, else EXECUTION_FAILED with the error's type and message (never a traceback)."""
     mapped = lm_error_to_bridge(exc)
     if mapped is not None:
+        if not isinstance(_leaf(exc), BridgeError):
+            log_lm_failure(exc, mapped)
         return mapped
     exc = _leaf(exc)
     if isinstance(exc, BridgeError):

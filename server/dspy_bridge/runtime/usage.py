@@ -29,6 +29,8 @@ from typing import Any
 from dspy.clients.base_lm import BaseLM
 from dspy.utils.callback import BaseCallback
 
+from dspy_bridge.runtime.lm.errors import lm_error_to_bridge
+
 
 @dataclass(frozen=True)
 class UsageStats:
@@ -127,7 +129,11 @@ class CallRecorder(BaseCallback):  # type: ignore[misc]
             return
         if exception is not None:
             call["completions"] = []
-            call["error"] = f"{type(exception).__name__}: {exception}"
+            # The mapped message, never the exception's text: that can be a provider's body.
+            mapped = lm_error_to_bridge(exception)
+            call["error"] = (
+                f"{mapped.reason}: {mapped.message}" if mapped else type(exception).__name__
+            )
         else:
             outputs = outputs if isinstance(outputs, list) else [outputs]
             call["completions"] = [_completion_text(o) for o in outputs]

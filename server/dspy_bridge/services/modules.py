@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import secrets
 import time
@@ -50,7 +51,7 @@ from dspy_bridge.runtime.executor import (
 )
 from dspy_bridge.runtime.host_calls import HostToolSpec, host_disconnected
 from dspy_bridge.runtime.host_tools import HostTools, host_tool_names
-from dspy_bridge.runtime.lm.factory import validate_lm_spec
+from dspy_bridge.runtime.lm.factory import admit_lm_spec
 from dspy_bridge.runtime.params import ParamError, check_bindings, check_value
 from dspy_bridge.runtime.program import build_program, coerce_execution_inputs, spec_signature
 from dspy_bridge.runtime.signatures import (
@@ -171,6 +172,7 @@ class ModuleService:
         self._store = store
         self._executor = executor
         self._settings = settings
+        self._lm_policy = settings.lm_policy()
         self._clock = clock
         self._tools = tools or default_registry()
         self._hosts = hosts
@@ -197,6 +199,11 @@ class ModuleService:
     def default_lm(self) -> LMSpec:
         s = self._settings
         return LMSpec(s.default_lm_model(), s.lm_api_base, s.lm_api_key_env)
+
+    def admit_lm(self, lm: LMSpec) -> None:
+        """The check of every LM configuration a host sends or an execution is about to use
+        (`runtime.lm.factory.admit_lm_spec`: syntax, options, the operator's allow-lists)."""
+        admit_lm_spec(lm, self._lm_policy)
 
     async def session_gone(self, session_id: str) -> None:
         """Hook for `SessionService.on_session_gone`: drop the session's cached programs."""
@@ -249,7 +256,7 @@ class ModuleService:
             ctx=ctx,
         )
         if lm is not None:
-            validate_lm_spec(lm)
+            self.admit_lm(lm)
         now = self._clock()
         record = ModuleRecord(
             session_id=session_id,
@@ -385,6 +392,9 @@ class ModuleService:
                 )
         lm_spec = spec.get("lm")
         lm = LMSpec.from_dict(lm_spec) if lm_spec else (session.lm or self.default_lm())
+        # Stored specs are checked again: they may predate the operator's current allow-lists.
+        self.admit_lm(lm)
+        lm = dataclasses.replace(lm, cache_scope=session.owner)
         signature = spec_signature(record)
         prepared = PreparedExecution(record, signature, lm)
         if not bindings:

@@ -1,10 +1,20 @@
-"""Opaque page tokens for List RPCs: an offset, tagged with the kind of list it pages."""
+"""Paging for List RPCs: opaque page tokens (an offset, tagged with the kind of list it pages),
+pages of in-memory lists, and cutting a page to fit in one gRPC message — so no amount of stored
+state can make a read exceed the message limit."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from google.protobuf.message import Message
 
 from dspy_bridge.errors import Reason, invalid_argument
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
 def page_token(kind: str, offset: int) -> str:
@@ -26,3 +36,48 @@ def offset_from_token(kind: str, token: str) -> int:
             Reason.INVALID_REQUEST, "page_token is not one this server issued", "page_token"
         ) from None
     return offset
+
+
+@dataclass
+class Page(Generic[T]):
+    """A page of a list, with enough to issue the next token when fewer items are sent (a
+    page is cut to fit in one gRPC message): the list offset of each item and after the last."""
+
+    kind: str
+    items: list[T]
+    offsets: list[int]
+    end: int
+    more: bool
+
+    def token_after(self, sent: int) -> str:
+        """The next page token when only the first `sent` items go out ("" at the list's end)."""
+        if sent < len(self.items):
+            return page_token(self.kind, self.offsets[sent])
+        return page_token(self.kind, self.end) if self.more else ""
+
+
+def page_of(kind: str, items: Sequence[T], token: str, size: int) -> Page[T]:
+    """The page of a whole in-memory list that `token` and `size` (0 = no count limit) ask for."""
+    offset = offset_from_token(kind, token)
+    end = len(items) if size <= 0 else min(len(items), offset + size)
+    window = list(items[offset:end])
+    return Page(kind, window, list(range(offset, offset + len(window))), end, end < len(items))
+
+
+def fit(items: Iterable[T], to_proto: Callable[[T], M], max_bytes: int) -> list[M]:
+    """`items` as protos, as many as fit in `max_bytes` serialized (always at least one)."""
+    out: list[M] = []
+    used = 0
+    for item in items:
+        proto = to_proto(item)
+        size = proto.ByteSize() + 16  # the repeated field's tag and length prefix
+        if out and used + size > max_bytes:
+            break
+        out.append(proto)
+        used += size
+    return out
+
+
+def page_bytes(max_message_bytes: int) -> int:
+    """Bytes one page's items may take: the message limit less room for the envelope."""
+    return max(max_message_bytes - 65_536, max_message_bytes // 2)

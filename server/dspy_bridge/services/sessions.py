@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable
 
 from dspy_bridge.config import Settings
-from dspy_bridge.errors import BridgeError, Reason, invalid_argument, session_not_found
+from dspy_bridge.errors import (
+    BridgeError,
+    Reason,
+    invalid_argument,
+    resource_exhausted,
+    session_not_found,
+)
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, Session
 from dspy_bridge.observability import SESSIONS_EXPIRED
+from dspy_bridge.runtime.lm.factory import admit_lm_spec
 from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.watch import WatchHub
@@ -40,9 +48,13 @@ class SessionService:
         self._store = store
         self._hub = hub
         self._settings = settings
+        self._lm_policy = settings.lm_policy()
         self._clock = clock
         self._gone_hooks: list[SessionGoneHook] = []
         self._owners: dict[str, str] = {}  # session id -> owner, for check_owner
+        self._create_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def on_session_gone(self, hook: SessionGoneHook) -> None:
         self._gone_hooks.append(hook)
@@ -73,12 +85,45 @@ class SessionService:
             expire_time=now + ttl if ttl else None,
             owner=owner,
         )
-        created = await self._store.create_session(
-            session, max_sessions=self._settings.max_sessions
-        )
+        if owner and self._settings.max_sessions_per_caller:
+            async with self._owner_lock(owner):  # count and create as one step per caller
+                await self._check_caller_quota(owner)
+                created = await self._store.create_session(
+                    session, max_sessions=self._settings.max_sessions
+                )
+        else:
+            created = await self._store.create_session(
+                session, max_sessions=self._settings.max_sessions
+            )
         if not self._store.shared:
             self._owners[created.session_id] = created.owner
         return created
+
+    def _owner_lock(self, owner: str) -> asyncio.Lock:
+        lock = self._create_locks.get(owner)
+        if lock is None:
+            lock = self._create_locks[owner] = asyncio.Lock()
+        return lock
+
+    async def _check_caller_quota(self, owner: str) -> None:
+        """RESOURCE_EXHAUSTED `SESSION_QUOTA_EXCEEDED` when `owner` owns its most live sessions
+        (`max_sessions_per_caller`): one caller must not fill the server for the others."""
+        limit = self._settings.max_sessions_per_caller
+        now = self._clock()
+        owned, offset = 0, 0
+        while True:  # pages of the sessions `owner` sees (its own and unowned ones)
+            rows = await self._store.list_sessions(offset=offset, limit=1_000, visible_to=owner)
+            owned += sum(1 for s in rows if s.owner == owner and not s.expired(now))
+            if owned >= limit:
+                raise resource_exhausted(
+                    Reason.SESSION_QUOTA_EXCEEDED,
+                    f"you own {owned} live sessions, the most one caller may "
+                    f"(--max-sessions-per-caller {limit}); delete one or let one expire",
+                    limit=str(limit),
+                )
+            if len(rows) < 1_000:
+                return
+            offset += len(rows)
 
     async def get(self, session_id: str) -> Session:
         session = await self._store.get_session(session_id)
@@ -88,7 +133,7 @@ class SessionService:
 
     async def list_page(
         self, page_size: int, page_token: str, owner: str | None = None
-    ) -> tuple[list[Session], str]:
+    ) -> paging.Page[Session]:
         if page_size < 0:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, "page_size must not be negative", "page_size"
@@ -98,9 +143,14 @@ class SessionService:
         # One extra row tells whether another page exists.
         rows = await self._store.list_sessions(offset=offset, limit=limit + 1, visible_to=owner)
         now = self._clock()
-        more = len(rows) > limit
-        live = [s for s in rows[:limit] if not s.expired(now)]
-        return live, paging.page_token("o", offset + limit) if more else ""
+        live = [(offset + i, s) for i, s in enumerate(rows[:limit]) if not s.expired(now)]
+        return paging.Page(
+            "o",
+            [s for _, s in live],
+            [at for at, _ in live],
+            offset + limit,
+            len(rows) > limit,
+        )
 
     async def check_owner(self, session_id: str, principal: str) -> None:
         """NOT_FOUND `SESSION_NOT_FOUND` unless `principal` made the session or no one did (a
@@ -130,7 +180,11 @@ class SessionService:
         return await self._store.set_session_expiry(session_id, expire)
 
     async def configure_lm(self, session_id: str, lm: LMSpec | None) -> Session:
+        """Sets (or with None clears) the session's LM, checked exactly as CreateModule checks
+        a module's `lm` (`admit_lm_spec`) before anything is stored."""
         await self.get(session_id)
+        if lm is not None:
+            admit_lm_spec(lm, self._lm_policy)
         return await self._store.set_session_lm(session_id, lm)
 
     async def expire_due(self) -> list[str]:

@@ -19,6 +19,7 @@ from dspy_bridge.jobs.evaluate import EvalExample
 from dspy_bridge.jobs.service import OptimizationService, StartRequest
 from dspy_bridge.model import Job, PyValue
 from dspy_bridge.model.job import MODULE_RESULT, SEARCH_RESULT
+from dspy_bridge.services import paging
 from dspy_bridge.transport import convert
 from dspy_bridge.transport.module_rpcs import module_to_proto, struct_to_dict
 from dspy_bridge.transport.status import to_status_proto
@@ -147,6 +148,8 @@ class JobRpcs:
     """Optimization RPC handlers; the servicer that mixes this in provides `self.jobs`."""
 
     jobs: OptimizationService
+    #: Bytes one page of a list may take (`paging.page_bytes` of the message limit).
+    page_bytes: int
 
     async def StartOptimization(
         self, request: pb.StartOptimizationRequest, context: Ctx
@@ -196,12 +199,11 @@ class JobRpcs:
     async def ListOptimizations(
         self, request: pb.ListOptimizationsRequest, context: Ctx
     ) -> pb.ListOptimizationsResponse:
-        jobs, token = await self.jobs.list_page(
+        page = await self.jobs.list_page(
             request.session_id, request.module_id, request.page_size, request.page_token
         )
-        return pb.ListOptimizationsResponse(
-            jobs=[job_to_proto(j) for j in jobs], next_page_token=token
-        )
+        jobs = paging.fit(page.items, job_to_proto, self.page_bytes)
+        return pb.ListOptimizationsResponse(jobs=jobs, next_page_token=page.token_after(len(jobs)))
 
     async def ApplyOptimization(
         self, request: pb.ApplyOptimizationRequest, context: Ctx

@@ -20,6 +20,7 @@ from dspy_bridge.runtime.executor import ChunkEvent, ExecutionResult, ResultEven
 from dspy_bridge.runtime.signatures import FieldSpec, SignatureSpec
 from dspy_bridge.runtime.state import demo_count
 from dspy_bridge.runtime.usage import UsageStats
+from dspy_bridge.services import paging
 from dspy_bridge.services.modules import (
     ExecuteOptions,
     ModuleService,
@@ -163,6 +164,8 @@ class ModuleRpcs:
     """Module RPC handlers; the servicer that mixes this in provides `self.modules`."""
 
     modules: ModuleService
+    #: Bytes one page of a list may take (`paging.page_bytes` of the message limit).
+    page_bytes: int
 
     async def CreateModule(
         self, request: pb.CreateModuleRequest, context: Ctx
@@ -186,7 +189,11 @@ class ModuleRpcs:
         self, request: pb.ListModulesRequest, context: Ctx
     ) -> pb.ListModulesResponse:
         records = await self.modules.list(request.session_id)
-        return pb.ListModulesResponse(modules=[module_to_proto(r) for r in records])
+        page = paging.page_of("m", records, request.page_token, request.page_size)
+        modules = paging.fit(page.items, module_to_proto, self.page_bytes)
+        return pb.ListModulesResponse(
+            modules=modules, next_page_token=page.token_after(len(modules))
+        )
 
     async def DeleteModule(
         self, request: pb.DeleteModuleRequest, context: Ctx

@@ -35,6 +35,7 @@ from dspy_bridge.services.shared_watch import RedisWatchHub
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import RedisStore, SessionStore, open_store
+from dspy_bridge.store.budget import BudgetedStore
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.decode import add_service
@@ -216,11 +217,17 @@ async def start_server(settings: Settings) -> RunningServer:
         stop_metrics = _metrics_endpoint(settings)
         if stop_metrics is not None:
             undo.callback(stop_metrics)
-        store = await _opened_store(settings)
+        # Every session's bytes are counted and capped (--max-session-bytes), history included.
+        backend = await _opened_store(settings)
+        store: SessionStore = BudgetedStore(
+            backend,
+            max_bytes=settings.max_session_bytes,
+            history_limit=settings.history_limit,
+        )
         undo.push_async_callback(store.close)
         hub = (  # a shared store feeds watchers from Redis: changes made on any replica
-            RedisWatchHub(store, settings.watch_queue_size)
-            if isinstance(store, RedisStore)
+            RedisWatchHub(backend, settings.watch_queue_size)
+            if isinstance(backend, RedisStore)
             else WatchHub(settings.watch_queue_size)
         )
         sessions = SessionService(store, hub, settings)
@@ -245,8 +252,16 @@ async def start_server(settings: Settings) -> RunningServer:
         interrupted = await store.mark_running_jobs_interrupted(time.time())
         if interrupted:
             log.warning("jobs interrupted by a restart", jobs=[j.job_id for j in interrupted])
-        job_manager = JobManager(store, max_running=settings.max_running_jobs)
-        servicer.jobs = OptimizationService(store, modules, job_manager)
+        job_manager = JobManager(
+            store,
+            max_running=settings.max_running_jobs,
+            per_owner_running=settings.max_running_jobs_per_caller,
+            per_owner_jobs=settings.max_queued_jobs_per_caller,
+            max_seconds=settings.max_job_seconds,
+        )
+        servicer.jobs = OptimizationService(
+            store, modules, job_manager, max_metric_calls=settings.max_job_metric_calls
+        )
         servicer.jobs.register_kind(KIND_NAME, VariableSearchKind(store, variables))
         sessions.on_session_gone(job_manager.session_gone)
         facts.optimizers = servicer.jobs.optimizers()

@@ -14,6 +14,7 @@ from dspy_bridge import __version__
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import BridgeError
 from dspy_bridge.model import VariableType
+from dspy_bridge.services import paging
 from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import Resync, SessionGone, VariableService, WriteRequest
@@ -62,6 +63,7 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
         modules: ModuleService,
     ) -> None:
         self.settings = settings
+        self.page_bytes = paging.page_bytes(settings.max_message_bytes)
         self.facts = facts
         self.sessions = sessions
         self.variables = variables
@@ -119,11 +121,12 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: Ctx
     ) -> pb.ListSessionsResponse:
-        sessions, token = await self.sessions.list_page(
+        page = await self.sessions.list_page(
             request.page_size, request.page_token, owner=CALLER.get()
         )
+        sessions = paging.fit(page.items, convert.session_to_proto, self.page_bytes)
         return pb.ListSessionsResponse(
-            sessions=[convert.session_to_proto(s) for s in sessions], next_page_token=token
+            sessions=sessions, next_page_token=page.token_after(len(sessions))
         )
 
     async def DeleteSession(
@@ -168,8 +171,12 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
     async def ListVariables(
         self, request: pb.ListVariablesRequest, context: Ctx
     ) -> pb.ListVariablesResponse:
-        variables = await self.variables.list_matching(request.session_id, request.pattern)
-        return pb.ListVariablesResponse(variables=[convert.variable_to_proto(v) for v in variables])
+        matching = await self.variables.list_matching(request.session_id, request.pattern)
+        page = paging.page_of("v", matching, request.page_token, request.page_size)
+        variables = paging.fit(page.items, convert.variable_to_proto, self.page_bytes)
+        return pb.ListVariablesResponse(
+            variables=variables, next_page_token=page.token_after(len(variables))
+        )
 
     async def DeleteVariable(
         self, request: pb.DeleteVariableRequest, context: Ctx
@@ -247,9 +254,13 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
         self, request: pb.GetVariableHistoryRequest, context: Ctx
     ) -> pb.GetVariableHistoryResponse:
         variable = await self.variables.get(request.session_id, request.name)
-        entries = await self.variables.history(request.session_id, request.name, request.limit)
+        kept = await self.variables.history(request.session_id, request.name, 0)
+        page = paging.page_of("h", kept, request.page_token, request.limit)
+        entries = paging.fit(
+            page.items, lambda e: convert.history_entry_to_proto(variable.type, e), self.page_bytes
+        )
         return pb.GetVariableHistoryResponse(
-            entries=[convert.history_entry_to_proto(variable.type, e) for e in entries]
+            entries=entries, next_page_token=page.token_after(len(entries))
         )
 
     async def RollbackVariable(

@@ -356,9 +356,19 @@ class AsyncSessionHandle:
     async def list_variables(self, pattern: str = "") -> list[Variable]:
         """The session's variables whose names match a glob `pattern` (``*``, ``?``, ``[ab]``;
         empty = all), in name order."""
-        request = pb.ListVariablesRequest(session_id=self._session_id, pattern=pattern)
-        response: pb.ListVariablesResponse = await self._transport.unary("ListVariables", request)
-        return [Variable._from_proto(v) for v in response.variables]
+        out: list[Variable] = []
+        token = ""
+        while True:  # pages: each is cut to fit in one gRPC message
+            request = pb.ListVariablesRequest(
+                session_id=self._session_id, pattern=pattern, page_token=token
+            )
+            response: pb.ListVariablesResponse = await self._transport.unary(
+                "ListVariables", request
+            )
+            out.extend(Variable._from_proto(v) for v in response.variables)
+            token = response.next_page_token
+            if not token:
+                return out
 
     async def delete_variable(self, name: str) -> None:
         """Delete a variable and its history (`FailedPreconditionError` while a module is bound
@@ -452,11 +462,20 @@ class AsyncSessionHandle:
 
     async def history(self, name: str, limit: int = 0) -> list[HistoryEntry]:
         """A variable's versions, newest first; `limit` = most entries (0 = all kept)."""
-        request = pb.GetVariableHistoryRequest(session_id=self._session_id, name=name, limit=limit)
-        response: pb.GetVariableHistoryResponse = await self._transport.unary(
-            "GetVariableHistory", request
-        )
-        return [HistoryEntry._from_proto(e) for e in response.entries]
+        out: list[HistoryEntry] = []
+        token = ""
+        while True:  # pages: each is cut to fit in one gRPC message
+            left = limit - len(out) if limit > 0 else 0
+            request = pb.GetVariableHistoryRequest(
+                session_id=self._session_id, name=name, limit=left, page_token=token
+            )
+            response: pb.GetVariableHistoryResponse = await self._transport.unary(
+                "GetVariableHistory", request
+            )
+            out.extend(HistoryEntry._from_proto(e) for e in response.entries)
+            token = response.next_page_token
+            if not token or (limit > 0 and len(out) >= limit):
+                return out
 
     async def rollback(
         self,
@@ -518,9 +537,15 @@ class AsyncSessionHandle:
 
     async def list_modules(self) -> list[Module]:
         """The session's modules, in id order."""
-        request = pb.ListModulesRequest(session_id=self._session_id)
-        response: pb.ListModulesResponse = await self._transport.unary("ListModules", request)
-        return [Module._from_proto(m) for m in response.modules]
+        out: list[Module] = []
+        token = ""
+        while True:  # pages: each is cut to fit in one gRPC message
+            request = pb.ListModulesRequest(session_id=self._session_id, page_token=token)
+            response: pb.ListModulesResponse = await self._transport.unary("ListModules", request)
+            out.extend(Module._from_proto(m) for m in response.modules)
+            token = response.next_page_token
+            if not token:
+                return out
 
     async def delete_module(self, module_id: str) -> None:
         """Delete a module with all its versions."""

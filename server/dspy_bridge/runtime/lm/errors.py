@@ -20,14 +20,24 @@ An LM call can fail three ways and each arrives in a different shape:
 | other 4xx, unsupported model or feature | INVALID_ARGUMENT | LM_BAD_REQUEST |
 | output not matching the signature | FAILED_PRECONDITION | LM_OUTPUT_UNPARSEABLE |
 
-and returns None for anything else (a bug: the caller reports INTERNAL). Messages keep the
-provider's explanation, because that is what a person needs to fix it, but pass through
-`redact`: providers echo keys back ("Incorrect API key provided: sk-..."), and every key the
-bridge has read from the environment is registered here and cut out of any text it returns.
+and returns None for anything else (a bug: the caller reports INTERNAL).
+
+What a host gets is the status code, the reason, and a short message of our own: what went
+wrong in words, the provider's HTTP status and, for rate limits, `retry_after_ms`. Nothing of
+the provider's response body reaches a host: a body can echo the key (plainly, reversed,
+base64-encoded) or be another local service's answer when `api_base` points at one. Failures
+DSPy raises locally, before any request (a bad option, a missing key variable, a feature the
+model lacks), keep DSPy's message, which names no secret but says what to fix.
+
+The provider's own message goes to the server log only (`log_lm_failure`), after `redact`:
+every key the bridge has read from the environment is registered here and removed from text
+in plain, reversed, hex and base64 forms, as is anything shaped like a key.
 """
 
 from __future__ import annotations
 
+import base64
+import math
 import re
 import sys
 import threading
@@ -36,13 +46,19 @@ from typing import Any
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.log import get_logger
 
-__all__ = ["lm_error_to_bridge", "redact", "register_secret"]
+__all__ = ["lm_error_to_bridge", "log_lm_failure", "redact", "register_secret"]
+
+log = get_logger(__name__)
 
 _MAX_MESSAGE = 500
+_MAX_LOGGED = 300
 _REDACTED = "[REDACTED]"
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+# A provider name as DSPy derives it from the model string (`openai`, `together_ai`).
+_PROVIDER_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}\Z")
 # Shapes of credentials a provider may echo even when the bridge never saw them.
 _SECRET_PATTERNS = (
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1" + _REDACTED),
@@ -51,11 +67,27 @@ _SECRET_PATTERNS = (
 )
 
 
+def _encodings(secret: str) -> set[str]:
+    """`secret` as a careless (or hostile) server might echo it: reversed, hex, and the part of
+    its base64 (standard and URL-safe) that is the same at any of the three byte alignments it
+    can have inside a longer encoded text."""
+    raw = secret.encode()
+    forms = {secret, secret[::-1], raw.hex()}
+    for pad in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * pad + raw).decode()
+            stable = text[math.ceil(pad * 4 / 3) + 1 : -4]
+            if len(stable) >= 8:
+                forms.add(stable)
+    return forms
+
+
 def register_secret(value: str) -> None:
-    """Remember a credential so that `redact` removes it from any text (errors, traces)."""
+    """Remember a credential so that `redact` removes it from any text (logs, traces)."""
     if len(value) >= 4:
+        forms = _encodings(value)
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets.update(forms)
 
 
 def redact(text: str) -> str:
@@ -70,22 +102,80 @@ def redact(text: str) -> str:
     return text
 
 
-def _clean(text: str) -> str:
+def _clean(text: str, limit: int = _MAX_MESSAGE) -> str:
     text = redact(" ".join(str(text).split()))
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _retry_after_ms(exc: BaseException) -> int | None:
+    value = getattr(exc, "retry_after", None)
+    try:
+        seconds = float(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(int(seconds * 1000), 86_400_000)
+
+
+def _http_status(exc: BaseException) -> int | None:
+    for attr in ("status", "status_code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return value
+    return None
 
 
 def _error(
-    code: grpc.StatusCode, reason: str, what: str, exc: BaseException, **extra: str
+    code: grpc.StatusCode,
+    reason: str,
+    what: str,
+    exc: BaseException,
+    *,
+    local: bool = False,
+    **extra: str,
 ) -> BridgeError:
-    detail = _clean(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    """The host's view of a failure: `what` (our words), the HTTP status, a retry hint; with
+    `local` (raised by DSPy before any request) DSPy's own message too. Never the provider's
+    body, its error code or its request id (see the module docstring)."""
     metadata: dict[str, str] = {"error_type": type(exc).__name__}
-    for attr in ("model", "provider", "provider_code", "status", "request_id", "retry_after"):
-        value = getattr(exc, attr, None)
-        if value is not None and value != "":
-            metadata[attr] = _clean(str(value))
+    status = _http_status(exc)
+    message = what
+    if status is not None:
+        metadata["http_status"] = str(status)
+        message += f" (HTTP {status})"
+    retry_after = _retry_after_ms(exc)
+    if retry_after is not None:
+        metadata["retry_after_ms"] = str(retry_after)
+    provider = getattr(exc, "provider", None)
+    if isinstance(provider, str) and _PROVIDER_RE.match(provider):
+        metadata["provider"] = provider
+    if local:
+        detail = getattr(exc, "message", None) or str(exc)
+        if detail:
+            message += f": {_clean(detail)}"
     metadata.update(extra)
-    return BridgeError(code, reason, f"{what}: {detail}", metadata)
+    return BridgeError(code, reason, message, metadata)
+
+
+def log_lm_failure(exc: BaseException, mapped: BridgeError) -> None:
+    """One server log line for an LM failure, with what the provider said (redacted and cut
+    short) for the operator; the host got `mapped`, which carries none of it."""
+    cause: BaseException = exc
+    while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+        cause = cause.exceptions[0]
+    detail = getattr(cause, "message", None) or str(cause)
+    request_id = getattr(cause, "request_id", None)
+    log.info(
+        "lm call failed",
+        code=mapped.code.name,
+        reason=mapped.reason,
+        http_status=mapped.metadata.get("http_status"),
+        model=_clean(str(getattr(cause, "model", "") or ""), 256),
+        error_type=type(cause).__name__,
+        provider_message=_clean(detail, _MAX_LOGGED),
+        request_id=_clean(str(request_id), 128) if request_id else None,
+    )
 
 
 def _from_dspy(exc: BaseException) -> BridgeError | None:
@@ -137,9 +227,13 @@ def _from_dspy(exc: BaseException) -> BridgeError | None:
         )
     if isinstance(exc, ex.LMServerError):
         return _error(code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider failed", exc)
-    if isinstance(exc, (ex.LMTransportError, ex.LMLockTimeoutError)):
+    if isinstance(exc, ex.LMTransportError):
         return _error(
             code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider could not be reached", exc
+        )
+    if isinstance(exc, ex.LMLockTimeoutError):
+        return _error(
+            code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM call waited too long", exc, local=True
         )
     if isinstance(exc, ex.LMStreamAssemblyError):
         return _error(
@@ -151,10 +245,15 @@ def _from_dspy(exc: BaseException) -> BridgeError | None:
             Reason.LM_AUTH_FAILED,
             "the LM is missing credentials or configuration",
             exc,
+            local=True,
         )
     if isinstance(exc, (ex.LMConfigurationError, ex.LMUnsupportedFeatureError)):
         return _error(
-            code.INVALID_ARGUMENT, Reason.LM_BAD_REQUEST, "the LM cannot make this call", exc
+            code.INVALID_ARGUMENT,
+            Reason.LM_BAD_REQUEST,
+            "the LM cannot make this call",
+            exc,
+            local=True,
         )
     if isinstance(exc, ex.LMCollectionLimitError):
         return _error(
@@ -162,6 +261,7 @@ def _from_dspy(exc: BaseException) -> BridgeError | None:
             Reason.LM_BAD_REQUEST,
             "the LM's response exceeded a size limit",
             exc,
+            local=True,
         )
     if isinstance(exc, ex.LMProviderError):
         status = getattr(exc, "status", None)
@@ -280,6 +380,16 @@ def _one(exc: BaseException) -> BridgeError | None:
     return _from_dspy(exc) or _from_lm15(exc) or _from_litellm(exc)
 
 
+def _unexpected(exc: BaseException) -> BridgeError | None:
+    """`LMUnexpectedError` (what DSPy wraps an engine's unknown failure in) and any other
+    `LMError` nothing more specific explains: UNAVAILABLE, failing closed with no text."""
+    from dspy.utils.exceptions import LMError
+
+    if isinstance(exc, LMError):
+        return _error(grpc.StatusCode.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM call failed", exc)
+    return None
+
+
 def lm_error_to_bridge(exc: BaseException) -> BridgeError | None:
     """The bridge error for an LM or adapter failure, or None when `exc` is something else.
 
@@ -288,10 +398,11 @@ def lm_error_to_bridge(exc: BaseException) -> BridgeError | None:
     `LMUnexpectedError` wraps whatever the engine raised).
     """
     seen: set[int] = set()
+    chain: list[BaseException] = []
     current: BaseException | None = exc
     for _ in range(8):
         if current is None or id(current) in seen:
-            return None
+            break
         seen.add(id(current))
         if isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
             current = current.exceptions[0]
@@ -299,5 +410,6 @@ def lm_error_to_bridge(exc: BaseException) -> BridgeError | None:
         mapped = _one(current)
         if mapped is not None:
             return mapped
+        chain.append(current)
         current = current.__cause__
-    return None
+    return next((m for m in map(_unexpected, chain) if m is not None), None)

@@ -14,15 +14,28 @@ cached: equal (spec, params, key) give the same LM object from a small LRU.
   to a provider or ignored.
 - The key comes from the server's environment variable named by `api_key_env`. It is read when
   the LM is built, registered with `errors.redact`, and never put in a message, a log line or a
-  repr; a missing variable is FAILED_PRECONDITION / LM_AUTH_FAILED naming the variable.
+  repr; a missing variable is FAILED_PRECONDITION / LM_AUTH_FAILED naming the variable. A
+  variable of the server's own settings (`DSPY_BRIDGE_*`) is never read, whatever the caller.
 
-`validate_lm_spec` runs the same checks without building anything, for `ConfigureLM` and
-`CreateModule`, so a bad spec is refused before it is stored.
+Response cache: off unless the LM's option `cache` is `true`. DSPy's cache key covers the
+model, the messages and the sampling options but not the endpoint or the key, so on its own it
+would hand one session's answers to another with another provider or no valid key. When on,
+the LM carries a cache namespace (DSPy's `rollout_id`, which is part of the key and never sent)
+derived from the full LM identity (model, api_base, key variable, a digest of the key, options)
+and the principal it answers for (`LMSpec.cache_scope`, the session's owner): answers are
+shared only by calls that would have sent the same request with the same credentials for the
+same caller.
+
+`validate_lm_spec` runs the same checks without building anything; `admit_lm_spec` adds the
+operator's allow-lists (`policy.LMPolicy`) and is what every place an LM configuration enters
+calls (ConfigureLM, CreateModule, jobs, and each execution for stored specs and bound models),
+so a bad or forbidden spec is refused before it is stored or used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -31,10 +44,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import dspy
+import grpc
+
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
 from dspy_bridge.model import LMSpec
 from dspy_bridge.runtime.lm.errors import register_secret
 from dspy_bridge.runtime.lm.offline import OFFLINE_MODEL, OfflineLM
+from dspy_bridge.runtime.lm.policy import LMPolicy, parse_api_base
 
 # LiteLLM fetches its model price list from GitHub on import unless told not to; a sidecar must
 # not depend on (or wait for) the internet to start. The bundled copy is used instead.
@@ -44,6 +61,7 @@ __all__ = [
     "LM_CACHE_SIZE",
     "LM_OPTIONS",
     "LM_PARAMETERS",
+    "admit_lm_spec",
     "build_lm",
     "clear_lm_cache",
     "parse_lm_options",
@@ -54,7 +72,12 @@ __all__ = [
 LM_PARAMETERS = ("temperature", "max_tokens", "top_p", "n", "stop", "model")
 LM_CACHE_SIZE = 64
 
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+# LiteLLM model strings (`openai/gpt-4o-mini`, `ollama_chat/llama3:8b`, `vertex_ai/x@2024`,
+# `bedrock/arn:aws:...`); no URL can hide in one (no `//`, no `%`, no spaces).
+_MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,255}\Z")
+MAX_OPTION_CHARS = 1024
+_SERVER_SETTINGS_PREFIX = "DSPY_BRIDGE_"
 
 
 def _float(low: float, high: float) -> Callable[[str], float]:
@@ -90,8 +113,6 @@ def _stop(text: str) -> str | list[str]:
     """One stop sequence, or several as a JSON list (`["\\n\\n", "END"]`)."""
     stripped = text.strip()
     if stripped.startswith("["):
-        import json
-
         value = json.loads(stripped)
         if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
             raise ValueError("must be a string or a JSON list of strings")
@@ -110,6 +131,7 @@ LM_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "presence_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
     "frequency_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
     "num_retries": (_int(0), "any", "an integer >= 0"),
+    # Off by default; see the module docstring for what a cached answer is shared with.
     "cache": (_bool, "any", "true or false"),
     "timeout": (_float(0.001, 86_400.0), "provider", "seconds, a number > 0"),
     "latency_ms": (_float(0.0, 3_600_000.0), "offline", "milliseconds, a number >= 0"),
@@ -125,12 +147,17 @@ def parse_lm_options(spec: LMSpec) -> dict[str, Any]:
     offline = spec.model == OFFLINE_MODEL
     parsed: dict[str, Any] = {}
     for key, text in spec.options.items():
-        path = f"lm.options.{key}"
         known = LM_OPTIONS.get(key)
         if known is None:
+            short = len(key) <= 64
+            shown = key if short else key[:61] + "..."
             raise _bad_spec(
-                path, f"unknown LM option {key!r}; known options: {', '.join(sorted(LM_OPTIONS))}"
+                f"lm.options.{key}" if short else "lm.options",
+                f"unknown LM option {shown!r}; known options: {', '.join(sorted(LM_OPTIONS))}",
             )
+        path = f"lm.options.{key}"
+        if len(text) > MAX_OPTION_CHARS:
+            raise _bad_spec(path, f"{key!r} must be at most {MAX_OPTION_CHARS} characters")
         parse, applies, expected = known
         if applies == "offline" and not offline:
             raise _bad_spec(path, f"{key!r} is an option of the offline LM only")
@@ -146,18 +173,45 @@ def validate_lm_spec(spec: LMSpec) -> dict[str, Any]:
 
     Does not read the key (its variable may be set later, before the first call).
     """
-    if not spec.model.strip():
-        raise _bad_spec("lm.model", "a model is required, e.g. 'openai/gpt-4o-mini' or 'offline'")
-    if spec.model != spec.model.strip() or any(c.isspace() for c in spec.model):
-        raise _bad_spec("lm.model", f"model {spec.model!r} contains whitespace")
-    _, slash, rest = spec.model.partition("/")
-    if slash and not rest:
-        raise _bad_spec("lm.model", f"model {spec.model!r} names a provider but no model")
-    if spec.api_base and not re.match(r"https?://[^\s/]+", spec.api_base):
-        raise _bad_spec("lm.api_base", "must be an http:// or https:// URL")
+    _check_model(spec.model, "lm.model")
+    if spec.api_base:
+        try:
+            parse_api_base(spec.api_base)
+        except ValueError as exc:
+            raise _bad_spec("lm.api_base", str(exc)) from None
     if spec.api_key_env and not _ENV_NAME_RE.match(spec.api_key_env):
-        raise _bad_spec("lm.api_key_env", "must be the name of an environment variable, not a key")
+        raise _bad_spec(
+            "lm.api_key_env",
+            "must be the name of an environment variable (letters, digits, '_'; at most 128), "
+            "not a key",
+        )
     return parse_lm_options(spec)
+
+
+def admit_lm_spec(spec: LMSpec, policy: LMPolicy) -> dict[str, Any]:
+    """`validate_lm_spec` plus the operator's allow-lists: the one check for every LM
+    configuration a host sends (ConfigureLM, CreateModule, jobs) and every spec an execution
+    is about to use. INVALID_ARGUMENT or PERMISSION_DENIED; changes nothing."""
+    options = validate_lm_spec(spec)
+    policy.check(spec.api_base, spec.api_key_env)
+    return options
+
+
+def _check_model(model: str, path: str) -> None:
+    if not model.strip():
+        raise _bad_spec(path, "a model is required, e.g. 'openai/gpt-4o-mini' or 'offline'")
+    shown = model if len(model) <= 64 else model[:61] + "..."
+    if model != model.strip() or any(c.isspace() for c in model):
+        raise _bad_spec(path, f"model {shown!r} contains whitespace")
+    _, slash, rest = model.partition("/")
+    if slash and not rest:
+        raise _bad_spec(path, f"model {shown!r} names a provider but no model")
+    if not _MODEL_RE.match(model) or "//" in model:
+        raise _bad_spec(
+            path,
+            f"model {shown!r} is not a model name (at most 256 letters, digits and . _ : @ / + -, "
+            "no '//'); endpoints go in api_base",
+        )
 
 
 def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,12 +235,14 @@ def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
             "n": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
             "stop": isinstance(value, str)
             or (isinstance(value, list) and all(isinstance(s, str) for s in value)),
-            "model": isinstance(value, str) and bool(value.strip()),
+            "model": isinstance(value, str),
         }[key]
         if not ok:
             raise invalid_argument(
                 Reason.INVALID_REQUEST, f"{path}: invalid value {value!r} for {key!r}", path
             )
+        if key == "model":
+            _check_model(str(value), path)
         checked[key] = float(value) if key in ("temperature", "top_p") else value
     return checked
 
@@ -212,6 +268,13 @@ def clear_lm_cache() -> None:
 def _read_key(spec: LMSpec) -> str | None:
     if not spec.api_key_env:
         return None
+    if spec.api_key_env.upper().startswith(_SERVER_SETTINGS_PREFIX):
+        # The allow-lists refuse these at the door; this holds for any path that skipped it.
+        raise BridgeError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            Reason.LM_KEY_ENV_NOT_ALLOWED,
+            f"lm.api_key_env: {spec.api_key_env!r} names one of the server's own settings",
+        )
     key = os.environ.get(spec.api_key_env)
     if not key:
         raise failed_precondition(
@@ -224,9 +287,32 @@ def _read_key(spec: LMSpec) -> str | None:
     return key
 
 
-def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, Any]) -> Any:
-    import dspy
+class ProviderLM(dspy.LM):  # type: ignore[misc]
+    """`dspy.LM` as the sidecar builds it. The one difference: DSPy's hint that `rollout_id`
+    has no effect at temperature 0 is not given, because here `rollout_id` is the response
+    cache's namespace (see the module docstring), not a request for a fresh sample."""
 
+    def _warn_zero_temp_rollout(self, temperature: float | None, rollout_id: Any) -> None:
+        return None
+
+
+def cache_namespace(model: str, spec: LMSpec, key: str | None, options: Mapping[str, Any]) -> int:
+    """The response cache namespace of an LM: a 63-bit digest of everything that decides what
+    a provider answers and for whom (DSPy's `rollout_id` must be an integer)."""
+    identity = json.dumps(
+        [
+            spec.cache_scope,
+            model,
+            spec.api_base,
+            spec.api_key_env,
+            hashlib.sha256(key.encode()).hexdigest() if key else "",
+            sorted((k, repr(v)) for k, v in options.items()),
+        ]
+    )
+    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "big") >> 1
+
+
+def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, Any]) -> Any:
     try:
         import litellm
 
@@ -235,12 +321,15 @@ def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, A
     except ImportError:  # pragma: no cover - a dependency of the pinned DSPy
         pass
     kwargs: dict[str, Any] = dict(options)
+    cache = bool(kwargs.pop("cache", False))
+    if cache:
+        kwargs["rollout_id"] = cache_namespace(model, spec, key, options)
     if spec.api_base:
         kwargs["api_base"] = spec.api_base
     if key is not None:
         kwargs["api_key"] = key
     try:
-        return dspy.LM(model, engine="litellm", **kwargs)
+        return ProviderLM(model, engine="litellm", cache=cache, **kwargs)
     except BridgeError:
         raise
     except Exception as exc:  # DSPy validates the model and its options at construction.
@@ -277,6 +366,7 @@ def build_lm(spec: LMSpec | None, params: Mapping[str, Any] | None = None) -> An
     fingerprint = hashlib.sha256(key.encode()).hexdigest() if key else ""
     cache_key = (
         model,
+        spec.cache_scope if options.get("cache") else "",
         spec.api_base,
         spec.api_key_env,
         fingerprint,
@@ -289,6 +379,7 @@ def build_lm(spec: LMSpec | None, params: Mapping[str, Any] | None = None) -> An
             return lm
     if offline:
         options.pop("timeout", None)
+        options.pop("cache", None)  # nothing to cache: the offline LM answers from the prompt
         lm = OfflineLM(**options)
     else:
         lm = _provider_lm(model, spec, key, options)
