@@ -58,7 +58,7 @@ test-node: install
 	  && DSPY_BRIDGE_PYTHON=$(abspath $(BIN)/python) $(NPM) test
 
 # Elixir client: ExUnit against a real sidecar run from .venv (started by test/test_helper.exs).
-# Its hex dependencies (grpc, protobuf, gun) must already be in clients/elixir/deps
+# Its hex dependencies (grpc, protobuf, mint) must already be in clients/elixir/deps
 # (`mix deps.get`); `make test` runs the suite only when mix and they are present.
 ELIXIR_DIR := clients/elixir
 test-elixir: install
@@ -67,7 +67,7 @@ test-elixir: install
 test-elixir-if-present:
 	@if ! command -v mix >/dev/null; then \
 	  echo "Elixir client tests not run: mix is not installed"; \
-	elif ! (cd $(ELIXIR_DIR) && ls -d deps/grpc deps/protobuf deps/gun >/dev/null 2>&1); then \
+	elif ! (cd $(ELIXIR_DIR) && ls -d deps/grpc deps/protobuf deps/mint >/dev/null 2>&1); then \
 	  echo "Elixir client tests not run: its hex dependencies are not in $(ELIXIR_DIR)/deps (run mix deps.get there)"; \
 	else $(MAKE) --no-print-directory test-elixir; fi
 
