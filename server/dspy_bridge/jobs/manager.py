@@ -48,7 +48,9 @@ from dspy_bridge.model import (
     JobUpdate,
 )
 from dspy_bridge.observability import count_reported_usage
+from dspy_bridge.runtime.host_calls import HostRequest, host_disconnected, kind_of
 from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.store.base import SessionStore
 
 log = get_logger(__name__)
@@ -104,7 +106,10 @@ class JobManager:
         per_owner_running: int = 0,
         per_owner_jobs: int = 0,
         max_seconds: float = 0.0,
+        hosts: HostHub | None = None,
     ) -> None:
+        """`hosts` answers the `host:` metric and LM calls of job processes."""
+        self._hosts = hosts
         self._store = store
         self._clock = clock
         #: Jobs running at once (`--max-running-jobs`); more wait QUEUED.
@@ -121,6 +126,7 @@ class JobManager:
         self._handles: dict[str, _Handle] = {}
         self._watchers: dict[str, set[asyncio.Queue[Job]]] = {}
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -220,7 +226,7 @@ class JobManager:
         self, handle: _Handle, runner: str, payload: Any, on_success: OnSuccess | None
     ) -> None:
         ctx = process_context()
-        parent, child = ctx.Pipe(duplex=False)
+        parent, child = ctx.Pipe(duplex=True)  # duplex: host calls are answered on it
         process = ctx.Process(  # type: ignore[attr-defined]
             target=job_main, args=(runner, payload, child), name=f"job-{handle.job_id}"
         )
@@ -256,7 +262,9 @@ class JobManager:
                 break
             count_reported_usage(message.get("usage"))
             kind = message.get("type")
-            if kind == "progress":
+            if kind == "host_call":
+                self._background(self._host_call(handle, parent, message))
+            elif kind == "progress":
                 await self._progress(handle, message)
             elif kind == "result":
                 await self._succeed(handle, message, on_success)
@@ -281,6 +289,46 @@ class JobManager:
                 f"the job process exited (exit code {process.exitcode}) without a result",
             ),
         )
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _host_call(self, handle: _Handle, conn: Connection, message: dict[str, Any]) -> None:
+        """Runs a job process's `host:` call on the hub and answers on its pipe. A host gone
+        past the reconnect wait fails the whole job (never scored without its metric)."""
+        call_id = message.get("id")
+        request: HostRequest = message["request"]
+        session_id = str(message.get("session_id", ""))
+        try:
+            if self._hosts is None or session_id != handle.session_id:  # only its own session
+                raise host_disconnected(*kind_of(request))
+            timeout = message.get("timeout_s")
+            reply = await self._hosts.call(session_id, request, timeout)
+            answer: dict[str, Any] = {"type": "host_reply", "id": call_id, "reply": reply}
+        except BridgeError as exc:
+            answer = {"type": "host_error", "id": call_id, "error": exc}
+            if exc.reason == Reason.HOST_DISCONNECTED:
+                await self._host_gone(handle, exc)
+        with contextlib.suppress(OSError, ValueError):  # the process may be gone already
+            conn.send(answer)
+
+    async def _host_gone(self, handle: _Handle, exc: BridgeError) -> None:
+        wait = self._hosts.reconnect_wait_s if self._hosts is not None else 0.0
+        handle.cancelled = True  # its end is this failure, not a lost process
+        await self._finish(
+            handle,
+            JobStatus.FAILED,
+            error=_error(
+                grpc.StatusCode.UNAVAILABLE,
+                Reason.HOST_DISCONNECTED,
+                f"{exc.message}; the job waited {wait:g} s "
+                "(host_reconnect_wait_seconds) for a reconnect and stopped",
+            ),
+        )
+        self._stop_process(handle, wait=False)
+        handle.messages.put_nowait(None)
 
     async def _progress(self, handle: _Handle, message: dict[str, Any]) -> None:
         best = message.get("best_score")
@@ -494,6 +542,8 @@ class JobManager:
     async def close(self) -> None:
         """Server stop: kills every job process and marks the jobs INTERRUPTED."""
         self._closed = True
+        for task in list(self._tasks):  # host calls of job processes being stopped
+            task.cancel()
         handles = list(self._handles.values())
         for handle in handles:
             handle.cancelled = True

@@ -247,6 +247,7 @@ async def start_server(settings: Settings) -> RunningServer:
             per_owner_running=settings.max_running_jobs_per_caller,
             per_owner_jobs=settings.max_queued_jobs_per_caller,
             max_seconds=settings.max_job_seconds,
+            hosts=hosts,
         )
         servicer.jobs = OptimizationService(
             store, modules, job_manager, max_metric_calls=settings.max_job_metric_calls
