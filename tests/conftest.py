@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 
 from dspy_bridge.config import Settings
 from dspy_bridge.log import configure_logging
@@ -18,6 +19,11 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as 
 from tests.redis_server import RedisServer
 
 configure_logging("warning", "console")
+
+# Property tests check behaviour, not speed: on a loaded 2-core machine a single example can take
+# far longer than hypothesis's 200 ms default deadline, which made them flaky.
+hypothesis_settings.register_profile("dspy-bridge", deadline=None)
+hypothesis_settings.load_profile("dspy-bridge")
 
 # Tests never reach a provider: make sure no inherited key switches the default LM.
 os.environ.pop("OPENAI_API_KEY", None)
