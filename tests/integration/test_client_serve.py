@@ -131,8 +131,7 @@ async def test_async_serve_answers_metrics_and_lms_and_reconnects(server: Runnin
             assert evaluation.score == 1.0
             # The sidecar ends every host stream (as on a restart): the client reconnects.
             assert server.hosts is not None
-            server.hosts.close()
+            server.hosts.close()  # unregisters every connection: one more is the client's new one
             await server.hosts.wait_connections(session.session_id, lambda n: n == 1, within=30)
-            assert hosting.connections == 2
             again = await session.execute("qa", question="Capital of France?")
             assert again["answer"] == "Paris"
