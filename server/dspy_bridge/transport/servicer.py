@@ -236,12 +236,17 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
                     )
                 )
             elif isinstance(event, Resync):
-                yield pb.WatchVariablesResponse(
-                    resync=pb.WatchResync(
-                        variables=[convert.variable_to_proto(v) for v in event.variables],
-                        skipped_changes=event.skipped,
+                # In parts when the state is larger than one message (`more` on all but the last).
+                state = [convert.variable_to_proto(v) for v in event.variables]
+                pieces = paging.parts(state, self.page_bytes)
+                for i, piece in enumerate(pieces):
+                    yield pb.WatchVariablesResponse(
+                        resync=pb.WatchResync(
+                            variables=piece,
+                            skipped_changes=event.skipped,
+                            more=i < len(pieces) - 1,
+                        )
                     )
-                )
             elif isinstance(event, SessionGone):
                 yield pb.WatchVariablesResponse(session_ended=pb.SessionEnded(reason=event.reason))
 

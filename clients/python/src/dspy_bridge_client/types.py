@@ -428,6 +428,10 @@ class WatchResync:
     """The current value of every watched variable."""
     skipped_changes: int
     """How many changes were skipped."""
+    more: bool = False
+    """True when the state continues in the next `WatchResync` (a state larger than one gRPC
+    message comes in parts of whole variables; it is complete with the part where this is
+    False)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +459,7 @@ def _watch_event(message: pb.WatchVariablesResponse) -> WatchEvent | None:
         return WatchResync(
             tuple(Variable._from_proto(v) for v in message.resync.variables),
             message.resync.skipped_changes,
+            message.resync.more,
         )
     if kind == "session_ended":
         return SessionEnded(message.session_ended.reason)
