@@ -21,6 +21,13 @@ starves `Execute` of CPU or of the event loop. The front:
 Status changes are guarded with `if_status` so that a late message from a process never moves a
 job out of a terminal status (a cancelled job stays CANCELLED even if its result arrives).
 A job process also exits by itself when the front process that started it is gone.
+
+On a shared store (several replicas, `store.shared`), `run_leases` renews the lease of every job
+this replica holds; a job whose lease it lost (cancelled or finished through another replica, or
+marked INTERRUPTED after this replica was cut off from the store for a lease) has its process
+stopped, so two replicas never run one job. The same loop marks INTERRUPTED the jobs of replicas
+that died (their leases lapsed). Watchers re-read the job often, since its snapshots may come
+from another replica.
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ log = get_logger(__name__)
 PRELOAD = ["dspy_bridge.jobs.optimizers", "dspy_bridge.jobs.variable_search"]
 #: How often a watcher re-reads a job from the store when no snapshot arrives.
 WATCH_POLL_S = 2.0
+#: The same on a shared store, where another replica may be the one running the job.
+SHARED_WATCH_POLL_S = 0.25
 _WATCH_QUEUE = 64
 
 OnSuccess = Callable[[Job], Awaitable[Job]]
@@ -126,6 +135,7 @@ class JobManager:
         self._handles: dict[str, _Handle] = {}
         self._watchers: dict[str, set[asyncio.Queue[Job]]] = {}
         self._closed = False
+        self._watch_poll = SHARED_WATCH_POLL_S if store.shared else WATCH_POLL_S
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- starting ---------------------------------------------------------------------------
@@ -450,7 +460,7 @@ class JobManager:
             yield job
             while not job.status.terminal:
                 try:
-                    async with asyncio.timeout(WATCH_POLL_S):
+                    async with asyncio.timeout(self._watch_poll):
                         newer = await queue.get()
                 except TimeoutError:
                     newer = await self._store.get_job(session_id, job_id)
@@ -475,6 +485,43 @@ class JobManager:
             "queued": len(self._handles) - running,
             "watchers": sum(len(w) for w in self._watchers.values()),
         }
+
+    # -- leases (shared store) -------------------------------------------------------------
+
+    async def run_leases(self, lease_seconds: float) -> None:
+        """Until cancelled, three times per lease: renews this replica's job leases and marks
+        INTERRUPTED the jobs whose replica is gone (so within 4/3 of a lease of its death). A
+        failing store only delays both: a lease this replica could not renew may lapse, and
+        then the job is stopped at the next renewal."""
+        while True:
+            try:
+                await self.renew_leases()
+                await self.interrupt_orphans()
+            except BridgeError as exc:
+                log.warning("job lease round failed", error=str(exc))
+            await asyncio.sleep(lease_seconds / 3)
+
+    async def renew_leases(self) -> None:
+        """Renews the leases of this replica's jobs; stops the jobs whose lease it lost."""
+        held = [(h.session_id, h.job_id) for h in self._handles.values() if not h.cancelled]
+        for session_id, job_id in await self._store.renew_job_leases(held):
+            handle = self._handles.get(job_id)
+            if handle is None or handle.session_id != session_id:
+                continue
+            log.warning("job lease lost; stopping the job here", job_id=job_id)
+            handle.cancelled = True
+            self._stop_process(handle, wait=False)
+            handle.messages.put_nowait(None)
+            with contextlib.suppress(BridgeError):
+                self._publish(await self._store.get_job(session_id, job_id))
+
+    async def interrupt_orphans(self) -> list[Job]:
+        """Marks INTERRUPTED the active jobs of replicas that are gone."""
+        marked = await self._store.interrupt_orphaned_jobs(self._clock())
+        for job in marked:
+            log.warning("job interrupted: its replica is gone", job_id=job.job_id)
+            self._publish(job)
+        return marked
 
     # -- stopping ---------------------------------------------------------------------------
 
