@@ -1,6 +1,7 @@
 """`python -m bench [suite ...]` runs benchmark suites and prints their figures as JSON.
 
-Suites: variables (issue 2), execute (issue 3), pool (issue 4), elixir (issue 12). Results are
+Suites: variables (issue 2), execute (issue 3), pool (issue 4), elixir (issue 12), host
+(issue 11). Results are
 also written to bench/results/<suite>.json.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import elixir, execute, pool, variables
+from bench import elixir, execute, host_calls, pool, variables
 
 SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "variables": variables.run,
@@ -23,6 +24,8 @@ SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "execute": execute.run,
     # The Elixir client against the Python client (clients/elixir; skipped without mix).
     "elixir": elixir.run,
+    # Host callbacks over Connect: a host tool round trip from a worker vs a bare bidi echo.
+    "host": host_calls.run,
 }
 
 
