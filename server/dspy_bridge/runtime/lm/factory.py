@@ -54,10 +54,6 @@ from dspy_bridge.runtime.lm.policy import LMPolicy, parse_api_base
 from dspy_bridge.runtime.lm.provider import ENGINES, ProviderLM, engine_of
 from dspy_bridge.runtime.lm.retry import DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, RetryPolicy
 
-# LiteLLM fetches its model price list from GitHub on import unless told not to; a sidecar must
-# not depend on (or wait for) the internet to start. The bundled copy is used instead.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 __all__ = [
     "LM_CACHE_SIZE",
     "LM_OPTIONS",
