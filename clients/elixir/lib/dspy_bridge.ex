@@ -23,6 +23,8 @@ defmodule DSPyBridge do
   alias DSPyBridge.{Connection, Convert, Error, Job, Prediction, RPC, Session, Values, Variable}
   alias DspyBridge.V1, as: PB
 
+  @execution_margin_ms 1_000
+
   @typedoc "A result of this API."
   @type result(t) :: {:ok, t} | {:error, Error.t()}
 
@@ -470,7 +472,8 @@ defmodule DSPyBridge do
       options: execute_options(s, opts)
     }
 
-    with {:ok, r} <- call(s, :Execute, request, opts), do: {:ok, Prediction.from_proto(r)}
+    with {:ok, r} <- call(s, :Execute, request, execution_call_opts(opts)),
+         do: {:ok, Prediction.from_proto(r)}
   end
 
   @doc """
@@ -490,7 +493,7 @@ defmodule DSPyBridge do
       max_concurrency: Keyword.get(opts, :max_concurrency, 0)
     }
 
-    with {:ok, r} <- call(s, :ExecuteBatch, request, opts) do
+    with {:ok, r} <- call(s, :ExecuteBatch, request, execution_call_opts(opts)) do
       results =
         for item <- r.results do
           case Error.from_status(item.error) do
@@ -539,7 +542,13 @@ defmodule DSPyBridge do
       options: execute_options(s, opts)
     }
 
-    DSPyBridge.Streams.start(s.conn, :ExecuteStream, request, &stream_event/1, opts)
+    DSPyBridge.Streams.start(
+      s.conn,
+      :ExecuteStream,
+      request,
+      &stream_event/1,
+      execution_call_opts(opts)
+    )
   end
 
   defp stream_event(%PB.ExecuteStreamResponse{event: {:chunk, c}}),
@@ -804,6 +813,15 @@ defmodule DSPyBridge do
       fields: fields,
       instructions: Map.get(sig, :instructions, "")
     }
+  end
+
+  # The execution's own deadline (`timeout_ms`) is the caller's timeout; the gRPC deadline is a
+  # second longer, so the sidecar's DEADLINE_EXCEEDED with its details comes back first.
+  defp execution_call_opts(opts) do
+    case Keyword.get(opts, :timeout) do
+      ms when is_integer(ms) -> Keyword.put(opts, :timeout, ms + @execution_margin_ms)
+      _ -> opts
+    end
   end
 
   defp execute_options(%Session{conn: conn}, opts) do

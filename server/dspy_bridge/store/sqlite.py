@@ -54,6 +54,7 @@ from dspy_bridge.model import (
 )
 from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
+from dspy_bridge.store.single_server import release_lock, take_lock
 
 T = TypeVar("T")
 
@@ -277,29 +278,38 @@ class SqliteStore(SessionStore):
     backend = "sqlite"
 
     def __init__(
-        self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, history_limit: int
+        self,
+        conn: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        history_limit: int,
+        lock_fd: int | None = None,
     ) -> None:
         """Use `open`; this only wires up a connection already made on `executor`'s thread."""
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
         self._history_limit = history_limit
+        self._lock_fd = lock_fd
 
     @classmethod
     async def open(cls, path: str | Path, *, history_limit: int = 1000) -> SqliteStore:
         """Opens (creating if needed) the database at `path` and makes sure its schema exists.
+        The file is locked for this store until `close` (`single_server.py`): `StoreInUse`
+        when another server has it open.
 
         `history_limit`: history entries kept per variable, oldest dropped (0 = unlimited).
         """
         if history_limit < 0:
             raise ValueError(f"history_limit must be >= 0, not {history_limit}")
+        lock_fd = take_lock(path)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         loop = asyncio.get_running_loop()
         try:
             conn = await loop.run_in_executor(executor, _connect, str(path))
         except BaseException:
             executor.shutdown(wait=False)
+            release_lock(lock_fd)
             raise
-        return cls(conn, executor, history_limit)
+        return cls(conn, executor, history_limit, lock_fd)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -316,6 +326,9 @@ class SqliteStore(SessionStore):
             return
         await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
+        if self._lock_fd is not None:  # after the connection: nothing writes once it is free
+            release_lock(self._lock_fd)
+            self._lock_fd = None
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -381,7 +394,7 @@ class SqliteStore(SessionStore):
 
         return await self._run(read, write=False)
 
-    async def delete_session(self, session_id: str) -> None:
+    async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
         def tx(conn: sqlite3.Connection) -> None:
             deleted = conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
             if deleted.rowcount == 0:

@@ -420,7 +420,11 @@ class SessionHandle:
         ]
 
     def watch(
-        self, names: str | Iterable[str] = (), *, include_initial: bool = False
+        self,
+        names: str | Iterable[str] = (),
+        *,
+        include_initial: bool = False,
+        resume_token: str = "",
     ) -> Stream[WatchEvent]:
         """Stream changes of variables: `VariableChange`, `WatchResync` (when this watcher fell
         behind: the current values instead of the missed versions) and finally `SessionEnded`.
@@ -430,12 +434,18 @@ class SessionHandle:
                 registered later.
             include_initial: start with each watched variable's current value (an INITIAL
                 change).
+            resume_token: the ``resume_token`` of the last event an earlier watch got: this one
+                continues right after it (on this server or any replica sharing its store),
+                with a `WatchResync` first only when the changes in between are no longer kept.
 
         The stream has no deadline. Stop it with `Stream.cancel` (from any thread) or by
         leaving its ``with`` block.
         """
         request = pb.WatchVariablesRequest(
-            session_id=self._session_id, names=rq.names(names), include_initial=include_initial
+            session_id=self._session_id,
+            names=rq.names(names),
+            include_initial=include_initial,
+            resume_token=resume_token,
         )
         call = self._transport.stream("WatchVariables", request, None)
         return Stream(call, _watch_event, self._transport.target)
