@@ -240,13 +240,19 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
                     resume_token=event.position.token if event.position else "",
                 )
             elif isinstance(event, Resync):
-                yield pb.WatchVariablesResponse(
-                    resync=pb.WatchResync(
-                        variables=[convert.variable_to_proto(v) for v in event.variables],
-                        skipped_changes=event.skipped,
-                    ),
-                    resume_token=event.position.token if event.position else "",
-                )
+                # In parts when the state is larger than one message (`more` on all but the
+                # last); only the last carries the resume token (resuming mid-state loses it).
+                state = [convert.variable_to_proto(v) for v in event.variables]
+                pieces = paging.parts(state, self.page_bytes)
+                token = event.position.token if event.position else ""
+                for i, piece in enumerate(pieces):
+                    last = i == len(pieces) - 1
+                    yield pb.WatchVariablesResponse(
+                        resync=pb.WatchResync(
+                            variables=piece, skipped_changes=event.skipped, more=not last
+                        ),
+                        resume_token=token if last else "",
+                    )
             elif isinstance(event, SessionGone):
                 yield pb.WatchVariablesResponse(session_ended=pb.SessionEnded(reason=event.reason))
 

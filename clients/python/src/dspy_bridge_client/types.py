@@ -432,6 +432,10 @@ class WatchResync:
     """How many changes were skipped."""
     resume_token: str = ""
     """Pass to ``watch(resume_token=...)`` to continue right after this event."""
+    more: bool = False
+    """True when the state continues in the next `WatchResync` (a state larger than one gRPC
+    message comes in parts of whole variables; it is complete with the part where this is
+    False)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +465,7 @@ def _watch_event(message: pb.WatchVariablesResponse) -> WatchEvent | None:
             tuple(Variable._from_proto(v) for v in message.resync.variables),
             message.resync.skipped_changes,
             message.resume_token,
+            message.resync.more,
         )
     if kind == "session_ended":
         return SessionEnded(message.session_ended.reason)
