@@ -351,6 +351,7 @@ defmodule DspyBridge.V1.WatchResync do
 
   field(:variables, 1, repeated: true, type: DspyBridge.V1.Variable)
   field(:skipped_changes, 2, type: :int64, json_name: "skippedChanges")
+  field(:more, 3, type: :bool)
 end
 
 defmodule DspyBridge.V1.SessionEnded do
