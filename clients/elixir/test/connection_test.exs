@@ -80,4 +80,19 @@ defmodule DSPyBridge.ConnectionTest do
 
     assert Enum.all?(Task.await_many(tasks, 60_000), &(&1 == []))
   end
+
+  test "more concurrent calls than the sidecar's stream limit all succeed", %{conn: conn} do
+    # The sidecar allows fewer concurrent HTTP/2 streams per connection than this; the rest
+    # wait in the connection for a free stream.
+    results =
+      1..400
+      |> Task.async_stream(fn i -> DSPyBridge.ping(conn, "#{i}") end,
+        max_concurrency: 400,
+        timeout: 60_000
+      )
+      |> Enum.map(fn {:ok, result} -> result end)
+
+    assert Enum.all?(results, &match?({:ok, _}, &1))
+    assert mailbox() == []
+  end
 end

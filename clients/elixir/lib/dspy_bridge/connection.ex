@@ -64,7 +64,19 @@ defmodule DSPyBridge.Connection do
   @spec request(t(), String.t(), [{String.t(), String.t()}], iodata(), keyword()) ::
           {:ok, reference(), pid(), map()} | {:error, Error.t()}
   def request(conn, path, headers, body, opts) do
-    GenServer.call(conn, {:request, path, headers, body, opts, self()})
+    # No call timeout here: a request waiting for a free stream is answered by the connection
+    # at its own deadline (see `queue_request`).
+    GenServer.call(conn, {:request, path, headers, body, opts, self()}, :infinity)
+  catch
+    :exit, reason ->
+      {:error, Error.client(:unavailable, "no connection process: #{inspect(reason)}")}
+  end
+
+  @doc false
+  # Sends more of a request's body (`opts[:stream_body]` requests); `fin` ends it.
+  @spec send_data(pid(), reference(), iodata(), boolean()) :: :ok | {:error, Error.t()}
+  def send_data(pid, ref, data, fin) do
+    GenServer.call(pid, {:send_data, ref, IO.iodata_to_binary(data), fin})
   catch
     :exit, reason ->
       {:error, Error.client(:unavailable, "no connection process: #{inspect(reason)}")}
@@ -131,6 +143,8 @@ defmodule DSPyBridge.Connection do
       connecting: nil,
       # request ref → %{pid:, mref:, socket: its connection's, pending: body still to send}
       routes: %{},
+      # Requests waiting for a free stream: {tag, request, from}.
+      queue: :queue.new(),
       waiters: %{},
       backoff: 50,
       max_backoff: Keyword.get(opts, :max_backoff, 2_000),
@@ -151,29 +165,27 @@ defmodule DSPyBridge.Connection do
      s}
   end
 
-  def handle_call({:request, path, headers, body, opts, pid}, _from, s) do
-    timeout = Keyword.get(opts, :timeout, s.defaults.timeout)
-    headers = request_headers(timeout, s.defaults.headers) ++ headers
-
-    case Mint.HTTP2.request(s.conn, "POST", path, headers, :stream) do
-      {:ok, conn, ref} ->
-        route = %{
-          pid: pid,
-          mref: Process.monitor(pid),
-          socket: Mint.HTTP.get_socket(conn),
-          pending: IO.iodata_to_binary(body)
-        }
-
-        s = %{s | conn: conn, routes: Map.put(s.routes, ref, route)}
-        {:reply, {:ok, ref, self(), Map.put(s.defaults, :timeout, timeout)}, send_pending(s, ref)}
-
-      {:error, conn, error} ->
-        s = %{s | conn: conn}
-        {:reply, {:error, Error.client(:unavailable, Exception.message(error))}, check_open(s)}
+  def handle_call({:request, _path, _headers, _body, _opts, _pid} = request, from, s) do
+    if at_stream_limit?(s) do
+      {:noreply, queue_request(s, request, from)}
+    else
+      {reply, s} = start_request(s, request)
+      {:reply, reply, s}
     end
   end
 
   def handle_call({:cancel, ref}, _from, s), do: {:reply, :ok, drop_route(s, ref, true)}
+
+  def handle_call({:send_data, ref, data, fin}, _from, s) do
+    case s.routes[ref] do
+      route when route == nil or route.pending == nil ->
+        {:reply, {:error, Error.client(:unavailable, "the stream has ended")}, s}
+
+      route ->
+        route = %{route | pending: route.pending <> data, fin: fin}
+        {:reply, :ok, send_pending(%{s | routes: Map.put(s.routes, ref, route)}, ref)}
+    end
+  end
 
   def handle_call({:when_up, _pid, _ref}, _from, %{conn: conn} = s) when conn != nil,
     do: {:reply, :up, s}
@@ -203,6 +215,20 @@ defmodule DSPyBridge.Connection do
     {:noreply, %{s | connecting: nil, backoff: min(s.backoff * 2, s.max_backoff)}}
   end
 
+  def handle_info({:queue_expired, tag}, s) do
+    case Enum.split_with(:queue.to_list(s.queue), fn {t, _, _} -> t == tag end) do
+      {[{_, _request, from}], rest} ->
+        error =
+          Error.client(:deadline_exceeded, "no free HTTP/2 stream within the call's timeout")
+
+        GenServer.reply(from, {:error, error})
+        {:noreply, %{s | queue: :queue.from_list(rest)}}
+
+      {[], _} ->
+        {:noreply, s}
+    end
+  end
+
   def handle_info(:reconnect, %{conn: nil, connecting: nil} = s),
     do: {:noreply, start_connecting(s)}
 
@@ -226,6 +252,84 @@ defmodule DSPyBridge.Connection do
   end
 
   # -- internals ---------------------------------------------------------------------------
+
+  defp start_request(s, {:request, path, headers, body, opts, pid}) do
+    timeout = Keyword.get(opts, :timeout, s.defaults.timeout)
+    headers = request_headers(timeout, s.defaults.headers) ++ headers
+
+    case Mint.HTTP2.request(s.conn, "POST", path, headers, :stream) do
+      {:ok, conn, ref} ->
+        route = %{
+          pid: pid,
+          mref: Process.monitor(pid),
+          socket: Mint.HTTP.get_socket(conn),
+          pending: IO.iodata_to_binary(body),
+          # Whether the body ends once `pending` is sent; a streaming body ends on request.
+          fin: not Keyword.get(opts, :stream_body, false)
+        }
+
+        s = %{s | conn: conn, routes: Map.put(s.routes, ref, route)}
+        {{:ok, ref, self(), Map.put(s.defaults, :timeout, timeout)}, send_pending(s, ref)}
+
+      {:error, conn, error} ->
+        s = %{s | conn: conn}
+        {{:error, Error.client(:unavailable, Exception.message(error))}, check_open(s)}
+    end
+  end
+
+  # The sidecar caps concurrent streams per connection (HTTP/2 SETTINGS); past the cap a
+  # request waits here, in order, for a stream to end, at most its own timeout.
+  defp at_stream_limit?(%{conn: conn}) do
+    Mint.HTTP2.open_request_count(conn) >=
+      Mint.HTTP2.get_server_setting(conn, :max_concurrent_streams)
+  end
+
+  defp queue_request(s, {:request, _, _, _, opts, _} = request, from) do
+    tag = make_ref()
+
+    case Keyword.get(opts, :timeout, s.defaults.timeout) do
+      ms when is_integer(ms) -> Process.send_after(self(), {:queue_expired, tag}, ms)
+      :infinity -> :ok
+    end
+
+    %{s | queue: :queue.in({tag, request, from}, s.queue)}
+  end
+
+  defp dequeue(%{conn: nil} = s), do: s
+
+  defp dequeue(s) do
+    if at_stream_limit?(s) do
+      s
+    else
+      case :queue.out(s.queue) do
+        {:empty, _} ->
+          s
+
+        {{:value, {_tag, {:request, _, _, _, _, pid} = request, from}}, queue} ->
+          s = %{s | queue: queue}
+
+          if Process.alive?(pid) do
+            {reply, s} = start_request(s, request)
+            GenServer.reply(from, reply)
+            dequeue(s)
+          else
+            dequeue(s)
+          end
+      end
+    end
+  end
+
+  # Without a connection, waiting requests fail fast like new ones.
+  defp fail_queue(s) do
+    for {_tag, _request, from} <- :queue.to_list(s.queue) do
+      GenServer.reply(
+        from,
+        {:error, Error.client(:unavailable, "the connection to the sidecar closed")}
+      )
+    end
+
+    %{s | queue: :queue.new()}
+  end
 
   # Connecting blocks, so it runs in a task; calls meanwhile fail fast with :unavailable.
   defp start_connecting(s) do
@@ -312,7 +416,7 @@ defmodule DSPyBridge.Connection do
     s =
       if s.conn != nil and not Mint.HTTP2.open?(s.conn, :write) do
         Process.send_after(self(), :reconnect, 0)
-        %{s | conn: nil, draining: [s.conn | s.draining]}
+        fail_queue(%{s | conn: nil, draining: [s.conn | s.draining]})
       else
         s
       end
@@ -353,7 +457,8 @@ defmodule DSPyBridge.Connection do
       {%{mref: mref} = route, routes} ->
         Process.demonitor(mref, [:flush])
         s = %{s | routes: routes}
-        if cancel?, do: cancel_request(s, ref, route), else: s
+        s = if cancel?, do: cancel_request(s, ref, route), else: s
+        dequeue(s)
     end
   end
 
@@ -379,7 +484,7 @@ defmodule DSPyBridge.Connection do
   end
 
   defp send_pending(s, ref) do
-    with %{pending: pending} = route when pending != nil <- s.routes[ref],
+    with %{pending: pending, fin: fin} = route when pending != nil <- s.routes[ref],
          conn when conn != nil <- conn_of(s, route) do
       window =
         min(
@@ -389,18 +494,19 @@ defmodule DSPyBridge.Connection do
 
       {chunk, rest} =
         if byte_size(pending) <= window,
-          do: {pending, nil},
+          do: {pending, ""},
           else:
             {binary_part(pending, 0, window),
              binary_part(pending, window, byte_size(pending) - window)}
 
+      # `pending: nil` once the body has ended.
+      ends? = fin and rest == ""
+
       with {:ok, conn} <- maybe_send(conn, ref, chunk),
            {:ok, conn} <-
-             if(rest == nil,
-               do: Mint.HTTP2.stream_request_body(conn, ref, :eof),
-               else: {:ok, conn}
-             ) do
-        s |> put_conn(conn) |> Map.update!(:routes, &Map.put(&1, ref, %{route | pending: rest}))
+             if(ends?, do: Mint.HTTP2.stream_request_body(conn, ref, :eof), else: {:ok, conn}) do
+        route = %{route | pending: if(ends?, do: nil, else: rest)}
+        s |> put_conn(conn) |> Map.update!(:routes, &Map.put(&1, ref, route))
       else
         {:error, conn, error} ->
           send(route.pid, {:dspy_bridge_h2, ref, [{:error, Exception.message(error)}]})
