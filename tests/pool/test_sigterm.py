@@ -67,9 +67,9 @@ def test_sigterm_drains_calls_in_flight_in_workers() -> None:
             info: pb.GetServerInfoResponse = stub.GetServerInfo(pb.GetServerInfoRequest())
             return info.pool.in_flight
 
-        _until(lambda: in_flight() == 6, 20)
+        _until(lambda: in_flight() == 6, 60)
         code = server.terminate()
         assert code == 0
         for call in calls:  # every call in flight at SIGTERM finished normally
             assert call.result(timeout=30).outputs["answer"].string_value
-        _until(lambda: all(_gone(pid) for pid in workers), 10)
+        _until(lambda: all(_gone(pid) for pid in workers), 30)
