@@ -16,7 +16,7 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as 
 from tests.pool.helpers import QA, execute_request, slow_lm
 from tests.process import server_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # server + workers start
 
 
 def _until(predicate: Any, within: float) -> None:
