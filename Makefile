@@ -9,7 +9,7 @@ PROTO_OUT := clients/python/src/dspy_bridge_client/_proto
 PROTO_FILES := $(wildcard proto/dspy_bridge/v1/*.proto)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install proto run serve test test-python test-node test-elixir test-elixir-if-present lint fmt bench clean
+.PHONY: install proto run serve test test-python test-node test-elixir test-elixir-if-present lint fmt bench clean redis-server
 NPM ?= npm
 
 install: $(VENV)/.installed $(PROTO_OUT)/.generated
@@ -44,8 +44,13 @@ fmt: install
 
 test: install lint test-python test-node test-elixir-if-present
 
-test-python: install
+test-python: install redis-server
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The shared-store tests run a real redis-server (Debian's package); CI is root on a fresh clone.
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 # Node/TypeScript client: compile, then `node --test` against a real sidecar run from .venv.
 test-node: install
@@ -53,7 +58,7 @@ test-node: install
 	  && DSPY_BRIDGE_PYTHON=$(abspath $(BIN)/python) $(NPM) test
 
 # Elixir client: ExUnit against a real sidecar run from .venv (started by test/test_helper.exs).
-# Its hex dependencies (grpc, protobuf, gun) must already be in clients/elixir/deps
+# Its hex dependencies (grpc, protobuf, mint) must already be in clients/elixir/deps
 # (`mix deps.get`); `make test` runs the suite only when mix and they are present.
 ELIXIR_DIR := clients/elixir
 test-elixir: install
@@ -62,11 +67,11 @@ test-elixir: install
 test-elixir-if-present:
 	@if ! command -v mix >/dev/null; then \
 	  echo "Elixir client tests not run: mix is not installed"; \
-	elif ! (cd $(ELIXIR_DIR) && ls -d deps/grpc deps/protobuf deps/gun >/dev/null 2>&1); then \
+	elif ! (cd $(ELIXIR_DIR) && ls -d deps/grpc deps/protobuf deps/mint >/dev/null 2>&1); then \
 	  echo "Elixir client tests not run: its hex dependencies are not in $(ELIXIR_DIR)/deps (run mix deps.get there)"; \
 	else $(MAKE) --no-print-directory test-elixir; fi
 
-bench: install
+bench: install redis-server
 	$(BIN)/python -m bench
 
 clean:

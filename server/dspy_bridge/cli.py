@@ -1,4 +1,5 @@
-"""Command line: `dspy-bridge serve` runs the sidecar, `dspy-bridge health` probes one."""
+"""Command line: `dspy-bridge serve` runs the sidecar, `dspy-bridge health` probes one, and the
+admin commands (`sessions`, `variables`, `modules`, `jobs`, `info`; see admin.py) look into one."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
-from dspy_bridge import __version__
+from dspy_bridge import __version__, admin
 from dspy_bridge.config import Settings, setting_label
 from dspy_bridge.errors import StartupError
 from dspy_bridge.log import configure_logging
 from dspy_bridge.loop import run
 from dspy_bridge.transport.tls import TLSConfigError, channel_credentials
+from dspy_bridge_client import BridgeClient
 
 
 def _flag_type(name: str) -> type:
@@ -37,6 +39,28 @@ def _default_text(name: str) -> str:
     return "CPU count" if field.default_factory is not None else repr(field.default)
 
 
+def _connection_flags() -> argparse.ArgumentParser:
+    """The flags of every command that talks to a running sidecar (`health`, the admin ones)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--target", default=None, help="host:port (default from settings)")
+    flags.add_argument(
+        "--timeout", type=float, default=None, help="seconds to wait (health: 3, others: 30)"
+    )
+    tls_help = " (TLS is used when the settings enable it or any --tls-* flag is given)"
+    flags.add_argument("--tls-ca", default="", help="PEM CA to verify the server" + tls_help)
+    flags.add_argument(
+        "--tls-cert",
+        default="",
+        help="PEM client certificate for mutual TLS (default: the server's own certificate when "
+        "the settings require client certificates)",
+    )
+    flags.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
+    flags.add_argument(
+        "--tls-server-name", default="", help="name the server's certificate must hold"
+    )
+    return flags
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dspy-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dspy-bridge {__version__}")
@@ -50,21 +74,12 @@ def _parser() -> argparse.ArgumentParser:
             type=_flag_type(name),
             help=f"{field.description} [{_default_text(name)}; DSPY_BRIDGE_{name.upper()}]",
         )
-    health = commands.add_parser("health", help="exit 0 if the sidecar reports SERVING")
-    health.add_argument("--target", default=None, help="host:port (default from settings)")
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
-    tls_help = " (TLS is used when the settings enable it or any --tls-* flag is given)"
-    health.add_argument("--tls-ca", default="", help="PEM CA to verify the server" + tls_help)
-    health.add_argument(
-        "--tls-cert",
-        default="",
-        help="PEM client certificate for mutual TLS (default: the server's own certificate when "
-        "the settings require client certificates)",
+    connection = _connection_flags()
+    commands.add_parser(
+        "health", parents=[connection], help="exit 0 if the sidecar reports SERVING"
     )
-    health.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
-    health.add_argument(
-        "--tls-server-name", default="", help="name the server's certificate must hold"
-    )
+    # -- admin commands over the public API (admin.py) -------------------------------------
+    admin.add_commands(commands, connection)
     return parser
 
 
@@ -87,10 +102,18 @@ def _settings(overrides: dict[str, object]) -> Settings:
         sys.exit(EXIT_BAD_SETTINGS)
 
 
-def _health_channel(args: argparse.Namespace, settings: Settings, target: str) -> grpc.Channel:
-    """A channel as the sidecar's settings and the --tls-* flags call for."""
+def _target(args: argparse.Namespace, settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return str(args.target or f"{host}:{settings.port}")
+
+
+def _credentials(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[grpc.ChannelCredentials | None, list[tuple[str, str]]]:
+    """TLS credentials and channel options as the sidecar's settings and the --tls-* flags call
+    for; None for plaintext."""
     if not (settings.tls_cert_file or args.tls_ca or args.tls_cert or args.tls_server_name):
-        return grpc.insecure_channel(target)
+        return None, []
     cert, key = args.tls_cert, args.tls_key
     if not cert and settings.tls_client_ca_file:  # mutual TLS: show the server's own certificate
         cert, key = settings.tls_cert_file, settings.tls_key_file
@@ -98,7 +121,29 @@ def _health_channel(args: argparse.Namespace, settings: Settings, target: str) -
     options = (
         [("grpc.ssl_target_name_override", args.tls_server_name)] if args.tls_server_name else []
     )
+    return credentials, options
+
+
+def _health_channel(args: argparse.Namespace, settings: Settings, target: str) -> grpc.Channel:
+    """A channel as the sidecar's settings and the --tls-* flags call for."""
+    credentials, options = _credentials(args, settings)
+    if credentials is None:
+        return grpc.insecure_channel(target)
     return grpc.secure_channel(target, credentials, options=options)
+
+
+def _admin_client(args: argparse.Namespace) -> BridgeClient:
+    """The client of an admin command: the health command's connection, plus the token."""
+    settings = _settings({})
+    credentials, options = _credentials(args, settings)
+    token = admin.token(args)
+    return BridgeClient(
+        _target(args, settings),
+        timeout=30.0 if args.timeout is None else args.timeout,
+        metadata={"authorization": f"Bearer {token}"} if token else {},
+        credentials=credentials,
+        options=options,
+    )
 
 
 def _health(channel: grpc.Channel, timeout: float) -> int:
@@ -118,14 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
         settings = _settings({})
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-        target = args.target or f"{host}:{settings.port}"
         try:
-            channel = _health_channel(args, settings, target)
+            channel = _health_channel(args, settings, _target(args, settings))
         except TLSConfigError as err:
             print(f"unhealthy: {err}", file=sys.stderr)
             return 1
-        return _health(channel, args.timeout)
+        return _health(channel, 3.0 if args.timeout is None else args.timeout)
+    if getattr(args, "admin", None) is not None:
+        try:
+            return admin.run(args, _admin_client)
+        except TLSConfigError as err:
+            print(f"dspy-bridge: {err}", file=sys.stderr)
+            return 1
     settings = _settings({name: getattr(args, name) for name in Settings.model_fields})
     configure_logging(settings.log_level, settings.log_format)
     from dspy_bridge.transport.server import serve  # heavy imports only when serving

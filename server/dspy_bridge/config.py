@@ -53,7 +53,11 @@ class Settings(BaseSettings):
     worker_start_timeout_seconds: float = Field(
         60.0, gt=0, description="How long a new worker may take to become ready."
     )
-    store: str = Field("memory://", description="Session store URL: memory://, sqlite:///path.db.")
+    store: str = Field(
+        "memory://",
+        description="Session store URL: memory://, sqlite:///path.db, or "
+        "redis://[user:password@]host:port/db (rediss:// for TLS) shared by several replicas.",
+    )
     lm: str = Field(
         "",
         description="Default LM model (LiteLLM string or `offline`); empty: `offline` unless a "
@@ -271,6 +275,20 @@ class Settings(BaseSettings):
         ge=0,
         description="How long an evaluation or optimization waits for its host metric (or LM) "
         "to be offered again after its connection dropped before failing.",
+    )
+
+    # -- shared (redis) store: several replicas --------------------------------------------
+    store_stream_length: int = Field(
+        10_000,
+        ge=100,
+        description="Redis store: changes kept per session for watchers to resume from "
+        "(approximate); a watcher resuming from an older position gets a resync.",
+    )
+    job_lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Redis store: a running job's lease; a replica that dies has its jobs "
+        "marked INTERRUPTED by a survivor within 1.5 times this.",
     )
 
     @model_validator(mode="after")

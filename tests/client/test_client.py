@@ -523,10 +523,12 @@ async def test_watch_yields_typed_events(api: Api, fake: FakeBridge) -> None:
                 kind=variable_pb2.VARIABLE_CHANGE_KIND_UPDATED,
                 variable=pb_variable(value=0.3, version=2),
                 reason="tuning",
-            )
+            ),
+            resume_token="e.2",
         ),
         pb.WatchVariablesResponse(
-            resync=pb.WatchResync(variables=[pb_variable(version=9)], skipped_changes=6)
+            resync=pb.WatchResync(variables=[pb_variable(version=9)], skipped_changes=6),
+            resume_token="e.9",
         ),
         pb.WatchVariablesResponse(session_ended=pb.SessionEnded(reason="deleted")),
     ]
@@ -543,10 +545,19 @@ async def test_watch_yields_typed_events(api: Api, fake: FakeBridge) -> None:
         2,
         "tuning",
     )
+    assert updated.resume_token == "e.2"
     assert isinstance(resync, WatchResync)
     assert (resync.skipped_changes, resync.variables[0].version) == (6, 9)
+    assert resync.resume_token == "e.9"
     assert ended == SessionEnded("deleted")
     assert not stream.cancelled
+
+
+async def test_watch_resumes_with_a_token(api: Api, fake: FakeBridge) -> None:
+    handle = api.client.session("s1")
+    await api.collect(handle.watch(resume_token="e.2"))
+    request = fake.last("WatchVariables")
+    assert (request.resume_token, request.include_initial) == ("e.2", False)
 
 
 async def test_watch_has_no_deadline_and_takes_a_lone_name(api: Api, fake: FakeBridge) -> None:

@@ -5,14 +5,14 @@ tested separately; this one lets tests misbehave on purpose)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf import json_format, struct_pb2
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
-from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2, value_pb2
+from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2, module_pb2, value_pb2
 
 READ_TIMEOUT_S = 30.0
 
@@ -102,17 +102,49 @@ class RawHost:
 
 async def answer_tools(host: RawHost, handler: Any) -> None:
     """Answers every tool call with `handler(tool, arguments)` (a str output, or an
-    `Exception` whose text becomes the tool's error) until the stream ends; cancels are
-    ignored. Run as a task and cancel it when done."""
+    `Exception` whose text becomes the tool's error) until the stream ends."""
+    await answer_all(host, tools=handler)
+
+
+ToolHandler = Callable[[str, dict[str, Any]], Any]
+MetricHandler = Callable[[host_pb2.HostMetricCall], tuple[float, str]]
+LMHandler = Callable[[host_pb2.HostLMCall], str]
+
+
+async def answer_all(
+    host: RawHost,
+    tools: ToolHandler | None = None,
+    metrics: MetricHandler | None = None,
+    lms: LMHandler | None = None,
+    seen: list[host_pb2.ConnectResponse] | None = None,
+) -> None:
+    """Answers every call with the matching handler until the stream ends, recording each
+    message in `seen`. Run as a task; cancel it when done."""
     while True:
         message = await host.call.read()
         if message is grpc.aio.EOF:
             return
-        if message.WhichOneof("message") != "tool_call":
-            continue
-        call = message.tool_call
-        outcome = handler(call.tool, json_format.MessageToDict(call.arguments))
-        if isinstance(outcome, Exception):
-            await host.answer_tool(call.call_id, error=str(outcome))
-        else:
-            await host.answer_tool(call.call_id, str(outcome))
+        if seen is not None:
+            seen.append(message)
+        which = message.WhichOneof("message")
+        if which == "tool_call" and tools is not None:
+            call = message.tool_call
+            outcome = tools(call.tool, json_format.MessageToDict(call.arguments))
+            if isinstance(outcome, Exception):
+                await host.answer_tool(call.call_id, error=str(outcome))
+            else:
+                await host.answer_tool(call.call_id, str(outcome))
+        elif which == "metric_call" and metrics is not None:
+            score, feedback = metrics(message.metric_call)
+            await host.answer_metric(message.metric_call.call_id, score, feedback)
+        elif which == "lm_call" and lms is not None:
+            text = lms(message.lm_call)
+            await host.call.write(
+                host_pb2.ConnectRequest(
+                    lm_result=host_pb2.HostLMResult(
+                        call_id=message.lm_call.call_id,
+                        text=text,
+                        usage=module_pb2.Usage(prompt_tokens=11, completion_tokens=3),
+                    )
+                )
+            )

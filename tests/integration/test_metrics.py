@@ -4,8 +4,11 @@ of what is live, streams measured apart from unary latency, no `_created` series
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -96,3 +99,14 @@ def test_metrics_after_executions_an_evaluation_and_a_job() -> None:
         assert 'rpc_latency_seconds_count{code="OK",rpc="WatchOptimization"}' not in body
         assert 'rpc_latency_seconds_count{code="OK",rpc="ExecuteStream"}' not in body
         assert "_created" not in body
+        # Every series the Grafana dashboard queries is one the sidecar serves.
+        for name in _dashboard_series():
+            assert f"\n{name}" in body, name
+
+
+def _dashboard_series() -> set[str]:
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text()
+    )
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    return {name for expr in exprs for name in re.findall(r"dspy_bridge_[a-z_]+", expr)}

@@ -25,7 +25,7 @@ T = vpb.VariableType
 QA = module_pb2.Signature(text="question -> answer")
 QUESTION = "What is the capital of France?"
 
-pytestmark = pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("store_url", ["memory", "sqlite", "redis"], indirect=True)
 
 
 # -- helpers ----------------------------------------------------------------------------------

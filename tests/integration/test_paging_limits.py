@@ -106,3 +106,38 @@ async def test_modules_and_sessions_page_to_fit(stub: Stub, server: RunningServe
     )
     assert len(pages) > 1
     assert len({s.session_id for page in pages for s in page}) == 13
+
+
+@pytest.mark.parametrize("settings_overrides", [{**SMALL_MESSAGES, "watch_queue_size": 2}])
+async def test_a_resync_larger_than_a_message_comes_in_parts(stub: Stub) -> None:
+    sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+    large = [f"v{i}" for i in range(8)]  # 8 x 150 KB: past the 512 KiB message limit
+    small = ["t0", "t1", "t2"]
+    for name in large + small:
+        await stub.RegisterVariable(
+            pb.RegisterVariableRequest(
+                session_id=sid,
+                name=name,
+                type=variable_pb2.VARIABLE_TYPE_STRING,
+                initial_value=sv(name[-1] * (VALUE if name in large else 1)),
+            )
+        )
+    stream = stub.WatchVariables(pb.WatchVariablesRequest(session_id=sid, include_initial=True))
+    for _ in large + small:  # the subscription is live once its initial snapshot arrived
+        assert (await stream.read()).WhichOneof("event") == "change"
+    # One atomic batch publishes 3 changes at once, more than the watcher's queue of 2 holds:
+    # it gets a resync, the state of all 11 variables, which does not fit in one message.
+    writes = [pb.VariableWrite(name=n, value=sv("z")) for n in small]
+    await stub.BatchUpdateVariables(
+        pb.BatchUpdateVariablesRequest(session_id=sid, writes=writes, atomic=True)
+    )
+    parts = []
+    for _ in large + small:  # bounded: at most one part per variable
+        event = await stream.read()
+        assert event.WhichOneof("event") == "resync"
+        parts.append(event.resync)
+        if not event.resync.more:
+            break
+    assert len(parts) > 1 and not parts[-1].more
+    assert sorted(v.name for part in parts for v in part.variables) == sorted(large + small)
+    stream.cancel()

@@ -36,7 +36,8 @@ from dspy_bridge.model import (
     VariableType,
     VariableWrite,
 )
-from dspy_bridge.store import MemoryStore, SessionStore, SqliteStore, open_store
+from dspy_bridge.store import MemoryStore, RedisStore, SessionStore, SqliteStore, open_store
+from tests.redis_server import RedisServer, free_port
 
 # Mirrors conftest's `make_store` fixture: opens a fresh store of the backend under test.
 StoreFactory = Callable[..., Awaitable[SessionStore]]
@@ -956,17 +957,43 @@ async def test_open_store_sqlite_absolute_path(tmp_path: Path) -> None:
         await reopened.close()
 
 
-async def test_open_store_redis_is_not_available_yet() -> None:
+async def test_open_store_redis_that_does_not_answer_is_unavailable() -> None:
+    port = free_port()  # nothing listens there
     error = await expect_error(
-        open_store("redis://localhost:6379/0"),
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "STORE_UNSUPPORTED",
+        open_store(f"redis://127.0.0.1:{port}/0"),
+        grpc.StatusCode.UNAVAILABLE,
+        "STORE_UNAVAILABLE",
     )
-    assert "redis" in error.message
+    assert str(port) not in error.message  # no address in errors a host may see
+
+
+async def test_open_store_redis(redis_server: RedisServer) -> None:
+    store = await open_store(f"{redis_server.url}?key_prefix=opened")
+    try:
+        assert isinstance(store, RedisStore)
+        assert store.prefix == "opened"
+        assert store.backend == "redis" and store.shared
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("prefix", ["", "a:b", "a b", "x" * 65])
+async def test_open_store_redis_rejects_bad_key_prefix(prefix: str) -> None:
+    with pytest.raises(ValueError, match="key_prefix"):
+        await open_store(f"redis://127.0.0.1:1/0?key_prefix={prefix}")
 
 
 @pytest.mark.parametrize(
-    "url", ["postgres://db/x", "memory", "memory://x", "sqlite://", "sqlite:///", "sqlite://h/x.db"]
+    "url",
+    [
+        "postgres://db/x",
+        "memory",
+        "memory://x",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite://h/x.db",
+        "redis://",
+    ],
 )
 async def test_open_store_rejects_other_urls(url: str) -> None:
     with pytest.raises(ValueError, match="memory://"):
@@ -1083,13 +1110,22 @@ async def test_list_jobs_in_create_order_with_filter_and_paging(store: SessionSt
     assert [j.job_id for j in await store.list_jobs("s1", offset=2, limit=5)] == ["b"]
 
 
-async def test_mark_running_jobs_interrupted(store: SessionStore) -> None:
+async def test_mark_running_jobs_interrupted(make_store: StoreFactory) -> None:
+    """At start a server marks INTERRUPTED the jobs no server runs any more. On a shared store
+    those are the jobs of a server that is gone (here: one that stopped), never the jobs a live
+    server holds."""
+    store = await make_store()
+    gone = await make_store(share_with=store)  # the same handle for single-server stores
     await with_session(store)
     await with_session(store, "other")
-    await store.create_job(a_job("queued"))
-    await store.create_job(a_job("running", status=JobStatus.RUNNING, start_time=1004.0))
-    await store.create_job(a_job("done", status=JobStatus.SUCCEEDED, end_time=1005.0))
-    await store.create_job(a_job("elsewhere", session_id="other", status=JobStatus.RUNNING))
+    await gone.create_job(a_job("queued"))
+    await gone.create_job(a_job("running", status=JobStatus.RUNNING, start_time=1004.0))
+    await gone.create_job(a_job("done", status=JobStatus.SUCCEEDED, end_time=1005.0))
+    await gone.create_job(a_job("elsewhere", session_id="other", status=JobStatus.RUNNING))
+    if store.shared:
+        await store.create_job(a_job("live", status=JobStatus.RUNNING))
+        assert await store.mark_running_jobs_interrupted(1500.0) == []  # their server lives
+        await gone.close()
     marked = await store.mark_running_jobs_interrupted(2000.0)
     assert sorted(j.job_id for j in marked) == ["elsewhere", "queued", "running"]
     for sid, jid in [("s1", "queued"), ("s1", "running"), ("other", "elsewhere")]:
@@ -1098,6 +1134,8 @@ async def test_mark_running_jobs_interrupted(store: SessionStore) -> None:
     done = await store.get_job("s1", "done")
     assert (done.status, done.end_time) == (JobStatus.SUCCEEDED, 1005.0)
     assert await store.mark_running_jobs_interrupted(3000.0) == []
+    if store.shared:
+        assert (await store.get_job("s1", "live")).status is JobStatus.RUNNING
 
 
 async def test_deleting_a_session_deletes_its_jobs(store: SessionStore) -> None:

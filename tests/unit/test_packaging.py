@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -20,9 +21,39 @@ def test_dockerfile_copies_existing_paths_and_runs_as_non_root() -> None:
     assert "uv sync --locked" in text
 
 
-def test_compose_builds_the_sidecar_with_a_volume() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    service = compose["services"]["dspy-bridge"]
-    assert service["build"] == "."
-    assert "50051:50051" in service["ports"]
-    assert any(v.endswith(":/data") for v in service["volumes"])
+def _compose() -> dict[str, Any]:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return compose
+
+
+def test_compose_runs_the_sidecar_on_a_durable_redis() -> None:
+    compose = _compose()
+    services = compose["services"]
+    redis = services["redis"]
+    command = redis["command"]
+    # AOF on, fsynced before every answer: nothing acknowledged is lost on a Redis restart.
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "always"
+    volume = next(v for v in redis["volumes"] if v.endswith(":/data"))
+    assert volume.split(":")[0] in compose["volumes"]
+    assert "redis-cli" in redis["healthcheck"]["test"]
+    sidecar = services["dspy-bridge"]
+    assert sidecar["build"] == "."
+    assert "50051:50051" in sidecar["ports"]
+    assert sidecar["environment"]["DSPY_BRIDGE_STORE"] == "redis://redis:6379/0"
+    assert sidecar["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "profiles" not in sidecar and "profiles" not in redis  # the default `up`
+
+
+def test_compose_replicas_profile_runs_two_sidecars_on_the_same_redis() -> None:
+    services = _compose()["services"]
+    replicas = [
+        s
+        for s in services.values()
+        if "replicas" in s.get("profiles", ()) or s is services["dspy-bridge"]
+    ]
+    assert len(replicas) == 2
+    stores = {s["environment"]["DSPY_BRIDGE_STORE"] for s in replicas}
+    assert stores == {"redis://redis:6379/0"}
+    host_ports = [p.split(":")[0] for s in replicas for p in s["ports"] if p.endswith(":50051")]
+    assert len(set(host_ports)) == 2  # each replica reachable on a port of its own

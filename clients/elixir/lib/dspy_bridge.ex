@@ -23,6 +23,8 @@ defmodule DSPyBridge do
   alias DSPyBridge.{Connection, Convert, Error, Job, Prediction, RPC, Session, Values, Variable}
   alias DspyBridge.V1, as: PB
 
+  @execution_margin_ms 1_000
+
   @typedoc "A result of this API."
   @type result(t) :: {:ok, t} | {:error, Error.t()}
 
@@ -328,8 +330,9 @@ defmodule DSPyBridge do
 
     * `{:dspy_bridge, :variable, %{kind: kind, variable: %Variable{}, reason: reason}}` with
       `kind` one of `:initial`, `:registered`, `:updated`, `:deleted`;
-    * `{:dspy_bridge, :resync, %{variables: [...], skipped_changes: n}}` when the watcher fell
-      behind: the current state replaces the versions it missed;
+    * `{:dspy_bridge, :resync, %{variables: [...], skipped_changes: n, more: boolean}}` when
+      the watcher fell behind: the current state replaces the versions it missed (a large state
+      comes in parts; it is complete with the part whose `more` is `false`);
     * `{:dspy_bridge, :session_ended, reason}` (`"deleted"` or `"expired"`); the watch stops;
     * `{:dspy_bridge, :watch_error, %Error{}}` when the watch fails for good after it started;
       it stops.
@@ -470,7 +473,8 @@ defmodule DSPyBridge do
       options: execute_options(s, opts)
     }
 
-    with {:ok, r} <- call(s, :Execute, request, opts), do: {:ok, Prediction.from_proto(r)}
+    with {:ok, r} <- call(s, :Execute, request, execution_call_opts(opts)),
+         do: {:ok, Prediction.from_proto(r)}
   end
 
   @doc """
@@ -490,7 +494,7 @@ defmodule DSPyBridge do
       max_concurrency: Keyword.get(opts, :max_concurrency, 0)
     }
 
-    with {:ok, r} <- call(s, :ExecuteBatch, request, opts) do
+    with {:ok, r} <- call(s, :ExecuteBatch, request, execution_call_opts(opts)) do
       results =
         for item <- r.results do
           case Error.from_status(item.error) do
@@ -539,7 +543,13 @@ defmodule DSPyBridge do
       options: execute_options(s, opts)
     }
 
-    DSPyBridge.Streams.start(s.conn, :ExecuteStream, request, &stream_event/1, opts)
+    DSPyBridge.Streams.start(
+      s.conn,
+      :ExecuteStream,
+      request,
+      &stream_event/1,
+      execution_call_opts(opts)
+    )
   end
 
   defp stream_event(%PB.ExecuteStreamResponse{event: {:chunk, c}}),
@@ -804,6 +814,15 @@ defmodule DSPyBridge do
       fields: fields,
       instructions: Map.get(sig, :instructions, "")
     }
+  end
+
+  # The execution's own deadline (`timeout_ms`) is the caller's timeout; the gRPC deadline is a
+  # second longer, so the sidecar's DEADLINE_EXCEEDED with its details comes back first.
+  defp execution_call_opts(opts) do
+    case Keyword.get(opts, :timeout) do
+      ms when is_integer(ms) -> Keyword.put(opts, :timeout, ms + @execution_margin_ms)
+      _ -> opts
+    end
   end
 
   defp execute_options(%Session{conn: conn}, opts) do

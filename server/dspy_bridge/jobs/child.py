@@ -6,7 +6,9 @@ job's JSON-able result. Everything the job says travels to the front as dicts ov
 
 - `{"type": "progress", "phase", "completed", "total", "message", "best_score"}` (throttled);
 - `{"type": "result", "result": {...}, "best_score": float | None}` — the last message on success;
-- `{"type": "error", "code": int, "reason": str, "message": str}` — the last message on failure.
+- `{"type": "error", "code": int, "reason": str, "message": str}` — the last message on failure;
+- `{"type": "host_call", ...}` — a `host:` metric or LM call, answered on the same (duplex)
+  pipe (see `host_channel.py`).
 
 Every message also carries `"usage": {model: [lm_calls, prompt_tokens, completion_tokens]}`, the
 LM usage since the previous message, which the front adds to its metrics.
@@ -28,7 +30,9 @@ from typing import Any
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.jobs import host_channel
 from dspy_bridge.log import configure_logging_as_parent
+from dspy_bridge.runtime.host_calls import PROCESS_HOST, HostUnavailable
 from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, log_lm_failure
 from dspy_bridge.runtime.usage import tally_every_lm_call
 
@@ -91,11 +95,19 @@ class Reporter:
 def _send(conn: Connection, message: dict[str, Any]) -> None:
     """Sends to the front, with the LM usage since the last message (the front counts it in
     its metrics); when nobody listens any more (the job was cancelled, the server stopped) the
-    job has no reason to go on, so the process ends quietly."""
-    try:
-        conn.send({**message, "usage": tally_every_lm_call().take()})
-    except OSError:
-        os._exit(1)
+    job has no reason to go on, so the process ends quietly. One lock for every sender:
+    progress, host calls, the result (`host_channel.send`)."""
+    host_channel.send(conn, {**message, "usage": tally_every_lm_call().take()})
+
+
+def _install_host_channel(payload: Any, conn: Connection) -> None:
+    """`host:` metrics and LMs of this job reach the session's host through the front."""
+    record = getattr(payload, "record", None)
+    PROCESS_HOST.caller = host_channel.JobHostChannel(conn)
+    PROCESS_HOST.session_id = str(
+        getattr(payload, "session_id", "") or getattr(record, "session_id", "")
+    )
+    PROCESS_HOST.job_id = str(getattr(payload, "job_id", ""))
 
 
 def load_runner(path: str) -> Callable[[Any, Reporter], dict[str, Any]]:
@@ -137,6 +149,7 @@ def job_main(runner: str, payload: Any, conn: Connection) -> None:
     _exit_with_parent()
     _thread_lock_for_progress_bars()
     reporter = Reporter(conn)
+    _install_host_channel(payload, conn)
     try:
         result = load_runner(runner)(payload, reporter)
         reporter.flush()
@@ -149,6 +162,17 @@ def job_main(runner: str, payload: Any, conn: Connection) -> None:
                 "code": exc.code.value[0],
                 "reason": exc.reason,
                 "message": exc.message,
+            },
+        )
+    except HostUnavailable as signal:  # the host metric or LM is gone (the front knows)
+        error = signal.error
+        _send(
+            conn,
+            {
+                "type": "error",
+                "code": error.code.value[0],
+                "reason": error.reason,
+                "message": error.message,
             },
         )
     except BaseException as exc:  # report anything; the process ends right after

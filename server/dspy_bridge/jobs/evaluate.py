@@ -32,11 +32,13 @@ import dspy
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason, invalid_argument
+from dspy_bridge.jobs.host_metrics import FrontSyncCaller, check_offered
 from dspy_bridge.jobs.metrics import BuiltinMetric, Metric, resolve_metric
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, PyValue
 from dspy_bridge.observability import count_lm_usage
 from dspy_bridge.runtime.executor import ExecutionRequest, Executor
+from dspy_bridge.runtime.host_calls import HostUnavailable, host_name
 from dspy_bridge.runtime.lm.errors import lm_error_to_bridge
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.signatures import SignatureSpec
@@ -231,6 +233,8 @@ async def score_examples(
                 error: BridgeError | None = None
                 try:
                     score = float(await asyncio.to_thread(metric, ex, pred, None))
+                except HostUnavailable as signal:  # never scored without the metric
+                    raise signal.error from None
                 except Exception as exc:
                     error = _metric_error(exc)
                 outcome = ExampleResult(
@@ -353,11 +357,19 @@ class Evaluator:
         prepared = await modules.prepare(session_id, module_id, overrides or {}, module_version)
         signature = prepared.signature
         check_dataset(dataset, signature)
-        lm = judge_lm(prepared.lm) if metric_name not in CHEAP_METRICS else None
+        host = host_name(metric_name)
+        lm = judge_lm(prepared.lm) if metric_name not in CHEAP_METRICS and not host else None
         judge = CallRecorder() if lm is not None else None  # counts the judge's LM calls
         if judge is not None and lm is not None:
             lm = judge.bind(lm)
-        metric = resolve_metric(metric_name, metric_options, signature, lm)
+        caller = None
+        if host is not None:  # the session's host metric: offered now, called through the hub
+            hosts = modules.hosts
+            check_offered(hosts.names(session_id, "metric") if hosts else [], host)
+            caller = FrontSyncCaller(hosts, asyncio.get_running_loop()) if hosts else None
+        metric = resolve_metric(
+            metric_name, metric_options, signature, lm, session_id=session_id, host=caller
+        )
         check_metric_labels(metric, dataset)
         requests: list[ExecutionRequest] = []
         for i, example in enumerate(dataset):

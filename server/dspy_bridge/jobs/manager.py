@@ -21,6 +21,13 @@ starves `Execute` of CPU or of the event loop. The front:
 Status changes are guarded with `if_status` so that a late message from a process never moves a
 job out of a terminal status (a cancelled job stays CANCELLED even if its result arrives).
 A job process also exits by itself when the front process that started it is gone.
+
+On a shared store (several replicas, `store.shared`), `run_leases` renews the lease of every job
+this replica holds; a job whose lease it lost (cancelled or finished through another replica, or
+marked INTERRUPTED after this replica was cut off from the store for a lease) has its process
+stopped, so two replicas never run one job. The same loop marks INTERRUPTED the jobs of replicas
+that died (their leases lapsed). Watchers re-read the job often, since its snapshots may come
+from another replica.
 """
 
 from __future__ import annotations
@@ -48,7 +55,9 @@ from dspy_bridge.model import (
     JobUpdate,
 )
 from dspy_bridge.observability import count_reported_usage
+from dspy_bridge.runtime.host_calls import HostRequest, host_disconnected, kind_of
 from dspy_bridge.services.clock import Clock, system_clock
+from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.store.base import SessionStore
 
 log = get_logger(__name__)
@@ -57,6 +66,8 @@ log = get_logger(__name__)
 PRELOAD = ["dspy_bridge.jobs.optimizers", "dspy_bridge.jobs.variable_search"]
 #: How often a watcher re-reads a job from the store when no snapshot arrives.
 WATCH_POLL_S = 2.0
+#: The same on a shared store, where another replica may be the one running the job.
+SHARED_WATCH_POLL_S = 0.25
 _WATCH_QUEUE = 64
 
 OnSuccess = Callable[[Job], Awaitable[Job]]
@@ -106,7 +117,10 @@ class JobManager:
         per_owner_running: int = 0,
         per_owner_jobs: int = 0,
         max_seconds: float = 0.0,
+        hosts: HostHub | None = None,
     ) -> None:
+        """`hosts` answers the `host:` metric and LM calls of job processes."""
+        self._hosts = hosts
         self._store = store
         self._clock = clock
         #: Jobs running at once (`--max-running-jobs`); more wait QUEUED.
@@ -123,6 +137,8 @@ class JobManager:
         self._handles: dict[str, _Handle] = {}
         self._watchers: dict[str, set[asyncio.Queue[Job]]] = {}
         self._closed = False
+        self._watch_poll = SHARED_WATCH_POLL_S if store.shared else WATCH_POLL_S
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -223,7 +239,7 @@ class JobManager:
         self, handle: _Handle, runner: str, payload: Any, on_success: OnSuccess | None
     ) -> None:
         ctx = process_context()
-        parent, child = ctx.Pipe(duplex=False)
+        parent, child = ctx.Pipe(duplex=True)  # duplex: host calls are answered on it
         process = ctx.Process(  # type: ignore[attr-defined]
             target=job_main, args=(runner, payload, child), name=f"job-{handle.job_id}"
         )
@@ -259,7 +275,9 @@ class JobManager:
                 break
             count_reported_usage(message.get("usage"))
             kind = message.get("type")
-            if kind == "progress":
+            if kind == "host_call":
+                self._background(self._host_call(handle, parent, message))
+            elif kind == "progress":
                 await self._progress(handle, message)
             elif kind == "result":
                 await self._succeed(handle, message, on_success)
@@ -284,6 +302,46 @@ class JobManager:
                 f"the job process exited (exit code {process.exitcode}) without a result",
             ),
         )
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _host_call(self, handle: _Handle, conn: Connection, message: dict[str, Any]) -> None:
+        """Runs a job process's `host:` call on the hub and answers on its pipe. A host gone
+        past the reconnect wait fails the whole job (never scored without its metric)."""
+        call_id = message.get("id")
+        request: HostRequest = message["request"]
+        session_id = str(message.get("session_id", ""))
+        try:
+            if self._hosts is None or session_id != handle.session_id:  # only its own session
+                raise host_disconnected(*kind_of(request))
+            timeout = message.get("timeout_s")
+            reply = await self._hosts.call(session_id, request, timeout)
+            answer: dict[str, Any] = {"type": "host_reply", "id": call_id, "reply": reply}
+        except BridgeError as exc:
+            answer = {"type": "host_error", "id": call_id, "error": exc}
+            if exc.reason == Reason.HOST_DISCONNECTED:
+                await self._host_gone(handle, exc)
+        with contextlib.suppress(OSError, ValueError):  # the process may be gone already
+            conn.send(answer)
+
+    async def _host_gone(self, handle: _Handle, exc: BridgeError) -> None:
+        wait = self._hosts.reconnect_wait_s if self._hosts is not None else 0.0
+        handle.cancelled = True  # its end is this failure, not a lost process
+        await self._finish(
+            handle,
+            JobStatus.FAILED,
+            error=_error(
+                grpc.StatusCode.UNAVAILABLE,
+                Reason.HOST_DISCONNECTED,
+                f"{exc.message}; the job waited {wait:g} s "
+                "(host_reconnect_wait_seconds) for a reconnect and stopped",
+            ),
+        )
+        self._stop_process(handle, wait=False)
+        handle.messages.put_nowait(None)
 
     async def _progress(self, handle: _Handle, message: dict[str, Any]) -> None:
         best = message.get("best_score")
@@ -405,7 +463,7 @@ class JobManager:
             yield job
             while not job.status.terminal:
                 try:
-                    async with asyncio.timeout(WATCH_POLL_S):
+                    async with asyncio.timeout(self._watch_poll):
                         newer = await queue.get()
                 except TimeoutError:
                     newer = await self._store.get_job(session_id, job_id)
@@ -438,6 +496,43 @@ class JobManager:
             "queued": len(self._handles) - running,
             "watchers": sum(len(w) for w in self._watchers.values()),
         }
+
+    # -- leases (shared store) -------------------------------------------------------------
+
+    async def run_leases(self, lease_seconds: float) -> None:
+        """Until cancelled, three times per lease: renews this replica's job leases and marks
+        INTERRUPTED the jobs whose replica is gone (so within 4/3 of a lease of its death). A
+        failing store only delays both: a lease this replica could not renew may lapse, and
+        then the job is stopped at the next renewal."""
+        while True:
+            try:
+                await self.renew_leases()
+                await self.interrupt_orphans()
+            except BridgeError as exc:
+                log.warning("job lease round failed", error=str(exc))
+            await asyncio.sleep(lease_seconds / 3)
+
+    async def renew_leases(self) -> None:
+        """Renews the leases of this replica's jobs; stops the jobs whose lease it lost."""
+        held = [(h.session_id, h.job_id) for h in self._handles.values() if not h.cancelled]
+        for session_id, job_id in await self._store.renew_job_leases(held):
+            handle = self._handles.get(job_id)
+            if handle is None or handle.session_id != session_id:
+                continue
+            log.warning("job lease lost; stopping the job here", job_id=job_id)
+            handle.cancelled = True
+            self._stop_process(handle, wait=False)
+            handle.messages.put_nowait(None)
+            with contextlib.suppress(BridgeError):
+                self._publish(await self._store.get_job(session_id, job_id))
+
+    async def interrupt_orphans(self) -> list[Job]:
+        """Marks INTERRUPTED the active jobs of replicas that are gone."""
+        marked = await self._store.interrupt_orphaned_jobs(self._clock())
+        for job in marked:
+            log.warning("job interrupted: its replica is gone", job_id=job.job_id)
+            self._publish(job)
+        return marked
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -505,6 +600,8 @@ class JobManager:
     async def close(self) -> None:
         """Server stop: kills every job process and marks the jobs INTERRUPTED."""
         self._closed = True
+        for task in list(self._tasks):  # host calls of job processes being stopped
+            task.cancel()
         handles = list(self._handles.values())
         for handle in handles:
             handle.cancelled = True

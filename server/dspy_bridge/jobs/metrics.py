@@ -28,7 +28,8 @@ is not list-typed is a set of acceptable answers (any one matches; the best scor
 `threshold` applies when DSPy calls a metric with a trace (bootstrapping): a continuous score
 then becomes 1.0 when ≥ threshold, else 0.0.
 
-Host-defined metrics: a `MetricProvider` registered with `register_metric_provider` answers
+Host metrics over `Connect` are `host:<name>` (see `host_metrics.py`). Plugin metrics: a
+`MetricProvider` registered with `register_metric_provider` answers
 for the names it lists; `resolve_metric` consults the providers for any name that is not a
 built-in. The `Connect` stream (a host registering metrics) will register one provider per host
 connection, whose metrics forward each call to the host by `call_id`. A provider's metric must
@@ -53,7 +54,9 @@ from dspy.evaluate import auto_evaluation
 from dspy.evaluate import metrics as dspy_metrics
 
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
+from dspy_bridge.jobs.host_metrics import HostMetric
 from dspy_bridge.model.patterns import MAX_PATTERN_CHARS, HostPattern, PatternError, compile_pattern
+from dspy_bridge.runtime.host_calls import SyncHostCaller, host_name
 from dspy_bridge.runtime.signatures import SignatureSpec
 
 __all__ = [
@@ -530,11 +533,19 @@ def resolve_metric(
     options: Mapping[str, Any],
     signature: SignatureSpec,
     lm: dspy.BaseLM | None = None,
+    *,
+    session_id: str = "",
+    host: SyncHostCaller | None = None,
 ) -> Metric:
     """The metric called `name` with validated `options`, for a module with `signature`.
 
     `lm` is the judge for LM-judged metrics (default: the LM in DSPy's context at call time).
-    Raises BridgeError INVALID_ARGUMENT (`UNKNOWN_METRIC`, `INVALID_METRIC_OPTIONS`)."""
+    `host:<name>` is the session's host metric (`host_metrics.py`; `host` is the way to it in
+    the front, a job process finds its own). Raises BridgeError INVALID_ARGUMENT
+    (`UNKNOWN_METRIC`, `INVALID_METRIC_OPTIONS`)."""
+    bare = host_name(name)
+    if bare is not None:
+        return HostMetric(bare, options, session_id, caller=host)
     if name in _ALLOWED:
         validated = _validate(name, options, signature)
         return BuiltinMetric(name, options, signature, lm, validated)

@@ -38,11 +38,13 @@ from dspy_bridge.errors import (
 )
 from dspy_bridge.jobs import config as cfg
 from dspy_bridge.jobs.evaluate import EvalExample, check_dataset, check_metric_labels
+from dspy_bridge.jobs.host_metrics import check_offered
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.jobs.metrics import resolve_metric
 from dspy_bridge.jobs.payload import ExampleData, OptimizationPayload
 from dspy_bridge.model import Job, JobStatus, JobUpdate, LMSpec, ModuleRecord, Variable
 from dspy_bridge.model.job import MODULE_RESULT
+from dspy_bridge.runtime.host_calls import host_name
 from dspy_bridge.runtime.program import coerce_execution_inputs, spec_signature
 from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
@@ -167,7 +169,13 @@ class OptimizationService:
             check_dataset(request.valset, signature, "valset")
         trainset = self._coerce(record, request.trainset, "trainset")
         valset = self._coerce(record, request.valset, "valset")
-        metric = resolve_metric(request.metric_name, request.metric_options, signature)
+        host = host_name(request.metric_name)
+        if host is not None:  # a host metric must be offered when the job starts
+            hosts = self._modules.hosts
+            check_offered(hosts.names(request.session_id, "metric") if hosts else [], host)
+        metric = resolve_metric(
+            request.metric_name, request.metric_options, signature, session_id=request.session_id
+        )
         check_metric_labels(metric, request.trainset, "trainset")
         check_metric_labels(metric, request.valset, "valset")
         config: dict[str, Any] = dict(request.config)

@@ -42,6 +42,8 @@ from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.host_calls import (
+    CURRENT_HOST,
+    CURRENT_SESSION,
     EXECUTION_DEADLINE,
     EXECUTION_MODULE,
     HostCaller,
@@ -402,6 +404,8 @@ class InProcessExecutor:
         self._in_flight += 1
         self._executions += 1
         module_token = EXECUTION_MODULE.set(req.record.module_id)
+        host_token = CURRENT_HOST.set(self._host)
+        session_token = CURRENT_SESSION.set(req.record.session_id)
         deadline_token = EXECUTION_DEADLINE.set(
             time.monotonic() + req.timeout_ms / 1000 if req.timeout_ms > 0 else None
         )
@@ -448,6 +452,8 @@ class InProcessExecutor:
             self._in_flight -= 1
             EXECUTION_DEADLINE.reset(deadline_token)
             EXECUTION_MODULE.reset(module_token)
+            CURRENT_HOST.reset(host_token)
+            CURRENT_SESSION.reset(session_token)
         latency = (time.perf_counter() - start) * 1000
         return ExecutionResult(outputs, recorder.usage(), recorder.trace, latency)
 

@@ -136,6 +136,15 @@ class HostCaller(Protocol):
         ...
 
 
+class SyncHostCaller(Protocol):
+    """`HostCaller` for code that runs in threads without an event loop of its own (metrics and
+    LMs called by DSPy's optimizers and evaluators)."""
+
+    def call_host_sync(
+        self, session_id: str, request: HostRequest, timeout_s: float | None
+    ) -> HostReply: ...
+
+
 class HostUnavailable(BaseException):
     """Carries a BridgeError through code that turns every `Exception` into data (ReAct's
     observations, DSPy's Evaluate scoring failures as 0): see the module docstring."""
@@ -199,3 +208,25 @@ def remaining_s() -> float | None:
     """Seconds left of the current execution (None without a deadline; never below 0)."""
     deadline = EXECUTION_DEADLINE.get()
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+#: The caller and session of the current execution (set by the executor), for host LMs.
+CURRENT_HOST: contextvars.ContextVar[HostCaller | None] = contextvars.ContextVar(
+    "dspy_bridge_current_host", default=None
+)
+CURRENT_SESSION: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "dspy_bridge_current_session", default=""
+)
+
+
+@dataclass
+class ProcessHost:
+    """A job process's way to the host (one job, one session per process): its channel to the
+    front, the session and the job. Unset in the front and in workers."""
+
+    caller: SyncHostCaller | None = None
+    session_id: str = ""
+    job_id: str = ""
+
+
+PROCESS_HOST = ProcessHost()

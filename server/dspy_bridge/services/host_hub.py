@@ -462,6 +462,11 @@ class HostHub:
 
     # -- calls ------------------------------------------------------------------------------
 
+    @property
+    def reconnect_wait_s(self) -> float:
+        """How long a metric or LM call waits for its name to be offered again."""
+        return self._settings.host_reconnect_wait_seconds
+
     def _limit_ms(self, session_id: str, kind: Kind, name: str) -> int:
         s = self._settings
         if kind == "tool":

@@ -49,7 +49,12 @@ from dspy_bridge.runtime.executor import (
     Executor,
     ResultEvent,
 )
-from dspy_bridge.runtime.host_calls import HostToolSpec, host_disconnected
+from dspy_bridge.runtime.host_calls import (
+    HostToolSpec,
+    host_disconnected,
+    host_name,
+    unavailable,
+)
 from dspy_bridge.runtime.host_tools import HostTools, host_tool_names
 from dspy_bridge.runtime.lm.factory import admit_lm_spec
 from dspy_bridge.runtime.params import ParamError, check_bindings, check_value
@@ -180,6 +185,11 @@ class ModuleService:
             self._tools = self._tools.with_provider(HostTools(hosts.tool_specs, hosts))
 
     @property
+    def hosts(self) -> HostHub | None:
+        """The session host connections (`Connect`), when the server has them."""
+        return self._hosts
+
+    @property
     def executor(self) -> Executor:
         """Where executions run (in this process or on the worker pool)."""
         return self._executor
@@ -257,6 +267,10 @@ class ModuleService:
         )
         if lm is not None:
             self.admit_lm(lm)
+            host_lm = host_name(lm.model)
+            offered = self._hosts.names(session_id, "lm") if self._hosts else []
+            if host_lm is not None and host_lm not in offered:
+                raise unavailable("lm", Reason.HOST_LM_UNAVAILABLE, host_lm, offered)
         now = self._clock()
         record = ModuleRecord(
             session_id=session_id,
@@ -438,6 +452,10 @@ class ModuleService:
                 raise host_disconnected("tool", name, offered)
             specs.append(spec)
         prepared.host_tools = tuple(specs)
+        lm = host_name(str(prepared.params.get("model") or prepared.lm.model))
+        offered = self._hosts.names(session_id, "lm") if self._hosts and lm else []
+        if lm is not None and lm not in offered:
+            raise host_disconnected("lm", lm, offered)
         return prepared
 
     def execution_request(

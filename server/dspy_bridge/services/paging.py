@@ -78,6 +78,20 @@ def fit(items: Iterable[T], to_proto: Callable[[T], M], max_bytes: int) -> list[
     return out
 
 
+def parts(protos: Sequence[M], max_bytes: int) -> list[list[M]]:
+    """`protos` in consecutive parts of at most `max_bytes` serialized (each at least one)."""
+    out: list[list[M]] = [[]]
+    used = 0
+    for proto in protos:
+        size = proto.ByteSize() + 16
+        if out[-1] and used + size > max_bytes:
+            out.append([])
+            used = 0
+        out[-1].append(proto)
+        used += size
+    return out
+
+
 def page_bytes(max_message_bytes: int) -> int:
     """Bytes one page's items may take: the message limit less room for the envelope."""
     return max(max_message_bytes - 65_536, max_message_bytes // 2)

@@ -95,7 +95,8 @@ class SessionService:
             created = await self._store.create_session(
                 session, max_sessions=self._settings.max_sessions
             )
-        self._owners[created.session_id] = created.owner
+        if not self._store.shared:
+            self._owners[created.session_id] = created.owner
         return created
 
     def _owner_lock(self, owner: str) -> asyncio.Lock:
@@ -155,17 +156,19 @@ class SessionService:
         """NOT_FOUND `SESSION_NOT_FOUND` unless `principal` made the session or no one did (a
         session from before ownership was turned on stays shared, as it was): another caller
         must not even learn that it exists. Owners never change, so they are cached until the
-        session is gone."""
-        owner = self._owners.get(session_id)
+        session is gone — on one server. A shared store is read every time: another replica may
+        have deleted the session and another principal made a new one under the same id."""
+        owner = None if self._store.shared else self._owners.get(session_id)
         if owner is None:
             owner = (await self._store.get_session(session_id)).owner
-            self._owners[session_id] = owner
+            if not self._store.shared:
+                self._owners[session_id] = owner
         if owner not in ("", principal):
             raise session_not_found(session_id)
 
     async def delete(self, session_id: str, reason: str = "deleted") -> None:
         self._owners.pop(session_id, None)
-        await self._store.delete_session(session_id)
+        await self._store.delete_session(session_id, reason)
         self._owners.pop(session_id, None)  # and whatever a check read meanwhile
         self._hub.end_session(session_id, reason)
         for hook in self._gone_hooks:

@@ -36,6 +36,7 @@ from dspy_bridge.services.watch import (
     ChangeKind,
     Ended,
     Lagged,
+    Position,
     Watcher,
     WatchHub,
 )
@@ -55,10 +56,12 @@ class WriteRequest:
 
 @dataclass(frozen=True)
 class Resync:
-    """Current state of every watched variable, sent after a watcher fell behind."""
+    """Current state of every watched variable, sent after a watcher fell behind (or resumed
+    from a position whose changes are no longer kept); `position` covers it."""
 
     variables: list[Variable]
     skipped: int
+    position: Position | None = None
 
 
 @dataclass(frozen=True)
@@ -271,12 +274,20 @@ class VariableService:
     # -- watch ------------------------------------------------------------------------------
 
     async def watch(
-        self, session_id: str, names: Sequence[str], include_initial: bool
+        self,
+        session_id: str,
+        names: Sequence[str],
+        include_initial: bool,
+        *,
+        resume_token: str = "",
     ) -> AsyncIterator[WatchEvent]:
-        """Validates the request, then returns the event stream (so errors surface before it)."""
+        """Validates the request, then returns the event stream (so errors surface before it).
+        With `resume_token`, the stream continues right after the event that carried it."""
+        resume = Position.parse(resume_token) if resume_token else None
         await self._store.get_session(session_id)
         wanted = [await self._store.get_variable(session_id, n) for n in names]
-        watcher = self._hub.subscribe(session_id, [v.id for v in wanted] if names else None)
+        ids = [v.id for v in wanted] if names else None
+        watcher = await self._hub.subscribe(session_id, ids, resume)
         initial: list[Variable] = []
         if include_initial:
             # Read after subscribing: a change racing with this read is then either in the
@@ -296,7 +307,7 @@ class VariableService:
         try:
             for variable in initial:
                 last_sent[variable.id] = variable.version
-                yield Change(ChangeKind.INITIAL, variable)
+                yield Change(ChangeKind.INITIAL, variable, position=watcher.position)
             while True:
                 item = await watcher.get()
                 if isinstance(item, Ended):
@@ -304,8 +315,8 @@ class VariableService:
                         raise BridgeError(
                             grpc.StatusCode.UNAVAILABLE,
                             Reason.DRAINING,
-                            "the server is shutting down; reconnect and watch again "
-                            "with include_initial to resume",
+                            "the server is shutting down; reconnect (to any replica) and "
+                            "watch again with the last resume_token to resume",
                         )
                     yield SessionGone(item.reason)
                     return
@@ -315,7 +326,7 @@ class VariableService:
                     except BridgeError:
                         continue  # session gone: the Ended item follows
                     last_sent = {v.id: v.version for v in current}
-                    yield Resync(current, item.skipped)
+                    yield Resync(current, item.skipped, item.position or watcher.position)
                     continue
                 variable = item.variable
                 if item.kind is not ChangeKind.DELETED:

@@ -2,9 +2,8 @@
 
 `memory://` (the default, also the empty string), `sqlite:///relative.db` or
 `sqlite:////absolute/path.db` (SQLAlchemy's convention: three slashes then the path, so an
-absolute path shows a fourth). `redis://` is reserved for the shared backend and refused until
-that backend exists, so a misconfigured deployment fails at start rather than silently
-falling back to memory.
+absolute path shows a fourth), `redis://[user:pass@]host:port/db` or `rediss://…` (TLS) for the
+store several replicas share (`?key_prefix=NAME` keeps deployments on one database apart).
 """
 
 from __future__ import annotations
@@ -12,22 +11,30 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from dspy_bridge.errors import failed_precondition
 from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.memory import MemoryStore
+from dspy_bridge.store.redis import RedisStore
 from dspy_bridge.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "SessionStore", "SqliteStore", "open_store"]
+__all__ = ["MemoryStore", "RedisStore", "SessionStore", "SqliteStore", "open_store"]
 
-#: `ErrorInfo.reason` when the URL names a backend this build does not provide.
-STORE_UNSUPPORTED = "STORE_UNSUPPORTED"
+_ACCEPTED = (
+    "memory:// (default), sqlite:///relative/path.db, sqlite:////absolute/path.db, "
+    "redis://[user:password@]host:port/db, rediss://… (TLS)"
+)
 
-_ACCEPTED = "memory:// (default), sqlite:///relative/path.db, sqlite:////absolute/path.db"
 
-
-async def open_store(url: str, *, history_limit: int = 1000) -> SessionStore:
+async def open_store(
+    url: str,
+    *,
+    history_limit: int = 1000,
+    stream_length: int = 10_000,
+    lease_seconds: float = 10.0,
+) -> SessionStore:
     """Opens the backend `url` names. ValueError for a malformed or unknown URL, a sqlite file
-    whose directory does not exist or that cannot be opened."""
+    whose directory does not exist or that cannot be opened; a Redis that does not answer is
+    UNAVAILABLE `STORE_UNAVAILABLE`. `stream_length` and `lease_seconds` apply to the shared
+    (redis) store only."""
     scheme, sep, rest = url.partition("://")
     if url == "" or (scheme == "memory" and sep and rest == ""):
         return MemoryStore(history_limit=history_limit)
@@ -41,11 +48,12 @@ async def open_store(url: str, *, history_limit: int = 1000) -> SessionStore:
             return await SqliteStore.open(path, history_limit=history_limit)
         except sqlite3.Error as exc:
             raise ValueError(f"cannot open the sqlite database {path}: {exc}") from None
-    if scheme in ("redis", "rediss") and sep:
-        raise failed_precondition(
-            STORE_UNSUPPORTED,
-            "the redis store backend is not available yet; use memory:// or sqlite:///path.db",
-            store=scheme,
+    if scheme in ("redis", "rediss") and sep and rest:
+        return await RedisStore.open(
+            url,
+            history_limit=history_limit,
+            stream_length=stream_length,
+            lease_seconds=lease_seconds,
         )
     raise ValueError(f"unsupported store URL {url!r}; accepted: {_ACCEPTED}")
 

@@ -29,6 +29,9 @@ class SessionStore(ABC):
 
     #: Short backend name reported by GetServerInfo: `memory`, `sqlite`, `redis`.
     backend: str
+    #: True when several servers share the store (redis): a server must then not trust its
+    #: own caches of what others may change, and jobs are leased to the server running them.
+    shared: bool = False
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -59,8 +62,9 @@ class SessionStore(ABC):
                 return total
 
     @abstractmethod
-    async def delete_session(self, session_id: str) -> None:
-        """Removes the session and everything it owns. NOT_FOUND if unknown."""
+    async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
+        """Removes the session and everything it owns. NOT_FOUND if unknown. `reason`
+        (`deleted`, `expired`) is what a shared store tells the watchers of other servers."""
 
     @abstractmethod
     async def set_session_expiry(self, session_id: str, expire_time: float | None) -> Session:
@@ -168,6 +172,19 @@ class SessionStore(ABC):
     async def mark_running_jobs_interrupted(self, now: float) -> list[Job]:
         """Every QUEUED or RUNNING job of every session becomes INTERRUPTED with `end_time=now`;
         returns them. Called when a server starts (and stops): no process runs them any more."""
+
+    # -- job leases (shared stores) --------------------------------------------------------
+
+    async def renew_job_leases(self, jobs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Renews this server's leases on the (session_id, job_id) jobs it runs; returns those
+        it no longer holds (lapsed, finished or cancelled through another server, or gone): their
+        processes must stop. A single-server store holds every job: nothing is lost."""
+        return set()
+
+    async def interrupt_orphaned_jobs(self, now: float) -> list[Job]:
+        """Marks INTERRUPTED the active jobs whose server is gone (lease lapsed); returns them.
+        A single-server store has none (its jobs are marked at start)."""
+        return []
 
     # -- lifecycle ------------------------------------------------------------------------
 

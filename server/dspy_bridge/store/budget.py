@@ -115,6 +115,7 @@ class BudgetedStore(SessionStore):
     def __init__(self, inner: SessionStore, *, max_bytes: int, history_limit: int) -> None:
         self._inner = inner
         self.backend = inner.backend
+        self.shared = inner.shared
         self._max = max_bytes
         self._keep = history_limit or None
         self._usage: dict[str, _Usage] = {}
@@ -213,8 +214,11 @@ class BudgetedStore(SessionStore):
     ) -> list[Session]:
         return await self._inner.list_sessions(offset=offset, limit=limit, visible_to=visible_to)
 
-    async def delete_session(self, session_id: str) -> None:
-        await self._inner.delete_session(session_id)
+    async def count_sessions(self) -> int:
+        return await self._inner.count_sessions()
+
+    async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
+        await self._inner.delete_session(session_id, reason)
         usage = self._usage.pop(session_id, None)
         if usage is not None and usage.total() >= _TRIM_AFTER_BYTES:
             _return_freed_memory()
@@ -352,6 +356,12 @@ class BudgetedStore(SessionStore):
 
     async def mark_running_jobs_interrupted(self, now: float) -> list[Job]:
         return await self._inner.mark_running_jobs_interrupted(now)
+
+    async def renew_job_leases(self, jobs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return await self._inner.renew_job_leases(jobs)
+
+    async def interrupt_orphaned_jobs(self, now: float) -> list[Job]:
+        return await self._inner.interrupt_orphaned_jobs(now)
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -209,7 +209,7 @@ class MemoryStore(SessionStore):
     async def count_sessions(self) -> int:
         return len(self._sessions)
 
-    async def delete_session(self, session_id: str) -> None:
+    async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
         self._slot(session_id)
         del self._sessions[session_id]
 

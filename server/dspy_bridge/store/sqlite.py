@@ -394,7 +394,7 @@ class SqliteStore(SessionStore):
 
         return await self._run(read, write=False)
 
-    async def delete_session(self, session_id: str) -> None:
+    async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
         def tx(conn: sqlite3.Connection) -> None:
             deleted = conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
             if deleted.rowcount == 0:

@@ -151,6 +151,7 @@ def build_rules(s: Settings) -> dict[str, Rule]:
         "BatchUpdateVariablesRequest.atomic": FREE,
         "WatchVariablesRequest.names": Rule(chars=ID_CHARS, items=1_000),
         "WatchVariablesRequest.include_initial": FREE,
+        "WatchVariablesRequest.resume_token": _text(256),  # watch.MAX_TOKEN_CHARS
         "GetVariableHistoryRequest.limit": _ints(0, INT32_MAX, "0 = every kept version"),
         "RollbackVariableRequest.target_version": _ints(1, INT64_MAX),
         "CreateModuleRequest.module_type": _text(128),

@@ -31,9 +31,10 @@ from dspy_bridge.runtime.executor import Executor, InProcessExecutor
 from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.services.modules import ModuleService
 from dspy_bridge.services.sessions import SessionService
+from dspy_bridge.services.shared_watch import RedisWatchHub
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
-from dspy_bridge.store import SessionStore, open_store
+from dspy_bridge.store import RedisStore, SessionStore, open_store
 from dspy_bridge.store.budget import BudgetedStore
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
@@ -194,7 +195,12 @@ def _metrics_endpoint(settings: Settings) -> Callable[[], None] | None:
 async def _opened_store(settings: Settings) -> SessionStore:
     """The configured store, opened; a URL that cannot be used raises `StartupError`."""
     try:
-        return await open_store(settings.store, history_limit=settings.history_limit)
+        return await open_store(
+            settings.store,
+            history_limit=settings.history_limit,
+            stream_length=settings.store_stream_length,
+            lease_seconds=settings.job_lease_seconds,
+        )
     except (ValueError, OSError, BridgeError) as exc:
         message = exc.message if isinstance(exc, BridgeError) else str(exc)
         raise StartupError(f"{setting_label('store')}: {message}") from None
@@ -212,13 +218,18 @@ async def start_server(settings: Settings) -> RunningServer:
         if stop_metrics is not None:
             undo.callback(stop_metrics)
         # Every session's bytes are counted and capped (--max-session-bytes), history included.
+        backend = await _opened_store(settings)
         store: SessionStore = BudgetedStore(
-            await _opened_store(settings),
+            backend,
             max_bytes=settings.max_session_bytes,
             history_limit=settings.history_limit,
         )
         undo.push_async_callback(store.close)
-        hub = WatchHub(settings.watch_queue_size)
+        hub = (  # a shared store feeds watchers from Redis: changes made on any replica
+            RedisWatchHub(backend, settings.watch_queue_size)
+            if isinstance(backend, RedisStore)
+            else WatchHub(settings.watch_queue_size)
+        )
         sessions = SessionService(store, hub, settings)
         variables = VariableService(store, hub, settings)
         # -- host callbacks over Connect: one hub of host streams for the whole front --------
@@ -247,6 +258,7 @@ async def start_server(settings: Settings) -> RunningServer:
             per_owner_running=settings.max_running_jobs_per_caller,
             per_owner_jobs=settings.max_queued_jobs_per_caller,
             max_seconds=settings.max_job_seconds,
+            hosts=hosts,
         )
         servicer.jobs = OptimizationService(
             store, modules, job_manager, max_metric_calls=settings.max_job_metric_calls
@@ -279,6 +291,10 @@ async def start_server(settings: Settings) -> RunningServer:
         await health.set("", serving)
         await health.set(SERVICE_NAME, serving)
         background = [asyncio.create_task(sessions.run_expiry(settings.expiry_interval_seconds))]
+        if store.shared:  # job leases: renewed here, lapsed ones interrupted by any replica
+            background.append(
+                asyncio.create_task(job_manager.run_leases(settings.job_lease_seconds))
+            )
         # -- metrics: gauges read from the live server at each scrape ------------------------
         stop_gauges = report_live_state(
             asyncio.get_running_loop(), partial(_live_state, store, executor, job_manager)

@@ -1,10 +1,10 @@
 defmodule DSPyBridge.RPC do
   @moduledoc false
-  # gRPC calls over the connection's gun process. grpc-elixir's stub drops the status details
-  # trailer and leaves gun messages behind after a client-side timeout, so calls are driven
-  # here: the generated service definition gives the paths and message types, every call
-  # monitors the gun process, and a call that gives up cancels its stream and flushes its
-  # messages before returning.
+  # gRPC calls over a `DSPyBridge.Connection`. grpc-elixir's stub drops the status details
+  # trailer and leaves transport messages behind after a client-side timeout, so calls are
+  # driven here: the generated service definitions give the paths and message types, every
+  # call monitors the connection process, and a call that gives up cancels its stream (after
+  # which no message of it can arrive) and flushes what had arrived before returning.
 
   alias DSPyBridge.{Connection, Error}
 
@@ -12,9 +12,9 @@ defmodule DSPyBridge.RPC do
   @health Grpc.Health.V1.Health.Service
 
   @rpcs (for service <- [@service, @health],
-             {name, {req, _}, {resp, stream?}, _opts} <- service.__rpc_calls__(),
+             {name, {_req, _}, {resp, stream?}, _opts} <- service.__rpc_calls__(),
              into: %{} do
-           {name, {"/#{service.__meta__(:name)}/#{name}", req, resp, stream?}}
+           {name, {"/#{service.__meta__(:name)}/#{name}", resp, stream?}}
          end)
 
   # Extra time after the deadline sent to the server, so the server's own DEADLINE_EXCEEDED
@@ -23,16 +23,10 @@ defmodule DSPyBridge.RPC do
 
   @doc false
   def unary(conn, rpc, request, opts) do
-    {path, _req, resp_mod, false} = Map.fetch!(@rpcs, rpc)
+    {path, resp_mod, false} = Map.fetch!(@rpcs, rpc)
 
-    with {:ok, gun, defaults} <- Connection.checkout(conn) do
-      timeout = Keyword.get(opts, :timeout, defaults.timeout)
-      mref = Process.monitor(gun)
-      ref = post(gun, path, request, timeout, defaults)
-      deadline = deadline(timeout)
-      result = await_unary(new_reader(gun, ref, mref, resp_mod), deadline, nil)
-      Process.demonitor(mref, [:flush])
-      result
+    with {:ok, reader, timeout} <- start(conn, path, request, resp_mod, opts) do
+      await_unary(reader, deadline(timeout), nil)
     end
   end
 
@@ -40,13 +34,47 @@ defmodule DSPyBridge.RPC do
   # Opens a server stream whose events arrive in the calling process; read them with
   # `handle_message/2` and give up with `cancel/1`.
   def open_stream(conn, rpc, request, opts) do
-    {path, _req, resp_mod, true} = Map.fetch!(@rpcs, rpc)
+    {path, resp_mod, true} = Map.fetch!(@rpcs, rpc)
+    opts = Keyword.put_new(opts, :timeout, :infinity)
 
-    with {:ok, gun, defaults} <- Connection.checkout(conn) do
-      timeout = Keyword.get(opts, :timeout, :infinity)
-      mref = Process.monitor(gun)
-      ref = post(gun, path, request, timeout, defaults)
-      {:ok, new_reader(gun, ref, mref, resp_mod)}
+    with {:ok, reader, _timeout} <- start(conn, path, request, resp_mod, opts) do
+      {:ok, reader}
+    end
+  end
+
+  @doc false
+  # Opens a bidirectional stream with `first` as its first message; send more with
+  # `send_message/3` and read responses as for `open_stream/4`.
+  def open_bidi(conn, rpc, first, opts) do
+    {path, resp_mod, true} = Map.fetch!(@rpcs, rpc)
+    opts = opts |> Keyword.put_new(:timeout, :infinity) |> Keyword.put(:stream_body, true)
+
+    with {:ok, reader, _timeout} <- start(conn, path, first, resp_mod, opts) do
+      {:ok, reader}
+    end
+  end
+
+  @doc false
+  def send_message(%{conn: pid, ref: ref}, message, fin \\ false) do
+    Connection.send_data(pid, ref, message |> Protobuf.encode() |> frame(), fin)
+  end
+
+  defp start(conn, path, request, resp_mod, opts) do
+    body = request |> Protobuf.encode() |> frame()
+
+    with {:ok, ref, pid, defaults} <- Connection.request(conn, path, [], body, opts) do
+      reader = %{
+        conn: pid,
+        ref: ref,
+        mref: Process.monitor(pid),
+        resp_mod: resp_mod,
+        buffer: <<>>,
+        headers: nil,
+        trailers: nil,
+        http_status: nil
+      }
+
+      {:ok, reader, defaults.timeout}
     end
   end
 
@@ -54,61 +82,59 @@ defmodule DSPyBridge.RPC do
   # Feeds one process message to a stream reader. Returns `{:events, events, reader}`,
   # `{:done, :ok | {:error, error}, events}` (the stream is over and cleaned up), or `:unknown`
   # when the message is not this stream's.
-  def handle_message(%{gun: gun, ref: ref, mref: mref} = r, msg) do
-    case msg do
-      {:gun_response, ^gun, ^ref, :fin, _status, headers} ->
-        finish(r, status_of(headers), [])
+  def handle_message(%{ref: ref} = r, {:dspy_bridge_h2, ref, parts}), do: parts(r, parts, [])
 
-      {:gun_response, ^gun, ^ref, :nofin, 200, _headers} ->
-        {:events, [], r}
+  def handle_message(%{mref: mref} = r, {:DOWN, mref, :process, _, reason}) do
+    _ = r
+    {:done, {:error, Error.client(:unavailable, "connection lost: #{inspect(reason)}")}, []}
+  end
 
-      {:gun_response, ^gun, ^ref, :nofin, status, _headers} ->
+  def handle_message(_r, _msg), do: :unknown
+
+  defp parts(r, [], events), do: {:events, events, r}
+
+  defp parts(r, [{:status, status} | rest], events),
+    do: parts(%{r | http_status: status}, rest, events)
+
+  defp parts(%{headers: nil} = r, [{:headers, headers} | rest], events),
+    do: parts(%{r | headers: headers}, rest, events)
+
+  defp parts(r, [{:headers, trailers} | rest], events),
+    do: parts(%{r | trailers: trailers}, rest, events)
+
+  defp parts(r, [{:data, data} | rest], events) do
+    case decode_frames(r.buffer <> data, r.resp_mod, []) do
+      {:ok, new, buffer} ->
+        parts(%{r | buffer: buffer}, rest, events ++ new)
+
+      {:error, error} ->
         cancel(r)
-        {:done, {:error, Error.client(:unknown, "HTTP status #{status} from the server")}, []}
-
-      {:gun_data, ^gun, ^ref, is_fin, data} ->
-        case decode_frames(r.buffer <> data, r.resp_mod, []) do
-          {:ok, events, rest} when is_fin == :fin ->
-            _ = rest
-            finish(r, {:error, Error.client(:internal, "stream ended without a status")}, events)
-
-          {:ok, events, rest} ->
-            {:events, events, %{r | buffer: rest}}
-
-          {:error, error} ->
-            cancel(r)
-            {:done, {:error, error}, []}
-        end
-
-      {:gun_trailers, ^gun, ^ref, trailers} ->
-        finish(r, status_of(trailers), [])
-
-      {:gun_error, ^gun, ^ref, reason} ->
-        finish(r, {:error, Error.client(:unavailable, "stream failed: #{inspect(reason)}")}, [])
-
-      {:DOWN, ^mref, :process, ^gun, reason} ->
-        {:done, {:error, Error.client(:unavailable, "connection lost: #{inspect(reason)}")}, []}
-
-      _other ->
-        :unknown
+        {:done, {:error, error}, events}
     end
   end
 
+  defp parts(r, [:done | _], events), do: finish(r, status(r), events)
+
+  defp parts(r, [{:error, reason} | _], events),
+    do: finish(r, {:error, Error.client(:unavailable, "stream failed: #{reason}")}, events)
+
   @doc false
   # Stops a stream and removes every message it left in the caller's mailbox.
-  def cancel(%{gun: gun, ref: ref, mref: mref}) do
-    :gun.cancel(gun, ref)
-    # The cancel is handled before this synchronous request: once it returns, gun sends no
-    # more messages for the stream, and the ones it had sent are already here to flush.
-    try do
-      :sys.get_state(gun, 5_000)
-    catch
-      :exit, _ -> :ok
-    end
-
-    :gun.flush(ref)
+  def cancel(%{conn: pid, ref: ref, mref: mref}) do
+    # Synchronous: once it returns the connection sends nothing more for this stream, and
+    # what it had sent is already in the mailbox to flush.
+    Connection.cancel(pid, ref)
+    flush(ref)
     Process.demonitor(mref, [:flush])
     :ok
+  end
+
+  defp flush(ref) do
+    receive do
+      {:dspy_bridge_h2, ^ref, _} -> flush(ref)
+    after
+      0 -> :ok
+    end
   end
 
   defp finish(r, result, events) do
@@ -116,55 +142,43 @@ defmodule DSPyBridge.RPC do
     {:done, result, events}
   end
 
-  defp new_reader(gun, ref, mref, resp_mod),
-    do: %{gun: gun, ref: ref, mref: mref, resp_mod: resp_mod, buffer: <<>>}
+  # The call's status: from the trailers, or from the headers of a trailers-only answer.
+  defp status(%{http_status: http}) when http != nil and http != 200,
+    do: {:error, Error.client(:unknown, "HTTP status #{http} from the server")}
 
-  defp await_unary(reader, deadline, reply) do
-    wait = remaining(deadline)
+  defp status(r) do
+    case Error.from_headers(r.trailers || r.headers || []) do
+      nil -> :ok
+      error -> {:error, error}
+    end
+  end
 
-    %{gun: gun, ref: ref, mref: mref} = reader
-
+  defp await_unary(%{ref: ref, mref: mref} = reader, deadline, reply) do
     receive do
-      msg
-      when (elem(msg, 0) == :gun_response and elem(msg, 1) == gun and elem(msg, 2) == ref) or
-             (elem(msg, 0) == :gun_data and elem(msg, 1) == gun and elem(msg, 2) == ref) or
-             (elem(msg, 0) == :gun_trailers and elem(msg, 1) == gun and elem(msg, 2) == ref) or
-             (elem(msg, 0) == :gun_error and tuple_size(msg) == 4 and elem(msg, 2) == ref) or
-             (elem(msg, 0) == :DOWN and elem(msg, 1) == mref) ->
-        case handle_message(reader, msg) do
-          :unknown ->
-            await_unary(reader, deadline, reply)
-
-          {:events, events, reader} ->
-            await_unary(reader, deadline, List.last(events, reply))
-
-          {:done, :ok, events} ->
-            case List.last(events, reply) do
-              nil -> {:error, Error.client(:internal, "the server sent no response message")}
-              response -> {:ok, response}
-            end
-
-          {:done, {:error, error}, _events} ->
-            {:error, error}
-        end
+      {:dspy_bridge_h2, ^ref, _} = msg -> unary_step(reader, msg, deadline, reply)
+      {:DOWN, ^mref, :process, _, _} = msg -> unary_step(reader, msg, deadline, reply)
     after
-      wait ->
+      remaining(deadline) ->
         cancel(reader)
         {:error, Error.client(:deadline_exceeded, "no response within the call's timeout")}
     end
   end
 
-  defp post(gun, path, request, timeout, defaults) do
-    body = request |> Protobuf.encode() |> frame()
-    headers = headers(timeout, defaults.headers)
-    :gun.post(gun, path, headers, body, %{reply_to: self()})
+  defp unary_step(reader, msg, deadline, reply) do
+    case handle_message(reader, msg) do
+      {:events, events, reader} ->
+        await_unary(reader, deadline, List.last(events, reply))
+
+      {:done, :ok, events} ->
+        case List.last(events, reply) do
+          nil -> {:error, Error.client(:internal, "the server sent no response message")}
+          response -> {:ok, response}
+        end
+
+      {:done, {:error, error}, _events} ->
+        {:error, error}
+    end
   end
-
-  defp headers(:infinity, extra),
-    do: [{"content-type", "application/grpc+proto"}, {"te", "trailers"} | extra]
-
-  defp headers(ms, extra) when is_integer(ms),
-    do: [{"grpc-timeout", "#{ms}m"} | headers(:infinity, extra)]
 
   defp frame(bytes), do: [<<0, byte_size(bytes)::32>>, bytes]
 
@@ -175,13 +189,6 @@ defmodule DSPyBridge.RPC do
     do: {:error, Error.client(:internal, "compressed responses are not supported")}
 
   defp decode_frames(rest, _mod, acc), do: {:ok, Enum.reverse(acc), rest}
-
-  defp status_of(headers) do
-    case Error.from_headers(headers) do
-      nil -> :ok
-      error -> {:error, error}
-    end
-  end
 
   defp deadline(:infinity), do: :infinity
   defp deadline(ms), do: System.monotonic_time(:millisecond) + ms + @grace_ms

@@ -45,12 +45,9 @@ defmodule DSPyBridge.Streams do
   # Waits for this stream's next message (only its own: other messages stay in the mailbox).
   @doc false
   # `:timeout` after `timeout` ms with nothing for this stream.
-  def next(%{gun: gun, ref: ref, mref: mref} = reader, timeout \\ :infinity) do
+  def next(%{ref: ref, mref: mref} = reader, timeout \\ :infinity) do
     receive do
-      {:gun_response, ^gun, ^ref, _, _, _} = m -> RPC.handle_message(reader, m)
-      {:gun_data, ^gun, ^ref, _, _} = m -> RPC.handle_message(reader, m)
-      {:gun_trailers, ^gun, ^ref, _} = m -> RPC.handle_message(reader, m)
-      {:gun_error, ^gun, ^ref, _} = m -> RPC.handle_message(reader, m)
+      {:dspy_bridge_h2, ^ref, _} = m -> RPC.handle_message(reader, m)
       {:DOWN, ^mref, :process, _, _} = m -> RPC.handle_message(reader, m)
     after
       timeout -> :timeout
@@ -77,14 +74,13 @@ defmodule DSPyBridge.Streams do
   defp rpc_tag(:ExecuteStream), do: :execute_stream
   defp rpc_tag(rpc), do: rpc
 
-  defp pump(%{gun: gun, ref: sref, mref: mref} = reader, convert, to, watch_ref, {tag, ref} = t) do
+  defp pump(%{ref: sref, mref: mref} = reader, convert, to, watch_ref, {tag, ref} = t) do
     receive do
       {:DOWN, ^watch_ref, :process, _, _} ->
         RPC.cancel(reader)
 
       msg
-      when (elem(msg, 0) in [:gun_response, :gun_data, :gun_trailers, :gun_error] and
-              elem(msg, 1) == gun and elem(msg, 2) == sref) or
+      when (elem(msg, 0) == :dspy_bridge_h2 and elem(msg, 1) == sref) or
              (elem(msg, 0) == :DOWN and elem(msg, 1) == mref) ->
         case RPC.handle_message(reader, msg) do
           :unknown ->

@@ -47,16 +47,19 @@ defmodule DSPyBridge.Watch do
     # then): a write made after `DSPyBridge.watch/3` returns is never missed, and a bad
     # request (unknown session or variable) is the caller's `{:error, error}`.
     case open_and_await_headers(state, Keyword.get(opts, :timeout, 30_000)) do
-      {:ok, reader} -> {:ok, %{state | reader: reader}}
+      {:ok, reader, events} -> {:ok, %{state | reader: reader}, {:continue, {:deliver, events}}}
       {:error, error} -> {:stop, {:shutdown, error}}
     end
   end
 
+  @impl true
+  def handle_continue({:deliver, events}, s), do: deliver(events, s)
+
   defp open_and_await_headers(s, timeout) do
     with {:ok, reader} <- RPC.open_stream(s.session.conn, :WatchVariables, request(s), []) do
       case Streams.next(reader, timeout) do
-        {:events, [], reader} ->
-          {:ok, reader}
+        {:events, events, reader} ->
+          {:ok, reader, events}
 
         {:done, {:error, error}, _} ->
           {:error, error}
@@ -157,7 +160,8 @@ defmodule DSPyBridge.Watch do
   defp deliver([%{event: {:resync, r}} | rest], s) do
     resync = %{
       variables: Enum.map(r.variables, &Variable.from_proto/1),
-      skipped_changes: r.skipped_changes
+      skipped_changes: r.skipped_changes,
+      more: r.more
     }
 
     send(s.to, {:dspy_bridge, :resync, resync})

@@ -417,6 +417,8 @@ class VariableChange:
     """The variable after the change (for DELETED, as it was last)."""
     reason: str
     """Why, as told by the writer."""
+    resume_token: str = ""
+    """Pass to ``watch(resume_token=...)`` to continue right after this event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +430,12 @@ class WatchResync:
     """The current value of every watched variable."""
     skipped_changes: int
     """How many changes were skipped."""
+    resume_token: str = ""
+    """Pass to ``watch(resume_token=...)`` to continue right after this event."""
+    more: bool = False
+    """True when the state continues in the next `WatchResync` (a state larger than one gRPC
+    message comes in parts of whole variables; it is complete with the part where this is
+    False)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,11 +458,14 @@ def _watch_event(message: pb.WatchVariablesResponse) -> WatchEvent | None:
             VariableChangeKind._from_proto(change.kind),
             Variable._from_proto(change.variable),
             change.reason,
+            message.resume_token,
         )
     if kind == "resync":
         return WatchResync(
             tuple(Variable._from_proto(v) for v in message.resync.variables),
             message.resync.skipped_changes,
+            message.resume_token,
+            message.resync.more,
         )
     if kind == "session_ended":
         return SessionEnded(message.session_ended.reason)

@@ -49,7 +49,9 @@ import grpc
 
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
 from dspy_bridge.model import LMSpec
+from dspy_bridge.runtime.host_calls import host_name
 from dspy_bridge.runtime.lm.errors import register_secret
+from dspy_bridge.runtime.lm.host import HostLM, is_host_lm, validate_host_lm_spec
 from dspy_bridge.runtime.lm.offline import OFFLINE_MODEL, OfflineLM
 from dspy_bridge.runtime.lm.policy import LMPolicy, parse_api_base
 
@@ -173,6 +175,9 @@ def validate_lm_spec(spec: LMSpec) -> dict[str, Any]:
 
     Does not read the key (its variable may be set later, before the first call).
     """
+    if is_host_lm(spec.model):  # served by the session's host over Connect (host.py)
+        validate_host_lm_spec(spec)
+        return parse_lm_options(spec)
     _check_model(spec.model, "lm.model")
     if spec.api_base:
         try:
@@ -358,6 +363,8 @@ def build_lm(spec: LMSpec | None, params: Mapping[str, Any] | None = None) -> An
     overrides = _check_params(params or {})
     model = str(overrides.pop("model", spec.model))
     options.update(overrides)
+    if is_host_lm(model):  # per call, the host answers: nothing to cache or key to read
+        return HostLM(host_name(model) or model, **options)
     offline = model == OFFLINE_MODEL
     if not offline and "latency_ms" in options:
         # A bound `model` switched an offline spec to a provider: the option does not apply.

@@ -1,0 +1,741 @@
+"""The shared session store (`redis://host:port/db`, `rediss://` for TLS) for several replicas.
+
+Every mutating method is one Lua script (`redis_scripts`), so it is atomic on the Redis server
+whichever replica runs it: a variable write checks versions, writes, appends history and adds
+the change to the session's event stream in one step. Reads that touch several keys are
+scripts too, so they see one consistent state.
+
+Durability is Redis's: with AOF and `appendfsync always` a write is on disk before Redis
+answers, so no acknowledged write is lost when Redis restarts (see docs/scale-out.md for what
+each setting gives). Redis unreachable, restarting or loading → `BridgeError` UNAVAILABLE
+`STORE_UNAVAILABLE` (retryable); the client reconnects by itself on the next call. Commands are
+never retried by the client library: a write whose answer was lost must not apply twice.
+
+Jobs are leased: the replica that creates an active job holds `P:lease:S:JID` (its replica id,
+with a TTL) and renews it while the job runs (`renew_job_leases`); a job whose lease lapsed lost
+its replica, and any replica marks it INTERRUPTED (`interrupt_orphaned_jobs`).
+
+Key layout: see `redis_scripts`. `?key_prefix=NAME` in the URL (default `dspyb`) lets several
+deployments share one Redis database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import Collection, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import grpc
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    BusyLoadingError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dspy_bridge.errors import (
+    BridgeError,
+    Reason,
+    already_exists,
+    module_not_found,
+    not_found,
+    resource_exhausted,
+    session_not_found,
+    variable_not_found,
+    version_conflict,
+)
+from dspy_bridge.model import (
+    ACTIVE_STATUSES,
+    Constraints,
+    HistoryEntry,
+    Job,
+    JobStatus,
+    JobUpdate,
+    LMSpec,
+    ModuleRecord,
+    Session,
+    Variable,
+    VariableType,
+    VariableWrite,
+    decode_value,
+    encode_value,
+)
+from dspy_bridge.store import redis_scripts as lua
+from dspy_bridge.store.base import SessionStore
+from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
+
+#: `ErrorInfo.reason` when the shared store cannot be reached (UNAVAILABLE: retry later).
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+DEFAULT_PREFIX = "dspyb"
+#: How long a deleted session's event stream is kept so late watchers read its end.
+_ENDED_STREAM_TTL_S = 3600
+#: Compare-and-set rounds of a job update before it gives up (only under heavy contention).
+_JOB_CAS_ROUNDS = 64
+
+_UNAVAILABLE_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OSError,
+)
+
+
+def store_unavailable(detail: str) -> BridgeError:
+    """UNAVAILABLE `STORE_UNAVAILABLE`: the call changed nothing that was acknowledged; retry."""
+    return BridgeError(
+        grpc.StatusCode.UNAVAILABLE,
+        STORE_UNAVAILABLE,
+        f"the session store (Redis) is unavailable: {detail}; retry shortly",
+        {"retryable": "true"},
+    )
+
+
+def unavailable_from(exc: BaseException) -> BridgeError:
+    """The `store_unavailable` error for a redis-py failure (its class name only: a message may
+    hold the server's address)."""
+    return store_unavailable(type(exc).__name__)
+
+
+def _dumps(raw: Any) -> str:
+    return json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
+
+
+def _num(value: float) -> str:
+    """A float as text that reads back exactly (`repr` round-trips)."""
+    return repr(float(value))
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """The URL for redis-py without our own `key_prefix` query parameter, and that prefix."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = DEFAULT_PREFIX
+    kept = []
+    for key, value in query:
+        if key == "key_prefix":
+            prefix = value
+        else:
+            kept.append((key, value))
+    if not prefix or any(c in prefix for c in ":\n ") or len(prefix) > 64:
+        raise ValueError("key_prefix must be 1-64 characters without ':', spaces or newlines")
+    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+
+
+# -- records <-> Redis ---------------------------------------------------------------------
+
+
+def _session_fields(session: Session, epoch: str) -> list[str]:
+    return [
+        "sid",
+        session.session_id,
+        "metadata",
+        _dumps(session.metadata),
+        "ttl",
+        str(session.ttl_seconds),
+        "create_time",
+        _num(session.create_time),
+        "expire_time",
+        "" if session.expire_time is None else _num(session.expire_time),
+        "lm",
+        "" if session.lm is None else _dumps(session.lm.to_dict()),
+        "owner",
+        session.owner,
+        "epoch",
+        epoch,
+        "seq",
+        "0",
+    ]
+
+
+def session_from_reply(flat: list[str], variables: int, modules: int) -> Session:
+    f = dict(zip(flat[::2], flat[1::2], strict=True))
+    return Session(
+        session_id=f["sid"],
+        metadata=json.loads(f["metadata"]),
+        ttl_seconds=int(f["ttl"]),
+        create_time=float(f["create_time"]),
+        expire_time=float(f["expire_time"]) if f["expire_time"] else None,
+        lm=LMSpec.from_dict(json.loads(f["lm"])) if f["lm"] else None,
+        variable_count=int(variables),
+        module_count=int(modules),
+        owner=f.get("owner", ""),
+    )
+
+
+def variable_meta(variable: Variable) -> str:
+    """The fields of a variable that never change after it is registered."""
+    return _dumps(
+        {
+            "id": variable.id,
+            "sid": variable.session_id,
+            "name": variable.name,
+            "type": variable.type.value,
+            "constraints": variable.constraints.to_dict(),
+            "description": variable.description,
+            "metadata": variable.metadata,
+            "ct": _num(variable.create_time),
+        }
+    )
+
+
+def variable_from_fields(meta: str, value: str, version: str, ut: str, src: str) -> Variable:
+    m = json.loads(meta)
+    return Variable(
+        id=m["id"],
+        session_id=m["sid"],
+        name=m["name"],
+        type=VariableType(m["type"]),
+        value=decode_value(value),
+        constraints=Constraints.from_dict(m["constraints"]),
+        description=m["description"],
+        metadata=dict(m["metadata"]),
+        version=int(version),
+        create_time=float(m["ct"]),
+        update_time=float(ut),
+        source=src,
+    )
+
+
+def _module_doc(record: ModuleRecord, version: int) -> str:
+    return _dumps(
+        {
+            "session_id": record.session_id,
+            "module_id": record.module_id,
+            "version": version,
+            "spec": record.spec,
+            "state": record.state,
+            "create_time": _num(record.create_time),
+            "update_time": _num(record.update_time),
+            "source": record.source,
+        }
+    )
+
+
+def _module_from_doc(doc: str) -> ModuleRecord:
+    d = json.loads(doc)
+    return ModuleRecord(
+        session_id=d["session_id"],
+        module_id=d["module_id"],
+        version=int(d["version"]),
+        spec=d["spec"],
+        state=d["state"],
+        create_time=float(d["create_time"]),
+        update_time=float(d["update_time"]),
+        source=d["source"],
+    )
+
+
+def _job_doc(job: Job) -> str:
+    return _dumps(job.to_dict())
+
+
+class RedisStore(SessionStore):
+    """`SessionStore` on one Redis database, shared by every replica. Use `RedisStore.open`."""
+
+    backend = "redis"
+    shared = True
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        *,
+        history_limit: int,
+        stream_length: int,
+        lease_seconds: float,
+    ) -> None:
+        self._client: aioredis.Redis | None = client
+        self.prefix = prefix
+        self._history_limit = history_limit
+        self._stream_length = stream_length
+        self._lease_ms = max(1, int(lease_seconds * 1000))
+        #: This replica's identity in job leases.
+        self.replica_id = f"r_{secrets.token_hex(8)}"
+        self._scripts: dict[str, AsyncScript] = {}
+        #: Active jobs this replica created (and so leases): released when it closes.
+        self._leased: set[tuple[str, str]] = set()
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        history_limit: int = 1000,
+        stream_length: int = 10_000,
+        lease_seconds: float = 10.0,
+        timeout_seconds: float = 5.0,
+    ) -> RedisStore:
+        """Connects to the Redis `url` names and checks that it answers (UNAVAILABLE if not).
+
+        `stream_length`: events kept per session for watchers to resume from (approximate);
+        `lease_seconds`: how long a job's lease lasts without renewal."""
+        if history_limit < 0:
+            raise ValueError(f"history_limit must be >= 0, not {history_limit}")
+        redis_url, prefix = split_url(url)
+        client = aioredis.Redis.from_url(
+            redis_url,
+            decode_responses=True,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            health_check_interval=30,
+            # Never resend a command: a script whose answer was lost may have run.
+            retry=Retry(NoBackoff(), 0),
+            retry_on_error=[],
+        )
+        store = cls(
+            client,
+            prefix,
+            history_limit=history_limit,
+            stream_length=stream_length,
+            lease_seconds=lease_seconds,
+        )
+        try:
+            await client.ping()
+        except _UNAVAILABLE_ERRORS as exc:
+            await client.aclose()
+            raise unavailable_from(exc) from None
+        return store
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("the redis store is closed")
+        return self._client
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def events_key(self, session_id: str) -> str:
+        """The session's change stream (read by the watch feed)."""
+        return self.key("s", session_id, "events")
+
+    def session_key(self, session_id: str) -> str:
+        return self.key("s", session_id)
+
+    async def _run(self, source: str, *args: str | int | float) -> Any:
+        """Runs a script (by SHA, loading it on first use or after a Redis restart)."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self.client.register_script(source)
+            self._scripts[source] = script
+        try:
+            return await script(args=[self.prefix, *args])
+        except _UNAVAILABLE_ERRORS as exc:
+            raise unavailable_from(exc) from None
+        except ResponseError as exc:
+            if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY")):
+                raise unavailable_from(exc) from None
+            raise
+
+    async def run_script(self, source: str, *args: str | int | float) -> Any:
+        """Runs one of `redis_scripts` (for the shared watch feed)."""
+        return await self._run(source, *args)
+
+    async def call(self, command: str, *args: str | int | float) -> Any:
+        """One plain Redis command, with failures mapped like the scripts'."""
+        try:
+            return await self.client.execute_command(command, *args)  # type: ignore[no-untyped-call]
+        except _UNAVAILABLE_ERRORS as exc:
+            raise unavailable_from(exc) from None
+
+    async def close(self) -> None:
+        """Releases this replica's job leases (its jobs are orphaned now: any replica marks
+        them INTERRUPTED at once, not a lease later), then the connections."""
+        if self._client is not None and self._leased:
+            flat = [part for pair in sorted(self._leased) for part in pair]
+            # Redis unreachable: the leases lapse by themselves.
+            with contextlib.suppress(BridgeError, RedisError):
+                await self._run(lua.RELEASE_LEASES, self.replica_id, *flat)
+            self._leased.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(RedisError):
+                await client.aclose()
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def create_session(self, session: Session, *, max_sessions: int) -> Session:
+        expire = "" if session.expire_time is None else _num(session.expire_time)
+        reply = await self._run(
+            lua.CREATE_SESSION,
+            session.session_id,
+            max_sessions,
+            _num(session.create_time),
+            expire,
+            *_session_fields(session, secrets.token_hex(8)),
+        )
+        if reply[0] == "exists":
+            raise already_exists(
+                Reason.SESSION_ALREADY_EXISTS,
+                f"session {session.session_id!r} already exists",
+                session_id=session.session_id,
+            )
+        if reply[0] == "limit":
+            raise resource_exhausted(
+                Reason.SESSION_LIMIT,
+                f"the server holds its maximum of {max_sessions} sessions",
+                limit=str(max_sessions),
+            )
+        return await self.get_session(session.session_id)
+
+    async def get_session(self, session_id: str) -> Session:
+        reply = await self._run(lua.GET_SESSION, session_id)
+        if reply[0] != "ok":
+            raise session_not_found(session_id)
+        return session_from_reply(reply[1], reply[2], reply[3])
+
+    async def session_epoch(self, session_id: str) -> str:
+        """The session's incarnation (new at each create): NOT_FOUND if it is gone."""
+        epoch = await self.call("HGET", self.session_key(session_id), "epoch")
+        if epoch is None:
+            raise session_not_found(session_id)
+        return str(epoch)
+
+    async def session_owner(self, session_id: str) -> str:
+        """The session's owner, read straight from Redis (NOT_FOUND if it is gone)."""
+        found = await self.call("HMGET", self.session_key(session_id), "sid", "owner")
+        if found[0] is None:
+            raise session_not_found(session_id)
+        return str(found[1] or "")
+
+    async def list_sessions(
+        self, *, offset: int, limit: int, visible_to: str | None = None
+    ) -> list[Session]:
+        rows = await self._run(
+            lua.LIST_SESSIONS,
+            max(offset, 0),
+            max(limit, 0),
+            visible_to or "",
+            "0" if visible_to is None else "1",
+        )
+        return [session_from_reply(flat, v, m) for flat, v, m in rows]
+
+    async def count_sessions(self) -> int:
+        return int(await self.call("ZCARD", self.key("sessions")))
+
+    async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
+        reply = await self._run(
+            lua.DELETE_SESSION, session_id, reason, self._stream_length, _ENDED_STREAM_TTL_S
+        )
+        if reply[0] != "ok":
+            raise session_not_found(session_id)
+
+    async def set_session_expiry(self, session_id: str, expire_time: float | None) -> Session:
+        value = "" if expire_time is None else _num(expire_time)
+        return await self._set_session_field(session_id, "expire_time", value)
+
+    async def set_session_lm(self, session_id: str, lm: LMSpec | None) -> Session:
+        value = "" if lm is None else _dumps(lm.to_dict())
+        return await self._set_session_field(session_id, "lm", value)
+
+    async def _set_session_field(self, session_id: str, name: str, value: str) -> Session:
+        reply = await self._run(lua.SET_SESSION_FIELD, session_id, name, value)
+        if reply[0] != "ok":
+            raise session_not_found(session_id)
+        return await self.get_session(session_id)
+
+    async def expired_sessions(self, now: float) -> list[str]:
+        found = await self.call("ZRANGEBYSCORE", self.key("expiry"), "-inf", _num(now))
+        return [str(sid) for sid in found]
+
+    # -- variables ------------------------------------------------------------------------
+
+    async def create_variable(self, variable: Variable, *, max_variables: int) -> Variable:
+        value = encode_value(variable.value)
+        ut = _num(variable.update_time)
+        entry = _dumps(["1", value, variable.source, "", ut])
+        reply = await self._run(
+            lua.CREATE_VARIABLE,
+            variable.session_id,
+            variable.id,
+            variable.name,
+            max_variables,
+            self._stream_length,
+            entry,
+            "meta",
+            variable_meta(variable),
+            "value",
+            value,
+            "version",
+            "1",
+            "ut",
+            ut,
+            "src",
+            variable.source,
+        )
+        if reply[0] == "session":
+            raise session_not_found(variable.session_id)
+        if reply[0] == "exists":
+            raise already_exists(
+                Reason.VARIABLE_ALREADY_EXISTS,
+                f"variable {reply[1]!r} already exists in session {variable.session_id!r}",
+                session_id=variable.session_id,
+                variable=reply[1],
+            )
+        if reply[0] == "limit":
+            raise resource_exhausted(
+                Reason.VARIABLE_LIMIT,
+                f"session {variable.session_id!r} holds its maximum of {max_variables} variables",
+                session_id=variable.session_id,
+                limit=str(max_variables),
+            )
+        return variable_from_fields(variable_meta(variable), value, "1", ut, variable.source)
+
+    async def get_variable(self, session_id: str, name_or_id: str) -> Variable:
+        reply = await self._run(lua.GET_VARIABLE, session_id, name_or_id)
+        if reply[0] == "session":
+            raise session_not_found(session_id)
+        if reply[0] != "ok":
+            raise variable_not_found(session_id, name_or_id)
+        return variable_from_fields(*reply[1:6])
+
+    async def list_variables(self, session_id: str) -> list[Variable]:
+        reply = await self._run(lua.LIST_VARIABLES, session_id)
+        if reply[0] != "ok":
+            raise session_not_found(session_id)
+        variables = [variable_from_fields(*fields) for fields in reply[1:]]
+        variables.sort(key=lambda v: v.name)
+        return variables
+
+    async def delete_variable(self, session_id: str, variable_id: str) -> Variable:
+        current = await self.get_variable(session_id, variable_id)
+        if current.id != variable_id:  # the name of another variable, not this id
+            raise variable_not_found(session_id, variable_id)
+        reply = await self._run(
+            lua.DELETE_VARIABLE, session_id, variable_id, current.name, self._stream_length
+        )
+        if reply[0] == "session":
+            raise session_not_found(session_id)
+        if reply[0] != "ok":
+            raise variable_not_found(session_id, variable_id)
+        return variable_from_fields(*reply[1:6])
+
+    async def write_variables(
+        self, session_id: str, writes: Sequence[VariableWrite], *, now: float
+    ) -> list[Variable]:
+        args: list[str | int | float] = [
+            session_id,
+            _num(now),
+            self._history_limit,
+            self._stream_length,
+        ]
+        encoded = []
+        for write in writes:
+            value = encode_value(write.value)
+            encoded.append(value)
+            expected = "" if write.expected_version is None else str(write.expected_version)
+            args += [write.variable_id, value, write.source, write.reason, expected]
+        reply = await self._run(lua.WRITE_VARIABLES, *args)
+        kind = reply[0]
+        if kind == "session":
+            raise session_not_found(session_id)
+        if kind == "variable":
+            raise variable_not_found(session_id, reply[1])
+        if kind == "conflict":
+            name = await self._variable_name(session_id, reply[1])
+            raise version_conflict(f"variable {name!r}", int(reply[2]), int(reply[3]))
+        ut = _num(now)
+        return [
+            variable_from_fields(meta, value, version, ut, write.source)
+            for (version, meta), value, write in zip(reply[1:], encoded, writes, strict=True)
+        ]
+
+    async def _variable_name(self, session_id: str, variable_id: str) -> str:
+        try:
+            return (await self.get_variable(session_id, variable_id)).name
+        except BridgeError:
+            return variable_id
+
+    async def variable_history(
+        self, session_id: str, variable_id: str, *, limit: int
+    ) -> list[HistoryEntry]:
+        reply = await self._run(lua.VARIABLE_HISTORY, session_id, variable_id, max(limit, 0))
+        if reply[0] == "session":
+            raise session_not_found(session_id)
+        if reply[0] != "ok":
+            raise variable_not_found(session_id, variable_id)
+        entries = []
+        for raw in reversed(reply[1]):
+            version, value, source, reason, ut = json.loads(raw)
+            entries.append(
+                HistoryEntry(int(version), decode_value(value), source, reason, float(ut))
+            )
+        return entries
+
+    # -- modules --------------------------------------------------------------------------
+
+    async def create_module(self, record: ModuleRecord) -> ModuleRecord:
+        doc = _module_doc(record, 1)
+        reply = await self._run(lua.CREATE_MODULE, record.session_id, record.module_id, doc)
+        if reply[0] == "session":
+            raise session_not_found(record.session_id)
+        if reply[0] == "exists":
+            raise already_exists(
+                Reason.MODULE_ALREADY_EXISTS,
+                f"module {record.module_id!r} already exists in session {record.session_id!r}",
+                session_id=record.session_id,
+                module_id=record.module_id,
+            )
+        return _module_from_doc(doc)
+
+    async def get_module(self, session_id: str, module_id: str, version: int = 0) -> ModuleRecord:
+        reply = await self._run(lua.GET_MODULE, session_id, module_id, version)
+        kind = reply[0]
+        if kind == "session":
+            raise session_not_found(session_id)
+        if kind == "module":
+            raise module_not_found(session_id, module_id)
+        if kind == "version":
+            raise not_found(
+                Reason.VERSION_NOT_FOUND,
+                f"module {module_id!r} has no version {version} (current is {reply[1]})",
+                session_id=session_id,
+                module_id=module_id,
+                version=str(version),
+            )
+        return _module_from_doc(reply[1])
+
+    async def list_modules(self, session_id: str) -> list[ModuleRecord]:
+        reply = await self._run(lua.LIST_MODULES, session_id)
+        if reply[0] != "ok":
+            raise session_not_found(session_id)
+        records = [_module_from_doc(doc) for doc in reply[1:]]
+        records.sort(key=lambda r: r.module_id)
+        return records
+
+    async def put_module_version(
+        self, record: ModuleRecord, *, expected_version: int
+    ) -> ModuleRecord:
+        doc = _module_doc(record, expected_version + 1)
+        reply = await self._run(
+            lua.PUT_MODULE_VERSION, record.session_id, record.module_id, expected_version, doc
+        )
+        if reply[0] == "session":
+            raise session_not_found(record.session_id)
+        if reply[0] == "module":
+            raise module_not_found(record.session_id, record.module_id)
+        if reply[0] == "conflict":
+            raise version_conflict(f"module {record.module_id!r}", expected_version, int(reply[1]))
+        return _module_from_doc(doc)
+
+    async def delete_module(self, session_id: str, module_id: str) -> None:
+        reply = await self._run(lua.DELETE_MODULE, session_id, module_id)
+        if reply[0] == "session":
+            raise session_not_found(session_id)
+        if reply[0] != "ok":
+            raise module_not_found(session_id, module_id)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def create_job(self, job: Job) -> Job:
+        doc = _job_doc(job)
+        active = "1" if job.status in ACTIVE_STATUSES else "0"
+        reply = await self._run(
+            lua.CREATE_JOB,
+            job.session_id,
+            job.job_id,
+            doc,
+            active,
+            self.replica_id,
+            self._lease_ms,
+        )
+        if reply[0] == "session":
+            raise session_not_found(job.session_id)
+        if reply[0] == "exists":
+            raise job_exists(job.session_id, job.job_id)
+        if active == "1":
+            self._leased.add((job.session_id, job.job_id))
+        return Job.from_dict(json.loads(doc))
+
+    async def _job_doc(self, session_id: str, job_id: str) -> str:
+        reply = await self._run(lua.GET_JOB, session_id, job_id)
+        if reply[0] == "session":
+            raise session_not_found(session_id)
+        if reply[0] != "ok":
+            raise job_not_found(session_id, job_id)
+        return str(reply[1])
+
+    async def get_job(self, session_id: str, job_id: str) -> Job:
+        return Job.from_dict(json.loads(await self._job_doc(session_id, job_id)))
+
+    async def update_job(
+        self,
+        session_id: str,
+        job_id: str,
+        update: JobUpdate,
+        *,
+        if_status: Collection[JobStatus] | None = None,
+    ) -> Job:
+        for _ in range(_JOB_CAS_ROUNDS):
+            old = await self._job_doc(session_id, job_id)
+            job = Job.from_dict(json.loads(old))
+            if if_status is not None and job.status not in if_status:
+                raise job_state_conflict(job_id, job.status)
+            new = _job_doc(update.apply_to(job))
+            updated = Job.from_dict(json.loads(new))
+            active = "1" if updated.status in ACTIVE_STATUSES else "0"
+            reply = await self._run(lua.UPDATE_JOB, session_id, job_id, old, new, active)
+            if reply[0] == "ok":
+                return updated
+            if reply[0] == "session":
+                raise session_not_found(session_id)
+            if reply[0] == "job":
+                raise job_not_found(session_id, job_id)
+        raise store_unavailable(f"job {job_id!r} kept changing during the update")
+
+    async def list_jobs(
+        self, session_id: str, *, module_id: str = "", offset: int = 0, limit: int = 0
+    ) -> list[Job]:
+        reply = await self._run(lua.LIST_JOBS, session_id)
+        if reply[0] != "ok":
+            raise session_not_found(session_id)
+        jobs = [Job.from_dict(json.loads(doc)) for doc in reply[1]]
+        jobs = [job for job in jobs if not module_id or job.module_id == module_id]
+        jobs.sort(key=lambda job: (job.create_time, job.job_id))
+        start = max(offset, 0)
+        return jobs[start : start + limit] if limit > 0 else jobs[start:]
+
+    async def mark_running_jobs_interrupted(self, now: float) -> list[Job]:
+        """Shared store: only jobs whose replica is gone (lease lapsed), never the live jobs of
+        other replicas."""
+        return await self.interrupt_orphaned_jobs(now)
+
+    async def renew_job_leases(self, jobs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not jobs:
+            return set()
+        flat = [part for pair in jobs for part in pair]
+        held = await self._run(lua.RENEW_LEASES, self.replica_id, self._lease_ms, *flat)
+        lost = {pair for pair, ok in zip(jobs, held, strict=True) if not int(ok)}
+        self._leased -= lost
+        return lost
+
+    async def interrupt_orphaned_jobs(self, now: float) -> list[Job]:
+        marked = []
+        for session_id, job_id in await self._run(lua.ORPHANED_JOBS):
+            try:
+                job = await self.update_job(
+                    session_id,
+                    job_id,
+                    JobUpdate(status=JobStatus.INTERRUPTED, end_time=now),
+                    if_status=ACTIVE_STATUSES,
+                )
+            except BridgeError as exc:
+                if exc.code == grpc.StatusCode.UNAVAILABLE:
+                    raise
+                await self.call("SREM", self.key("active_jobs"), f"{session_id}\n{job_id}")
+                continue
+            marked.append(job)
+        marked.sort(key=lambda job: (job.create_time, job.job_id))
+        return marked
