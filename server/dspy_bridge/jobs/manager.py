@@ -1,4 +1,4 @@
-"""Runs jobs in their own processes and keeps their records in the store (DESIGN §3, §4).
+"""Runs jobs in their own processes and keeps their records in the store.
 
 Each job gets a fresh process (multiprocessing `forkserver` context with DSPy preloaded, so a job
 starts in a fraction of a second; `spawn` where forkserver is unavailable), so a job never

@@ -2,10 +2,10 @@
 DSPy state export/import.
 
 Every check of a request runs before the store is touched, so a bad request changes nothing
-(DESIGN §2): the type, the signature, the config, each binding against the session's variables
+: the type, the signature, the config, each binding against the session's variables
 (type, current value and choices), the LM override, and a trial build of the program.
 
-Execution (DESIGN §1): the front resolves every variable bound to the module once, snapshots
+Execution: the front resolves every variable bound to the module once, snapshots
 value + version, applies the request's `variable_overrides` (validated against the variable's
 type and constraints and against the parameter), resolves the LM (module > session > server
 default) and coerces the inputs to the signature's types; the executor gets all of that in one
