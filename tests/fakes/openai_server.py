@@ -12,10 +12,13 @@ and `stream: true` (server-sent events), with scripted behaviours:
   at something that is not an LM provider), `CONTEXT_LENGTH` (400 with OpenAI's
   `context_length_exceeded` body), `BAD_REQUEST` (400), `SERVER_ERROR` (500), `UNAVAILABLE`
   (503), `MODEL_NOT_FOUND` (404);
-- `HANG`: accepts the request and never answers, until the server stops.
+- `HANG`: accepts the request and never answers, until the server stops or the client closes
+  the connection (counted: `wait_for_disconnects`, to show a cancel reached the provider);
+- `MALFORMED`: a 200 whose body is not JSON.
 
 Behaviours queued with `enqueue` are used one per request, then the default. Every request is
-recorded (`requests`: path, lower-cased headers, JSON body) so tests can check what was sent.
+recorded (`requests`: path, lower-cased headers, JSON body) so tests can check what was sent;
+`wait_for_requests(n)` blocks until n have arrived.
 
 The server is a stdlib `ThreadingHTTPServer` speaking HTTP/1.0 (one request per connection,
 so no idle keep-alive connection can hold a thread). `stop()` wakes every hanging request,
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import json
+import select
+import socket
 import threading
 import time
 import uuid
@@ -48,7 +53,7 @@ THREAD_PREFIX = "fake-openai"
 class Behaviour:
     """What the server does with one request."""
 
-    kind: str  # "answer" | "text" | "error" | "auth" | "auth_encoded" | "hang"
+    kind: str  # "answer" | "text" | "raw" | "error" | "auth" | "auth_encoded" | "hang"
     status: int = 200
     body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -61,6 +66,7 @@ def _error_body(message: str, type_: str, code: str | None = None) -> dict[str, 
 
 ANSWER = Behaviour("answer")
 HANG = Behaviour("hang")
+MALFORMED = Behaviour("raw", 200, text='{"id": "chatcmpl-1", "choices": [ this is not json')
 UNAUTHORIZED = Behaviour("auth", 401)
 UNAUTHORIZED_ENCODED = Behaviour("auth_encoded", 401)
 #: What `LOCAL_SERVICE` answers; a test checks none of it reaches a host.
@@ -167,7 +173,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         behaviour = fake._next()
         if behaviour.kind == "hang":
-            fake._stopping.wait()
+            if self._wait_for_close(fake):
+                fake._disconnected()
+            return
+        if behaviour.kind == "raw":
+            data = behaviour.text.encode()
+            self.send_response(behaviour.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if behaviour.kind in ("auth", "auth_encoded"):
             token = self.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -193,6 +208,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(body, texts[0])
         else:
             self._json(200, _completion(body, texts))
+
+    def _wait_for_close(self, fake: FakeOpenAI) -> bool:
+        """Hangs until the client closes the connection (True) or the server stops (False)."""
+        while not fake._stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable:
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        return True
+                except OSError:
+                    return True
+        return False
 
     def _json(
         self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
@@ -288,6 +315,8 @@ class FakeOpenAI:
         self._handlers: list[threading.Thread] = []
         self.default = ANSWER
         self.requests: list[RecordedRequest] = []
+        self._changed = threading.Condition(self._lock)
+        self.disconnects = 0
 
     @property
     def port(self) -> int:
@@ -348,6 +377,24 @@ class FakeOpenAI:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
+            self._changed.notify_all()
+
+    def _disconnected(self) -> None:
+        with self._lock:
+            self.disconnects += 1
+            self._changed.notify_all()
+
+    def wait_for_requests(self, count: int, timeout: float = 30.0) -> None:
+        """Blocks until `count` requests have arrived (AssertionError after `timeout`)."""
+        with self._lock:
+            if not self._changed.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(f"{len(self.requests)} of {count} requests arrived")
+
+    def wait_for_disconnects(self, count: int, timeout: float = 30.0) -> None:
+        """Blocks until clients closed `count` hanging requests' connections."""
+        with self._lock:
+            if not self._changed.wait_for(lambda: self.disconnects >= count, timeout):
+                raise AssertionError(f"{self.disconnects} of {count} connections were closed")
 
 
 @pytest.fixture

@@ -272,6 +272,7 @@ async def test_provider_failures_reach_the_host_mapped(
         stub.Execute(execute), grpc.StatusCode.RESOURCE_EXHAUSTED, "LM_RATE_LIMITED"
     )
     assert err.message == "the LM provider rate-limited (HTTP 429)"
+    assert err.metadata["retry_after_ms"] == "0"  # the provider's Retry-After
     monkeypatch.delenv("UNSET_API_KEY", raising=False)
     keyless = _create(sid, _lm(api_key_env="UNSET_API_KEY"))
     keyless.module_id = "keyless"
@@ -284,3 +285,20 @@ async def test_provider_failures_reach_the_host_mapped(
         "LM_AUTH_FAILED",
     )
     assert "UNSET_API_KEY" in err.message
+
+
+async def test_a_stream_reports_exact_usage_and_its_first_chunk_time(
+    stub: Stub, provider: FakeOpenAI
+) -> None:
+    sid = await _session(stub)
+    await stub.CreateModule(_create(sid, _lm(provider.url, KEY_ENV)))
+    request = pb.ExecuteRequest(session_id=sid, module_id="qa", inputs={"question": sv("hi")})
+    events = [event async for event in stub.ExecuteStream(request)]
+    assert any(e.HasField("chunk") for e in events)
+    result = events[-1].result
+    (sent,) = provider.requests
+    assert sent.body["stream_options"] == {"include_usage": True}
+    prompt = sum(len(str(m["content"]).split()) for m in sent.body["messages"])
+    assert (result.usage.lm_calls, result.usage.prompt_tokens) == (1, prompt)
+    assert result.usage.completion_tokens > 0
+    assert 0 < result.first_chunk_ms <= result.latency_ms

@@ -330,8 +330,9 @@ defmodule DSPyBridge do
 
     * `{:dspy_bridge, :variable, %{kind: kind, variable: %Variable{}, reason: reason}}` with
       `kind` one of `:initial`, `:registered`, `:updated`, `:deleted`;
-    * `{:dspy_bridge, :resync, %{variables: [...], skipped_changes: n}}` when the watcher fell
-      behind: the current state replaces the versions it missed;
+    * `{:dspy_bridge, :resync, %{variables: [...], skipped_changes: n, more: boolean}}` when
+      the watcher fell behind: the current state replaces the versions it missed (a large state
+      comes in parts; it is complete with the part whose `more` is `false`);
     * `{:dspy_bridge, :session_ended, reason}` (`"deleted"` or `"expired"`); the watch stops;
     * `{:dspy_bridge, :watch_error, %Error{}}` when the watch fails for good after it started;
       it stops.

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { AlreadyExistsError, BridgeClient, BridgeError, InvalidArgumentError, NotFoundError, UnauthenticatedError } from "../src/index";
+import { deferred } from "../testlib/deferred";
 import { rejectsWith } from "../testlib/rejects";
 import { Sidecar, startSidecar } from "../testlib/sidecar";
 import { startTcpProxy } from "../testlib/tcpProxy";
@@ -27,13 +28,6 @@ const LOOKUP = {
   parameters: { type: "object", properties: { order_id: { type: "string", description: "the order's id" } }, required: ["order_id"] },
   fn: ({ order_id }: { [key: string]: unknown }) => `order ${String(order_id)}: shipped`,
 };
-
-/** A promise and its resolver, to wait on an event instead of sleeping. */
-function signal<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 describe("session.serve", () => {
   it("says hello, is welcomed with the names it offers, and closes", async () => {
@@ -91,7 +85,7 @@ describe("session.serve", () => {
     try {
       const session = await viaProxy.createSession();
       const drops: [string, boolean][] = [];
-      const reconnected = signal<void>();
+      const reconnected = deferred();
       const welcomes: string[] = [];
       const host = await session.serve({
         tools: { lookup_order: LOOKUP },
@@ -122,7 +116,7 @@ describe("session.serve", () => {
 
   it("stops serving, without reconnecting, when the session is deleted", async () => {
     const session = await client.createSession();
-    const ended = signal<[string, boolean]>();
+    const ended = deferred<[string, boolean]>();
     const host = await session.serve({ tools: { lookup_order: LOOKUP }, onDisconnect: (error, reconnecting) => ended.resolve([error.code, reconnecting]) });
     await session.delete();
     assert.deepEqual(await ended.promise, ["NOT_FOUND", false]);

@@ -1,4 +1,4 @@
-// The README's evaluation and job examples, run exactly as written against a real sidecar.
+// The README's evaluation, job and host-callback examples, run exactly as written against a real sidecar.
 // Every ```ts block preceded by `<!-- example -->` is taken, in order, as one program: it is
 // type-checked against this client's sources, then transpiled and run with `session` (a session
 // on the offline LM, as the README says) and a `console` that records what it prints.
@@ -86,9 +86,9 @@ after(async () => {
 describe("README examples", () => {
   const code = exampleBlocks().join("\n");
 
-  it("has the evaluation and job examples", () => {
+  it("has the evaluation, job and host-callback examples", () => {
     assert.ok(exampleBlocks().length >= 3);
-    for (const call of ["evaluate(", "evaluateStream(", "startOptimization(", "watchOptimization(", "waitOptimization(", "cancelOptimization(", "listOptimizations(", "applyOptimization("]) {
+    for (const call of ["evaluate(", "evaluateStream(", "startOptimization(", "watchOptimization(", "waitOptimization(", "cancelOptimization(", "listOptimizations(", "applyOptimization(", "serve("]) {
       assert.ok(code.includes(call), `the README examples use ${call}`);
     }
   });
@@ -116,6 +116,8 @@ describe("README examples", () => {
     has(/ LabeledFewShot SUCCEEDED true$/);
     has(/ BootstrapFewShot CANCELLED false$/);
     has(/^strategy = (Predict|ChainOfThought) version 2 by optimizer:/);
+    has(/^serving \["lookup_order"\] as connection \S+$/);
+    has(/^status: .*order A-17: shipped on Tuesday/);
     assert.equal((await session.getModule("topics")).version, 2);
     await session.delete();
   });

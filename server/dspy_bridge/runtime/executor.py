@@ -51,7 +51,12 @@ from dspy_bridge.runtime.host_calls import (
     HostUnavailable,
 )
 from dspy_bridge.runtime.host_tools import HostTools
-from dspy_bridge.runtime.lm.errors import lm_error_to_bridge, log_lm_failure, redact
+from dspy_bridge.runtime.lm.errors import (
+    lm_error_to_bridge,
+    log_lm_failure,
+    redact,
+    with_raw_output,
+)
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.params import LM_PARAMETERS
 from dspy_bridge.runtime.program import (
@@ -85,12 +90,15 @@ class ExecutionRequest:
 
 @dataclass
 class ExecutionResult:
-    """Outputs (every field of the prediction, typed), usage, LM call trace and latency."""
+    """Outputs (every field of the prediction, typed), usage, LM call trace and latency;
+    `first_chunk_ms`: when a streamed execution sent its first output chunk (0: unstreamed, or
+    no chunk)."""
 
     outputs: dict[str, PyValue]
     usage: UsageStats
     trace: list[dict[str, Any]]
     latency_ms: float
+    first_chunk_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -254,14 +262,17 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def execution_error(exc: BaseException, module_type: str) -> BridgeError:
+def execution_error(
+    exc: BaseException, module_type: str, include_trace: bool = False
+) -> BridgeError:
     """A BridgeError for a failure inside a running module: the LM's mapped error when there is
-    one, else EXECUTION_FAILED with the error's type and message (never a traceback)."""
+    one (with the raw output of a failed parse when the trace was asked for), else
+    EXECUTION_FAILED with the error's type and message (never a traceback)."""
     mapped = lm_error_to_bridge(exc)
     if mapped is not None:
         if not isinstance(_leaf(exc), BridgeError):
             log_lm_failure(exc, mapped)
-        return mapped
+        return with_raw_output(mapped, exc, include_trace)
     exc = _leaf(exc)
     if isinstance(exc, BridgeError):
         return exc
@@ -401,6 +412,7 @@ class InProcessExecutor:
         self, req: ExecutionRequest, emit: Emit | None, notify: Notify | None
     ) -> ExecutionResult:
         start = time.perf_counter()
+        first_chunk = 0.0
         self._in_flight += 1
         self._executions += 1
         module_token = EXECUTION_MODULE.set(req.record.module_id)
@@ -430,7 +442,7 @@ class InProcessExecutor:
                         if emit is None:
                             prediction = await self._call(program, req.inputs)
                         else:
-                            prediction = await self._stream(program, req.inputs, emit)
+                            prediction, first_chunk = await self._stream(program, req.inputs, emit)
             except asyncio.CancelledError:
                 raise
             except HostUnavailable as signal:  # a host tool's host is gone: not an observation
@@ -440,7 +452,7 @@ class InProcessExecutor:
                 # group, as another error: once it has expired, it is the deadline.
                 if deadline.expired():
                     raise deadline_exceeded(req.timeout_ms) from None
-                raise execution_error(exc, program.shape.module_type) from None
+                raise execution_error(exc, program.shape.module_type, req.include_trace) from None
             outputs = program.output_values(prediction)
         except HostUnavailable as signal:  # raised while building (a tool gone since dispatch)
             self._failures += 1
@@ -455,7 +467,10 @@ class InProcessExecutor:
             CURRENT_HOST.reset(host_token)
             CURRENT_SESSION.reset(session_token)
         latency = (time.perf_counter() - start) * 1000
-        return ExecutionResult(outputs, recorder.usage(), recorder.trace, latency)
+        first_chunk_ms = (first_chunk - start) * 1000 if first_chunk else 0.0
+        return ExecutionResult(
+            outputs, recorder.usage(), recorder.trace, latency, round(first_chunk_ms, 3)
+        )
 
     @staticmethod
     async def _call(program: Program, inputs: Mapping[str, PyValue]) -> Any:
@@ -465,7 +480,10 @@ class InProcessExecutor:
         return await asyncio.to_thread(program.module, **inputs)
 
     @staticmethod
-    async def _stream(program: Program, inputs: Mapping[str, PyValue], emit: Emit) -> Any:
+    async def _stream(
+        program: Program, inputs: Mapping[str, PyValue], emit: Emit
+    ) -> tuple[Any, float]:
+        """The prediction, and when the first output chunk went out (perf_counter; 0: none)."""
         listeners = [
             StreamListener(name, predict=program.stream_predictor)
             for name in program.stream_fields()
@@ -477,8 +495,11 @@ class InProcessExecutor:
             async_streaming=True,
         )
         prediction = None
+        first_chunk = 0.0
         async for value in streaming(**inputs):
             if isinstance(value, StreamResponse):
+                if not first_chunk:
+                    first_chunk = time.perf_counter()
                 await emit(ChunkEvent(value.signature_field_name, value.chunk, value.is_last_chunk))
             elif isinstance(value, StatusMessage):  # from a plugin module's own callbacks
                 await emit(StatusEvent(value.message))
@@ -486,7 +507,7 @@ class InProcessExecutor:
                 prediction = value
         if prediction is None:
             raise RuntimeError("the program ended without a prediction")
-        return prediction
+        return prediction, first_chunk
 
     # -- lifecycle --------------------------------------------------------------------------
 

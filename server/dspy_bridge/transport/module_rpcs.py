@@ -148,7 +148,9 @@ def _fill_variables_used(used: Mapping[str, VariableUse], target: Any) -> None:
 def _result_to_proto(
     result: ExecutionResult, used: Mapping[str, VariableUse], version: int
 ) -> pb.ExecuteResponse:
-    out = pb.ExecuteResponse(latency_ms=result.latency_ms, module_version=version)
+    out = pb.ExecuteResponse(
+        latency_ms=result.latency_ms, module_version=version, first_chunk_ms=result.first_chunk_ms
+    )
     _fill_outputs(result.outputs, out.outputs)
     _fill_variables_used(used, out.variables_used)
     usage_to_proto(result.usage, out.usage)

@@ -73,6 +73,16 @@ defmodule DSPyBridge.Connection do
   end
 
   @doc false
+  # Sends more of a request's body (`opts[:stream_body]` requests); `fin` ends it.
+  @spec send_data(pid(), reference(), iodata(), boolean()) :: :ok | {:error, Error.t()}
+  def send_data(pid, ref, data, fin) do
+    GenServer.call(pid, {:send_data, ref, IO.iodata_to_binary(data), fin})
+  catch
+    :exit, reason ->
+      {:error, Error.client(:unavailable, "no connection process: #{inspect(reason)}")}
+  end
+
+  @doc false
   # Cancels a request; once this returns, no more of its messages are sent.
   @spec cancel(pid(), reference()) :: :ok
   def cancel(pid, ref) do
@@ -166,6 +176,17 @@ defmodule DSPyBridge.Connection do
 
   def handle_call({:cancel, ref}, _from, s), do: {:reply, :ok, drop_route(s, ref, true)}
 
+  def handle_call({:send_data, ref, data, fin}, _from, s) do
+    case s.routes[ref] do
+      route when route == nil or route.pending == nil ->
+        {:reply, {:error, Error.client(:unavailable, "the stream has ended")}, s}
+
+      route ->
+        route = %{route | pending: route.pending <> data, fin: fin}
+        {:reply, :ok, send_pending(%{s | routes: Map.put(s.routes, ref, route)}, ref)}
+    end
+  end
+
   def handle_call({:when_up, _pid, _ref}, _from, %{conn: conn} = s) when conn != nil,
     do: {:reply, :up, s}
 
@@ -242,7 +263,9 @@ defmodule DSPyBridge.Connection do
           pid: pid,
           mref: Process.monitor(pid),
           socket: Mint.HTTP.get_socket(conn),
-          pending: IO.iodata_to_binary(body)
+          pending: IO.iodata_to_binary(body),
+          # Whether the body ends once `pending` is sent; a streaming body ends on request.
+          fin: not Keyword.get(opts, :stream_body, false)
         }
 
         s = %{s | conn: conn, routes: Map.put(s.routes, ref, route)}
@@ -461,7 +484,7 @@ defmodule DSPyBridge.Connection do
   end
 
   defp send_pending(s, ref) do
-    with %{pending: pending} = route when pending != nil <- s.routes[ref],
+    with %{pending: pending, fin: fin} = route when pending != nil <- s.routes[ref],
          conn when conn != nil <- conn_of(s, route) do
       window =
         min(
@@ -471,18 +494,19 @@ defmodule DSPyBridge.Connection do
 
       {chunk, rest} =
         if byte_size(pending) <= window,
-          do: {pending, nil},
+          do: {pending, ""},
           else:
             {binary_part(pending, 0, window),
              binary_part(pending, window, byte_size(pending) - window)}
 
+      # `pending: nil` once the body has ended.
+      ends? = fin and rest == ""
+
       with {:ok, conn} <- maybe_send(conn, ref, chunk),
            {:ok, conn} <-
-             if(rest == nil,
-               do: Mint.HTTP2.stream_request_body(conn, ref, :eof),
-               else: {:ok, conn}
-             ) do
-        s |> put_conn(conn) |> Map.update!(:routes, &Map.put(&1, ref, %{route | pending: rest}))
+             if(ends?, do: Mint.HTTP2.stream_request_body(conn, ref, :eof), else: {:ok, conn}) do
+        route = %{route | pending: if(ends?, do: nil, else: rest)}
+        s |> put_conn(conn) |> Map.update!(:routes, &Map.put(&1, ref, route))
       else
         {:error, conn, error} ->
           send(route.pid, {:dspy_bridge_h2, ref, [{:error, Exception.message(error)}]})

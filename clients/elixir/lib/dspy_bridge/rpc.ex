@@ -42,6 +42,23 @@ defmodule DSPyBridge.RPC do
     end
   end
 
+  @doc false
+  # Opens a bidirectional stream with `first` as its first message; send more with
+  # `send_message/3` and read responses as for `open_stream/4`.
+  def open_bidi(conn, rpc, first, opts) do
+    {path, resp_mod, true} = Map.fetch!(@rpcs, rpc)
+    opts = opts |> Keyword.put_new(:timeout, :infinity) |> Keyword.put(:stream_body, true)
+
+    with {:ok, reader, _timeout} <- start(conn, path, first, resp_mod, opts) do
+      {:ok, reader}
+    end
+  end
+
+  @doc false
+  def send_message(%{conn: pid, ref: ref}, message, fin \\ false) do
+    Connection.send_data(pid, ref, message |> Protobuf.encode() |> frame(), fin)
+  end
+
   defp start(conn, path, request, resp_mod, opts) do
     body = request |> Protobuf.encode() |> frame()
 

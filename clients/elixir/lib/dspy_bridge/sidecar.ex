@@ -53,6 +53,15 @@ defmodule DSPyBridge.Sidecar do
     }
   end
 
+  @doc "Starts the sidecar process without linking it to the caller (see `start_link/1`)."
+  @spec start(keyword()) :: GenServer.on_start()
+  def start(opts) do
+    case Keyword.fetch(opts, :name) do
+      {:ok, name} -> GenServer.start(__MODULE__, opts, name: name, timeout: :infinity)
+      :error -> GenServer.start(__MODULE__, opts, timeout: :infinity)
+    end
+  end
+
   @doc "The `\"host:port\"` address the sidecar serves on."
   @spec address(GenServer.server()) :: String.t()
   def address(sidecar), do: GenServer.call(sidecar, :address)

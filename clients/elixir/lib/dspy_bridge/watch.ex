@@ -160,7 +160,8 @@ defmodule DSPyBridge.Watch do
   defp deliver([%{event: {:resync, r}} | rest], s) do
     resync = %{
       variables: Enum.map(r.variables, &Variable.from_proto/1),
-      skipped_changes: r.skipped_changes
+      skipped_changes: r.skipped_changes,
+      more: r.more
     }
 
     send(s.to, {:dspy_bridge, :resync, resync})

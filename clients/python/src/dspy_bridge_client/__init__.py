@@ -42,6 +42,7 @@ from dspy_bridge_client.errors import (
     from_rpc_error,
     from_status,
 )
+from dspy_bridge_client.host import AsyncHostServer, HostServer
 from dspy_bridge_client.jobs import (
     ApplyResult,
     Job,
@@ -96,6 +97,7 @@ __all__ = [
     "ApplyResult",
     "AsyncBridgeClient",
     "AsyncExecutionStream",
+    "AsyncHostServer",
     "AsyncSessionHandle",
     "AsyncStream",
     "BatchResult",
@@ -114,6 +116,7 @@ __all__ = [
     "FieldRole",
     "FieldViolation",
     "HistoryEntry",
+    "HostServer",
     "InternalError",
     "InvalidArgumentError",
     "Job",

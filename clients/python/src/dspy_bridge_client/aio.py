@@ -29,7 +29,7 @@ from typing import Any, Self
 import grpc
 
 from dspy_bridge_client import _requests as rq
-from dspy_bridge_client import jobs
+from dspy_bridge_client import host, jobs
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
@@ -854,6 +854,26 @@ class AsyncSessionHandle:
             "ApplyOptimization", request
         )
         return ApplyResult._from_proto(response)
+
+    # -- host callbacks ----------------------------------------------------------------------
+
+    async def serve(
+        self,
+        tools: Mapping[str, host.ToolFn] | None = None,
+        metrics: Mapping[str, host.MetricFn] | None = None,
+        lms: Mapping[str, host.LMFn] | None = None,
+        *,
+        timeouts_ms: Mapping[str, int] | None = None,
+        max_concurrency: Mapping[str, int] | None = None,
+    ) -> host.AsyncHostServer:
+        """Lend Python functions to this session's programs as ``host:<name>`` tools, metrics
+        and LMs, served in this event loop (see `dspy_bridge_client.host`). Returns at once
+        (serving has started); ``async with`` the result (which waits until the sidecar has
+        welcomed the stream) or call `wait_connected` and `stop`."""
+        self._transport.check_open()
+        t = self._transport
+        offered = host.functions(tools, metrics, lms, timeouts_ms, max_concurrency)
+        return host.AsyncHostServer(t.stub, self._session_id, offered, t.metadata, t.target).start()
 
     async def revert_module(
         self, module_id: str, to_version: int, expected_version: int | None = None

@@ -23,7 +23,7 @@ from typing import Any, Self
 import grpc
 
 from dspy_bridge_client import _requests as rq
-from dspy_bridge_client import jobs
+from dspy_bridge_client import host, jobs
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
@@ -70,6 +70,8 @@ class _Transport:
         self.timeout = timeout
         self.metadata = metadata
         self.closed = False
+        self.credentials: grpc.ChannelCredentials | None = None
+        self.options: tuple[tuple[str, Any], ...] = ()
 
     def check_open(self) -> None:
         if self.closed:
@@ -121,6 +123,9 @@ class BridgeClient:
         else:
             channel = grpc.insecure_channel(target, options=list(options))
         self._transport = _Transport(channel, target, timeout, rq.normalize_metadata(metadata))
+        # `SessionHandle.serve` opens a channel of its own (asyncio, on its thread) like this one.
+        self._transport.credentials = credentials
+        self._transport.options = tuple(options)
 
     @property
     def target(self) -> str:
@@ -829,6 +834,29 @@ class SessionHandle:
         request = jobs.apply_request(self._session_id, job_id, trial_number)
         response: pb.ApplyOptimizationResponse = self._transport.unary("ApplyOptimization", request)
         return ApplyResult._from_proto(response)
+
+    # -- host callbacks ----------------------------------------------------------------------
+
+    def serve(
+        self,
+        tools: Mapping[str, host.ToolFn] | None = None,
+        metrics: Mapping[str, host.MetricFn] | None = None,
+        lms: Mapping[str, host.LMFn] | None = None,
+        *,
+        timeouts_ms: Mapping[str, int] | None = None,
+        max_concurrency: Mapping[str, int] | None = None,
+    ) -> host.HostServer:
+        """Lend Python functions to this session's programs as ``host:<name>`` tools, metrics
+        and LMs, on a background thread (see `dspy_bridge_client.host`). Returns at once; use
+        the result as a context manager (which waits until the sidecar has welcomed the
+        stream) or call `wait_connected` and `stop`. `timeouts_ms` / `max_concurrency` set a
+        tool's deadline and its calls in flight (default: the server's)."""
+        self._transport.check_open()
+        t = self._transport
+        offered = host.functions(tools, metrics, lms, timeouts_ms, max_concurrency)
+        return host.HostServer(
+            t.target, t.credentials, t.options, self._session_id, offered, t.metadata
+        )
 
     def revert_module(
         self, module_id: str, to_version: int, expected_version: int | None = None

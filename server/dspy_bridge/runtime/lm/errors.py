@@ -8,7 +8,7 @@ An LM call can fail three ways and each arrives in a different shape:
 - code that calls LiteLLM directly, or a custom engine, raises LiteLLM's or lm15's classes;
 - the LM answered but the adapter could not read the answer (`AdapterParseError`).
 
-`lm_error_to_bridge` maps all of them (DESIGN §2):
+`lm_error_to_bridge` maps all of them:
 
 | failure | code | reason |
 |---|---|---|
@@ -48,7 +48,14 @@ import grpc
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.log import get_logger
 
-__all__ = ["lm_error_to_bridge", "log_lm_failure", "redact", "register_secret"]
+__all__ = [
+    "MAX_RAW_OUTPUT_CHARS",
+    "lm_error_to_bridge",
+    "log_lm_failure",
+    "redact",
+    "register_secret",
+    "with_raw_output",
+]
 
 log = get_logger(__name__)
 
@@ -108,14 +115,10 @@ def _clean(text: str, limit: int = _MAX_MESSAGE) -> str:
 
 
 def _retry_after_ms(exc: BaseException) -> int | None:
-    value = getattr(exc, "retry_after", None)
-    try:
-        seconds = float(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
-        return None
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(int(seconds * 1000), 86_400_000)
+    from dspy_bridge.runtime.lm.retry import retry_after_seconds
+
+    seconds = retry_after_seconds(exc)
+    return None if seconds is None else min(int(seconds * 1000), 86_400_000)
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -178,6 +181,17 @@ def log_lm_failure(exc: BaseException, mapped: BridgeError) -> None:
     )
 
 
+def _timed_out(exc: BaseException) -> bool:
+    current: BaseException | None = exc.__cause__
+    for _ in range(6):
+        if current is None:
+            return False
+        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
+            return True
+        current = current.__cause__
+    return False
+
+
 def _from_dspy(exc: BaseException) -> BridgeError | None:
     """DSPy's public LM errors (what `dspy.LM` raises)."""
     from dspy.utils import exceptions as ex
@@ -227,6 +241,10 @@ def _from_dspy(exc: BaseException) -> BridgeError | None:
         )
     if isinstance(exc, ex.LMServerError):
         return _error(code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider failed", exc)
+    if isinstance(exc, ex.LMTransportError) and _timed_out(exc):
+        # DSPy's native engine reports its read timeout as a transport error; LiteLLM's is a
+        # Timeout. Both are the same thing to a host.
+        return _error(code.DEADLINE_EXCEEDED, Reason.LM_TIMEOUT, "the LM call timed out", exc)
     if isinstance(exc, ex.LMTransportError):
         return _error(
             code.UNAVAILABLE, Reason.LM_UNAVAILABLE, "the LM provider could not be reached", exc
@@ -279,10 +297,45 @@ def _from_dspy(exc: BaseException) -> BridgeError | None:
             code.FAILED_PRECONDITION,
             Reason.LM_OUTPUT_UNPARSEABLE,
             f"the LM's output did not match the signature: {exc.adapter_name} could not read "
-            f"the output fields [{expected}] from it (see include_trace for the raw output)",
+            f"the output fields [{expected}] from it",
             {"adapter": str(exc.adapter_name), "expected_fields": expected},
         )
     return None
+
+
+#: Most characters of a failed parse's raw LM output put in the error (it travels in the
+#: status trailers, which gRPC clients cap at 8 KiB by default).
+MAX_RAW_OUTPUT_CHARS = 2048
+
+
+def with_raw_output(mapped: BridgeError, exc: BaseException, include: bool) -> BridgeError:
+    """For LM_OUTPUT_UNPARSEABLE: with `include` (the request's include_trace), the LM's raw
+    output (at most MAX_RAW_OUTPUT_CHARS, redacted) as the `raw_output` detail; the message
+    says truthfully where it is, or how to get it."""
+    if mapped.reason != Reason.LM_OUTPUT_UNPARSEABLE:
+        return mapped
+    from dspy.utils.exceptions import AdapterParseError
+
+    current: BaseException | None = exc
+    while current is not None and not isinstance(current, AdapterParseError):
+        if isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
+            current = current.exceptions[0]
+        else:
+            current = current.__cause__ or current.__context__
+    if current is None:
+        return mapped
+    metadata = dict(mapped.metadata)
+    if include:
+        raw = redact(str(current.lm_response))
+        metadata["raw_output_chars"] = str(len(raw))
+        metadata["raw_output"] = raw[:MAX_RAW_OUTPUT_CHARS]
+        shown = "" if len(raw) <= MAX_RAW_OUTPUT_CHARS else f" (first {MAX_RAW_OUTPUT_CHARS})"
+        note = f"; the raw output is in the error's raw_output detail{shown}"
+    else:
+        note = "; set include_trace to receive the raw output in the error's details"
+    return BridgeError(
+        mapped.code, mapped.reason, mapped.message + note, metadata, mapped.violations
+    )
 
 
 _LITELLM_ORDER = (

@@ -1,4 +1,4 @@
-"""DSPy LMs from `LMSpec`s (DESIGN §5): `offline`, or any LiteLLM model behind `dspy.LM`.
+"""DSPy LMs from `LMSpec`s: `offline`, or any LiteLLM model behind `dspy.LM`.
 
 `build_lm(spec, params)` is called on every execution, with the values of the LM parameters
 bound to variables (`temperature`, `max_tokens`, `top_p`, `n`, `stop`, `model`), so it is
@@ -44,7 +44,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import dspy
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
@@ -54,10 +53,8 @@ from dspy_bridge.runtime.lm.errors import register_secret
 from dspy_bridge.runtime.lm.host import HostLM, is_host_lm, validate_host_lm_spec
 from dspy_bridge.runtime.lm.offline import OFFLINE_MODEL, OfflineLM
 from dspy_bridge.runtime.lm.policy import LMPolicy, parse_api_base
-
-# LiteLLM fetches its model price list from GitHub on import unless told not to; a sidecar must
-# not depend on (or wait for) the internet to start. The bundled copy is used instead.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from dspy_bridge.runtime.lm.provider import ENGINES, ProviderLM, engine_of
+from dspy_bridge.runtime.lm.retry import DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, RetryPolicy
 
 __all__ = [
     "LM_CACHE_SIZE",
@@ -92,12 +89,21 @@ def _float(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def _int(low: int) -> Callable[[str], int]:
+def _int(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text.strip())
-        if value < low:
+        if value < low or (high is not None and value > high):
             raise ValueError(f"must be an integer >= {low}")
         return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
 
     return parse
 
@@ -132,7 +138,11 @@ LM_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "seed": (_int(0), "any", "an integer >= 0"),
     "presence_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
     "frequency_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
-    "num_retries": (_int(0), "any", "an integer >= 0"),
+    # The sidecar's retry policy (retry.py): retries after the first attempt, first backoff.
+    "num_retries": (_int(0, 10), "any", "an integer from 0 to 10"),
+    "retry_backoff_ms": (_float(0.0, 60_000.0), "provider", "milliseconds, from 0 to 60000"),
+    # Which of DSPy's engines reaches the provider (provider.py).
+    "engine": (_choice(*ENGINES), "provider", " or ".join(ENGINES)),
     # Off by default; see the module docstring for what a cached answer is shared with.
     "cache": (_bool, "any", "true or false"),
     "timeout": (_float(0.001, 86_400.0), "provider", "seconds, a number > 0"),
@@ -292,15 +302,6 @@ def _read_key(spec: LMSpec) -> str | None:
     return key
 
 
-class ProviderLM(dspy.LM):  # type: ignore[misc]
-    """`dspy.LM` as the sidecar builds it. The one difference: DSPy's hint that `rollout_id`
-    has no effect at temperature 0 is not given, because here `rollout_id` is the response
-    cache's namespace (see the module docstring), not a request for a fresh sample."""
-
-    def _warn_zero_temp_rollout(self, temperature: float | None, rollout_id: Any) -> None:
-        return None
-
-
 def cache_namespace(model: str, spec: LMSpec, key: str | None, options: Mapping[str, Any]) -> int:
     """The response cache namespace of an LM: a 63-bit digest of everything that decides what
     a provider answers and for whom (DSPy's `rollout_id` must be an integer)."""
@@ -327,6 +328,11 @@ def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, A
         pass
     kwargs: dict[str, Any] = dict(options)
     cache = bool(kwargs.pop("cache", False))
+    engine = ENGINES[str(kwargs.pop("engine", "auto"))]
+    policy = RetryPolicy(
+        retries=int(kwargs.pop("num_retries", DEFAULT_RETRIES)),
+        backoff_ms=float(kwargs.pop("retry_backoff_ms", DEFAULT_BACKOFF_MS)),
+    )
     if cache:
         kwargs["rollout_id"] = cache_namespace(model, spec, key, options)
     if spec.api_base:
@@ -334,7 +340,10 @@ def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, A
     if key is not None:
         kwargs["api_key"] = key
     try:
-        return ProviderLM(model, engine="litellm", cache=cache, **kwargs)
+        # num_retries=0: the sidecar retries (retry.py), not DSPy and not LiteLLM.
+        lm = ProviderLM(model, engine=engine, cache=cache, num_retries=0, **kwargs)
+        if engine == "lm15":
+            engine_of(lm)  # raises now, not at the first call, when DSPy cannot serve it natively
     except BridgeError:
         raise
     except Exception as exc:  # DSPy validates the model and its options at construction.
@@ -343,6 +352,8 @@ def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, A
         raise invalid_argument(
             Reason.LM_BAD_REQUEST, f"lm.model: {redact(str(exc))}", "lm.model"
         ) from None
+    lm.retry_policy = policy
+    return lm
 
 
 def build_lm(spec: LMSpec | None, params: Mapping[str, Any] | None = None) -> Any:
@@ -385,8 +396,12 @@ def build_lm(spec: LMSpec | None, params: Mapping[str, Any] | None = None) -> An
             _cache.move_to_end(cache_key)
             return lm
     if offline:
-        options.pop("timeout", None)
-        options.pop("cache", None)  # nothing to cache: the offline LM answers from the prompt
+        # Provider options (timeout, engine, retry_backoff_ms) do not apply; the offline LM
+        # never fails (no retries) and has nothing worth caching (it answers from the prompt).
+        for name in [k for k, (_, applies, _) in LM_OPTIONS.items() if applies == "provider"]:
+            options.pop(name, None)
+        options.pop("num_retries", None)
+        options.pop("cache", None)
         lm = OfflineLM(**options)
     else:
         lm = _provider_lm(model, spec, key, options)

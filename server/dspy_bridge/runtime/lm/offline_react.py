@@ -7,10 +7,10 @@ hash-derived values:
 - **The step prompt** (outputs `next_thought`, `next_tool_name`, `next_tool_args`). With no
   observation in the trajectory yet, it calls the first tool listed (the module's first
   configured tool) with arguments derived from the inputs: each parameter of the tool's JSON
-  Schema (read from the tool list DSPy writes into the instructions) takes the input field of
-  the same name when there is one, else — by its type — the first input's text, the first
-  number in the inputs, `true`, a one-item list or an empty object. Once the trajectory holds
-  an observation, it calls `finish`.
+  Schema without a `default` (read from the tool list DSPy writes into the instructions)
+  takes the input field of the same name when there is one, else — by its type — the first
+  input's text, the first number in the inputs, `true`, a one-item list or an empty object.
+  Once the trajectory holds an observation, it calls `finish`.
 - **The extract prompt** (inputs include `trajectory`): every `str` output but `reasoning`
   answers with the last observation's text, and `reasoning` says which tool gave it, so the
   tool's result visibly reaches the prediction.
@@ -105,7 +105,11 @@ def steer(
                 "next_tool_args": {},
             }
         name, properties = tools[0]
-        arguments = {key: _argument(schema, key, own_inputs) for key, schema in properties.items()}
+        arguments = {
+            key: _argument(schema, key, own_inputs)
+            for key, schema in properties.items()
+            if not (isinstance(schema, Mapping) and "default" in schema)  # optional: left out
+        }
         return {
             "next_thought": f"I will ask {name}.",
             "next_tool_name": name,

@@ -245,6 +245,8 @@ defmodule DspyBridge.V1.ListVariablesRequest do
 
   field(:session_id, 1, type: :string, json_name: "sessionId")
   field(:pattern, 2, type: :string)
+  field(:page_size, 3, type: :int32, json_name: "pageSize")
+  field(:page_token, 4, type: :string, json_name: "pageToken")
 end
 
 defmodule DspyBridge.V1.ListVariablesResponse do
@@ -253,6 +255,7 @@ defmodule DspyBridge.V1.ListVariablesResponse do
   use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
 
   field(:variables, 1, repeated: true, type: DspyBridge.V1.Variable)
+  field(:next_page_token, 2, type: :string, json_name: "nextPageToken")
 end
 
 defmodule DspyBridge.V1.DeleteVariableRequest do
@@ -338,6 +341,7 @@ defmodule DspyBridge.V1.WatchVariablesRequest do
   field(:session_id, 1, type: :string, json_name: "sessionId")
   field(:names, 2, repeated: true, type: :string)
   field(:include_initial, 3, type: :bool, json_name: "includeInitial")
+  field(:resume_token, 4, type: :string, json_name: "resumeToken")
 end
 
 defmodule DspyBridge.V1.WatchResync do
@@ -347,6 +351,7 @@ defmodule DspyBridge.V1.WatchResync do
 
   field(:variables, 1, repeated: true, type: DspyBridge.V1.Variable)
   field(:skipped_changes, 2, type: :int64, json_name: "skippedChanges")
+  field(:more, 3, type: :bool)
 end
 
 defmodule DspyBridge.V1.SessionEnded do
@@ -367,6 +372,7 @@ defmodule DspyBridge.V1.WatchVariablesResponse do
   field(:change, 1, type: DspyBridge.V1.VariableChange, oneof: 0)
   field(:resync, 2, type: DspyBridge.V1.WatchResync, oneof: 0)
   field(:session_ended, 3, type: DspyBridge.V1.SessionEnded, json_name: "sessionEnded", oneof: 0)
+  field(:resume_token, 4, type: :string, json_name: "resumeToken")
 end
 
 defmodule DspyBridge.V1.GetVariableHistoryRequest do
@@ -377,6 +383,7 @@ defmodule DspyBridge.V1.GetVariableHistoryRequest do
   field(:session_id, 1, type: :string, json_name: "sessionId")
   field(:name, 2, type: :string)
   field(:limit, 3, type: :int32)
+  field(:page_token, 4, type: :string, json_name: "pageToken")
 end
 
 defmodule DspyBridge.V1.GetVariableHistoryResponse do
@@ -385,6 +392,7 @@ defmodule DspyBridge.V1.GetVariableHistoryResponse do
   use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
 
   field(:entries, 1, repeated: true, type: DspyBridge.V1.VariableHistoryEntry)
+  field(:next_page_token, 2, type: :string, json_name: "nextPageToken")
 end
 
 defmodule DspyBridge.V1.RollbackVariableRequest do
@@ -470,6 +478,8 @@ defmodule DspyBridge.V1.ListModulesRequest do
   use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
 
   field(:session_id, 1, type: :string, json_name: "sessionId")
+  field(:page_size, 2, type: :int32, json_name: "pageSize")
+  field(:page_token, 3, type: :string, json_name: "pageToken")
 end
 
 defmodule DspyBridge.V1.ListModulesResponse do
@@ -478,6 +488,7 @@ defmodule DspyBridge.V1.ListModulesResponse do
   use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
 
   field(:modules, 1, repeated: true, type: DspyBridge.V1.Module)
+  field(:next_page_token, 2, type: :string, json_name: "nextPageToken")
 end
 
 defmodule DspyBridge.V1.DeleteModuleRequest do
@@ -1126,6 +1137,8 @@ defmodule DspyBridge.V1.BridgeService.Service do
     DspyBridge.V1.ApplyOptimizationRequest,
     DspyBridge.V1.ApplyOptimizationResponse
   )
+
+  rpc(:Connect, stream(DspyBridge.V1.ConnectRequest), stream(DspyBridge.V1.ConnectResponse))
 end
 
 defmodule DspyBridge.V1.BridgeService.Stub do

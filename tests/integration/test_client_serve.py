@@ -1,0 +1,137 @@
+"""The Python client's `session.serve` against a real sidecar: sync (a background thread, the
+sidecar in its own process) and asyncio; type hints become the JSON Schema the LM sees;
+tools, metrics and LMs answered; errors as observations; reconnecting; a refused hello."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import pytest
+
+from dspy_bridge.transport.server import RunningServer
+from dspy_bridge_client import (
+    AlreadyExistsError,
+    AsyncBridgeClient,
+    BridgeClient,
+    NotFoundError,
+    UnavailableError,
+)
+from dspy_bridge_client.host import json_schema, tool_schema
+from tests.process import ServerProcess, server_process
+
+
+def lookup_order(order_id: str, verbose: bool = False) -> str:
+    """Where an order is.
+
+    More text that is not part of the description."""
+    if order_id == "99":
+        raise LookupError("order 99 does not exist")
+    return f"order {order_id} shipped"
+
+
+def test_type_hints_become_json_schema() -> None:
+    description, schema = tool_schema(lookup_order)
+    assert description == "Where an order is."
+    assert schema == {
+        "type": "object",
+        "properties": {
+            "order_id": {"type": "string"},
+            "verbose": {"type": "boolean", "default": False},
+        },
+        "required": ["order_id"],
+    }
+    assert json_schema(list[int]) == {"type": "array", "items": {"type": "integer"}}
+    assert json_schema(dict[str, float]) == {
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+    }
+    assert json_schema(Literal["a", "b"]) == {"enum": ["a", "b"]}
+    assert json_schema(int | None) == {"type": "integer"}
+
+
+@pytest.fixture(scope="module")
+def sidecar() -> Iterator[ServerProcess]:
+    with server_process("--workers", "1") as process:
+        yield process
+
+
+def test_sync_serve_lends_a_tool_to_react_from_a_background_thread(
+    sidecar: ServerProcess,
+) -> None:
+    with BridgeClient(sidecar.target) as client:
+        session = client.create_session()
+        session.configure_lm("offline")
+        with session.serve(tools={"lookup_order": lookup_order}) as hosting:
+            assert hosting.connected and hosting.connection_id
+            session.create_module(
+                "ReAct",
+                "order_id -> answer",
+                module_id="agent",
+                config={"tools": ["host:lookup_order"], "max_iters": 3},
+            )
+            result = session.execute("agent", order_id="42")
+            trajectory = result["trajectory"]
+            assert trajectory["tool_name_0"] == "host:lookup_order"
+            assert trajectory["tool_args_0"] == {"order_id": "42"}
+            assert trajectory["observation_0"] == "order 42 shipped"
+            failed = session.execute("agent", order_id="99")
+            assert failed["trajectory"]["observation_0"] == (
+                "Error from host:lookup_order: LookupError: order 99 does not exist"
+            )
+        with pytest.raises(UnavailableError) as gone:  # stopped: the tool is gone
+            session.execute("agent", order_id="1")
+        assert gone.value.reason == "HOST_DISCONNECTED"
+
+
+def test_a_refused_hello_is_raised(sidecar: ServerProcess) -> None:
+    with BridgeClient(sidecar.target) as client:
+        with (
+            pytest.raises(NotFoundError),
+            client.session("no-such-session").serve(tools={"t": lookup_order}),
+        ):
+            pass
+        session = client.create_session()
+        with session.serve(tools={"lookup_order": lookup_order}):
+
+            def lookup_order_v2(order_id: int) -> str:  # same name, another schema
+                return str(order_id)
+
+            other = session.serve(tools={"lookup_order": lookup_order_v2})
+            with pytest.raises(AlreadyExistsError):
+                other.wait_connected()
+            other.stop()
+
+
+async def test_async_serve_answers_metrics_and_lms_and_reconnects(server: RunningServer) -> None:
+    async def quality(inputs: dict, labels: dict, prediction: dict) -> tuple[float, str]:
+        return (1.0 if prediction["answer"] == labels["answer"] else 0.5), "say Paris"
+
+    def my_llm(messages: list[dict], options: dict) -> tuple[str, dict[str, int]]:
+        assert messages[0]["role"] == "system"
+        return "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]", {
+            "prompt_tokens": 5,
+            "completion_tokens": 2,
+        }
+
+    async with AsyncBridgeClient(server.target) as client:
+        session = await client.create_session()
+        hosting = await session.serve(metrics={"quality": quality}, lms={"mine": my_llm})
+        async with hosting:
+            await session.create_module(
+                "Predict", "question -> answer", module_id="qa", lm="host:mine"
+            )
+            answer = await session.execute("qa", question="Capital of France?")
+            assert answer["answer"] == "Paris" and answer.usage.prompt_tokens == 5
+            evaluation = await session.evaluate(
+                "qa",
+                [({"question": "Capital of France?"}, {"answer": "Paris"})],
+                metric="host:quality",
+            )
+            assert evaluation.score == 1.0
+            # The sidecar ends every host stream (as on a restart): the client reconnects.
+            assert server.hosts is not None
+            server.hosts.close()  # unregisters every connection: one more is the client's new one
+            await server.hosts.wait_connections(session.session_id, lambda n: n == 1, within=30)
+            again = await session.execute("qa", question="Capital of France?")
+            assert again["answer"] == "Paris"
