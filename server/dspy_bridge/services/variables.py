@@ -8,6 +8,7 @@ the publish to watchers, so watchers see changes in version order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import secrets
 import weakref
@@ -86,7 +87,12 @@ class VariableService:
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    def _lock(self, session_id: str) -> asyncio.Lock:
+    def _lock(self, session_id: str) -> contextlib.AbstractAsyncContextManager[object]:
+        """Serializes a session's writes with their publish, so watchers get them in order. A
+        shared store orders changes itself (its write and its stream entry are one step), so
+        its writes run concurrently: Redis then groups their disk syncs."""
+        if self._store.shared:
+            return contextlib.nullcontext()
         lock = self._locks.get(session_id)
         if lock is None:
             lock = asyncio.Lock()
