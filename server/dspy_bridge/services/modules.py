@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from dspy_bridge import tracing
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import (
     BridgeError,
@@ -387,6 +388,16 @@ class ModuleService:
         """Resolves the module at `version` (0: the current one), its LM and its bound
         variables (with `overrides` checked against the variables and the parameters). Raises
         what `Execute` raises for them; touches nothing."""
+        with tracing.span("validate", {"dspy_bridge.module_id": module_id}):
+            return await self._prepare(session_id, module_id, overrides, version)
+
+    async def _prepare(
+        self,
+        session_id: str,
+        module_id: str,
+        overrides: Mapping[str, PyValue],
+        version: int = 0,
+    ) -> PreparedExecution:
         listed: list[Variable] | None = None
         if self._store.shared:  # one round trip to Redis instead of three
             session, record, listed = await self._store.execution_view(

@@ -27,6 +27,8 @@ defmodule DSPyBridge.Sidecar do
       address is only checked for health.
     * `:connection` - a name for a connection to start, with `:connection_opts`.
     * `:ready_timeout` - ms to wait for the sidecar to serve (default `60_000`).
+    * `:tls` - client TLS options (as `DSPyBridge.Connection`'s) for the health check and the
+      connection, when the sidecar serves TLS (`--tls-cert-file`/`--tls-key-file` in `:args`).
   """
 
   use GenServer
@@ -76,7 +78,7 @@ defmodule DSPyBridge.Sidecar do
     ready_timeout = Keyword.get(opts, :ready_timeout, 60_000)
 
     with {:ok, state} <- start_sidecar(opts, ready_timeout),
-         :ok <- check_health(state.address, ready_timeout),
+         :ok <- check_health(state.address, ready_timeout, opts[:tls]),
          {:ok, state} <- start_connection(state, opts) do
       {:ok, state}
     else
@@ -185,8 +187,8 @@ defmodule DSPyBridge.Sidecar do
     end
   end
 
-  defp check_health(address, ready_timeout) do
-    {:ok, conn} = Connection.start_link(address: address, timeout: 5_000)
+  defp check_health(address, ready_timeout, tls) do
+    {:ok, conn} = Connection.start_link(address: address, timeout: 5_000, tls: tls)
 
     try do
       with :ok <- Connection.wait_until_ready(conn, ready_timeout),
@@ -207,7 +209,8 @@ defmodule DSPyBridge.Sidecar do
         conn_opts =
           Keyword.merge(Keyword.get(opts, :connection_opts, []),
             name: name,
-            address: state.address
+            address: state.address,
+            tls: opts[:tls]
           )
 
         {:ok, pid} = Connection.start_link(conn_opts)
