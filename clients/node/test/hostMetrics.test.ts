@@ -1,5 +1,6 @@
-// Host metrics and LMs: a real sidecar's Evaluate and optimization jobs scored by a Node metric,
-// and an execution answered by a Node LM, served with session.serve.
+// Host metrics and LMs: a real sidecar's Evaluate and optimization jobs (GEPA included, its
+// reflection reading the metric's feedback) scored by a Node metric, and an execution answered
+// by a Node LM, served with session.serve.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
@@ -81,6 +82,44 @@ describe("host metrics in optimization", () => {
     assert.equal(done.moduleResult?.scoreBefore, 0);
     assert.equal(done.moduleResult?.scoreAfter, 1);
     assert.deepEqual([...jobIds], [job.jobId], "every score came from this process, for this job");
+    await host.close();
+    await session.delete();
+  });
+});
+
+describe("a Node metric's feedback in GEPA", () => {
+  it("GEPA scores candidates with a Node metric and its reflection (a Node LM) reads the metric's feedback", async () => {
+    const session = await client.createSession();
+    await session.configureLm("offline");
+    await session.createModule("Predict", SIGNATURE, { moduleId: "clf" });
+    const FEEDBACK = "FEEDBACK-node-51c: answer with the topic in one word";
+    const reflectionPrompts: string[] = [];
+    const jobIds = new Set<string>();
+    const host = await session.serve({
+      metrics: {
+        quality: ({ labels, prediction, jobId }) => {
+          jobIds.add(jobId);
+          return { score: prediction.topic === labels.topic ? 1 : 0.25, feedback: FEEDBACK };
+        },
+      },
+      lms: {
+        reflector: ({ messages }) => {
+          reflectionPrompts.push(JSON.stringify(messages));
+          return "```\nName the topic of the text in one word.\n```";
+        },
+      },
+    });
+    const job = await session.startOptimization("clf", "GEPA", TRAINSET.slice(0, 6), "host:quality", {
+      valset: HELD_OUT.slice(0, 3),
+      config: { max_metric_calls: 12, reflection_minibatch_size: 2, reflection_lm: "host:reflector" },
+    });
+    const done = await session.waitOptimization(job.jobId, { maxWaitMs: 180_000 });
+    assert.equal(done.status, "SUCCEEDED", done.error?.message);
+    assert.deepEqual([...jobIds], [job.jobId]);
+    // Only this metric scores 0.25: a built-in metric would give 0 for a wrong topic.
+    assert.ok(done.moduleResult!.scoreBefore! >= 0.25 && done.bestScore! >= 0.25, JSON.stringify(done.moduleResult));
+    assert.ok(reflectionPrompts.length >= 1, "GEPA never asked its reflection LM");
+    assert.ok(reflectionPrompts.some((p) => p.includes(FEEDBACK)), "the metric's feedback reached GEPA's reflection");
     await host.close();
     await session.delete();
   });
