@@ -16,7 +16,28 @@ import pytest
 ROOT = Path(__file__).parents[2]
 UV = ROOT / ".venv" / "bin" / "uv"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+def readme_install_commands() -> list[list[str]]:
+    """The commands of the README's "Installing the packages elsewhere" block (comments off)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Installing the packages elsewhere") :]
+    start = section.index("```bash\n") + len("```bash\n")
+    block = section[start : section.index("\n```", start)]
+    return [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_install_commands_are_the_ones_tested() -> None:
+    assert readme_install_commands() == [
+        ["pip", "install", "./clients/python"],
+        ["pip", "install", "./clients/python", "."],
+        ["npm", "install", "./clients/node"],
+    ]
+
+
+def _pip(venv_python: Path, command: list[str]) -> list[str | Path]:
+    """A README `pip install ...` line run by uv's pip (same resolution, warm cache)."""
+    assert command[:2] == ["pip", "install"]
+    return [UV, "pip", "install", "-q", "--python", venv_python, *command[2:]]
 
 
 def _clean_checkout(into: Path) -> Path:
@@ -50,10 +71,13 @@ def _venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_python_packages_install_from_a_clean_checkout(tmp_path: Path) -> None:
     repo = _clean_checkout(tmp_path / "repo")
+    client_line, server_line, _ = readme_install_commands()
     client_only = _venv(tmp_path / "client")
-    _run(UV, "pip", "install", "-q", "--python", client_only, "./clients/python", cwd=repo)
+    _run(*_pip(client_only, client_line), cwd=repo)
     imported = _run(
         client_only,
         "-c",
@@ -72,12 +96,14 @@ def test_python_packages_install_from_a_clean_checkout(tmp_path: Path) -> None:
     _run(from_sdist, "-c", "import dspy_bridge_client._proto.dspy_bridge.v1.job_pb2", cwd=tmp_path)
 
     server = _venv(tmp_path / "server")
-    _run(UV, "pip", "install", "-q", "--python", server, "./clients/python", ".", cwd=repo)
+    _run(*_pip(server, server_line), cwd=repo)
     version = _run(tmp_path / "server/bin/dspy-bridge", "--version", cwd=tmp_path)
     assert version.startswith("dspy-bridge ")
     _run(server, "-c", "import dspy_bridge.transport.server", cwd=tmp_path)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_node_package_installs_from_a_clean_checkout(tmp_path: Path) -> None:
     repo = _clean_checkout(tmp_path / "repo")
     _run(
