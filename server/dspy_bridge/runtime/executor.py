@@ -48,9 +48,11 @@ from dspy_bridge.runtime.host_calls import (
     CURRENT_SESSION,
     EXECUTION_DEADLINE,
     EXECUTION_MODULE,
+    THREAD_HOST_CALLS,
     HostCaller,
     HostToolSpec,
     HostUnavailable,
+    ThreadHostCalls,
 )
 from dspy_bridge.runtime.host_tools import HostTools
 from dspy_bridge.runtime.lm.errors import (
@@ -434,6 +436,10 @@ class InProcessExecutor:
         deadline_token = EXECUTION_DEADLINE.set(
             time.monotonic() + req.timeout_ms / 1000 if req.timeout_ms > 0 else None
         )
+        # Host LM calls from the thread a sync-only module runs in go through this loop; they
+        # end with the execution (done, cancelled or past its deadline).
+        thread_calls = ThreadHostCalls(asyncio.get_running_loop())
+        thread_calls_token = THREAD_HOST_CALLS.set(thread_calls)
         try:
             program = self.program(req.record, req.params, req.host_tools)
             lm = self.lm(req.lm, req.params)
@@ -477,6 +483,8 @@ class InProcessExecutor:
             raise
         finally:
             self._in_flight -= 1
+            thread_calls.close()
+            THREAD_HOST_CALLS.reset(thread_calls_token)
             EXECUTION_DEADLINE.reset(deadline_token)
             EXECUTION_MODULE.reset(module_token)
             CURRENT_HOST.reset(host_token)
