@@ -31,7 +31,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import dspy
@@ -54,7 +54,7 @@ from dspy_bridge.runtime.host_calls import (
     HostUnavailable,
     ThreadHostCalls,
 )
-from dspy_bridge.runtime.host_tools import HostTools
+from dspy_bridge.runtime.host_tools import with_host_tools
 from dspy_bridge.runtime.lm.errors import (
     lm_error_to_bridge,
     log_lm_failure,
@@ -364,11 +364,7 @@ class InProcessExecutor:
         key = (record.session_id, record.module_id, record.version, record.create_time, shape)
         program = self._programs.get(key)
         if program is None:
-            ctx = self._context(record.session_id)
-            if host_tools:
-                offered = {spec.name: spec for spec in host_tools}
-                provider = HostTools(lambda _: offered, self._host)
-                ctx = replace(ctx, tools=ctx.tools.with_provider(provider))
+            ctx = with_host_tools(self._context(record.session_id), host_tools, self._host)
             program = build_program(record, params, ctx)
             self._programs.put(key, program)
         return program
