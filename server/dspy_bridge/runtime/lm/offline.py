@@ -416,6 +416,14 @@ class OfflineEngine:
         self._asked: OrderedDict[int, tuple[Request, int]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled with the LM (metrics and payloads travel to job processes): the candidate
+        # numbering is per process and starts afresh.
+        return {"latency_ms": self.latency_ms}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(float(state["latency_ms"]))  # type: ignore[misc]
+
     def _choice(self, request: Request) -> int:
         with self._lock:
             seen = self._asked.get(id(request))
