@@ -32,7 +32,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER bridge
 VOLUME ["/data"]
 EXPOSE 50051 9090
+# No --target: `health` reads DSPY_BRIDGE_PORT (and the TLS settings), so a changed port is
+# still the one probed.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["dspy-bridge", "health", "--target", "127.0.0.1:50051"]
+    CMD ["dspy-bridge", "health"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["dspy-bridge", "serve"]

@@ -1,7 +1,8 @@
 """`python -m bench [suite ...]` runs benchmark suites and prints their figures as JSON.
 
-Suites: variables (issue 2), execute (issue 3), pool (issue 4), elixir (issue 12), lm (issue
-14). Results are also written to bench/results/<suite>.json.
+Suites: variables (issue 2), execute (issue 3), pool (issue 4), elixir (issue 12), scale_out
+(issue 13: the Redis store against memory, replicas), lm (issue 14: the real LM path against a
+local OpenAI-compatible provider). Results are also written to bench/results/<suite>.json.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import elixir, execute, lm_path, pool, variables
+from bench import elixir, execute, lm_path, pool, scale_out, variables
 
 SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "variables": variables.run,
@@ -23,6 +24,8 @@ SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "execute": execute.run,
     # The Elixir client against the Python client (clients/elixir; skipped without mix).
     "elixir": elixir.run,
+    # The Redis store (two replicas on one real redis-server) against the memory store.
+    "scale_out": scale_out.run,
     # The real LM path against a local OpenAI-compatible provider (issue 14).
     "lm": lm_path.run,
 }

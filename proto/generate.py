@@ -1,6 +1,7 @@
 """Generates the Python code for `proto/dspy_bridge/v1` into the client package.
 
-Used by `make proto` and the Dockerfile. protoc writes absolute imports rooted at `proto/`
+Used by `make proto`, the Dockerfile and the client's build hook (`clients/python/hatch_build.py`,
+which runs it when a wheel is built from a clean checkout or an sdist). protoc writes absolute imports rooted at `proto/`
 (`from dspy_bridge.v1 import ...`); they are re-rooted under `dspy_bridge_client._proto` so the
 generated code lives inside the client distribution, which both the client and server import.
 """
@@ -19,20 +20,21 @@ OUT = ROOT.parent / "clients/python/src/dspy_bridge_client/_proto"
 _IMPORT = re.compile(r"^(from|import) dspy_bridge\.v1", re.MULTILINE)
 
 
-def main(with_stubs: bool = True) -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(parents=True)
+def main(with_stubs: bool = True, out: Path = OUT) -> None:
+    """Writes the generated package to `out` (replacing what is there)."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "dspy_bridge/v1").glob("*.proto"))
     well_known = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto
-    args = [f"-I{ROOT}", f"-I{well_known}", f"--python_out={OUT}", f"--grpc_python_out={OUT}"]
+    args = [f"-I{ROOT}", f"-I{well_known}", f"--python_out={out}", f"--grpc_python_out={out}"]
     if with_stubs:  # typed stubs need mypy-protobuf (a dev dependency)
-        args += [f"--mypy_out={OUT}", f"--mypy_grpc_out={OUT}"]
+        args += [f"--mypy_out={out}", f"--mypy_grpc_out={out}"]
     if protoc.main(["protoc", *args, *sources]) != 0:
         sys.exit("protoc failed")
-    for path in OUT.rglob("*.py*"):
+    for path in out.rglob("*.py*"):
         text = path.read_text()
         path.write_text(_IMPORT.sub(r"\1 dspy_bridge_client._proto.dspy_bridge.v1", text))
-    for package in (OUT, OUT / "dspy_bridge", OUT / "dspy_bridge/v1"):
+    for package in (out, out / "dspy_bridge", out / "dspy_bridge/v1"):
         (package / "__init__.py").touch()
 
 

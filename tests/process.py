@@ -47,7 +47,8 @@ class ServerProcess:
         )
         self._pump_thread.start()
         #: The `serving` log event (port, store, event loop).
-        self.serving = self.wait_for("serving", timeout=60)
+        # A bound, not an expectation: a start imports DSPy (seconds) and may share 2 cores.
+        self.serving = self.wait_for("serving", timeout=180)
         self.target = f"127.0.0.1:{self.serving['port']}"
 
     def _pump(self, stream: IO[str]) -> None:
@@ -96,7 +97,7 @@ def failed_start(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
         capture_output=True,
         text=True,
         env=full_env,
-        timeout=120,
+        timeout=300,
     )
 
 

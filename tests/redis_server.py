@@ -40,9 +40,13 @@ def redis_server_binary() -> str:
 class RedisServer:
     """A redis-server child process; `stop`/`kill` and `start` again keep port and data."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, appendfsync: str = "always"
+    ) -> None:
+        """`appendfsync`: `always` (the default: nothing acknowledged lost), `everysec`, `no`."""
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.appendfsync = appendfsync
         self.proc: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -67,7 +71,7 @@ class RedisServer:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.appendfsync,
                 "--save",
                 "",
                 "--daemonize",

@@ -32,7 +32,9 @@ defmodule DSPyBridge.MixProject do
       {:protobuf, "~> 0.14"},
       # HTTP/2 transport, driven directly so status details, cancellation and timeouts are
       # handled here (it also discards frames that arrive for a stream this side cancelled).
-      {:mint, "~> 1.5"}
+      {:mint, "~> 1.5"},
+      # Optional: `DSPyBridge.Tensor.to_nx/1` and `from_nx/1`, and Nx tensors as values.
+      {:nx, "~> 0.5", optional: true}
     ]
   end
 end

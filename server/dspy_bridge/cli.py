@@ -177,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     settings = _settings({name: getattr(args, name) for name in Settings.model_fields})
     configure_logging(settings.log_level, settings.log_format)
+    from dspy_bridge import tracing  # OpenTelemetry, when its environment variables ask for it
+
+    tracing.configure_tracing()
     from dspy_bridge.transport.server import serve  # heavy imports only when serving
 
     try:
@@ -184,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as err:  # one line naming the setting to change; nothing was started
         print(f"dspy-bridge: {err}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
+    finally:
+        tracing.shutdown_tracing()
     return 0
 
 

@@ -7,12 +7,14 @@ and checks after each one:
 
 - the status is never INTERNAL or UNKNOWN, and every error carries an `ErrorInfo` reason (a
   precise, server-made status: not a transport failure such as oversized trailers);
-- a refused request changed nothing: the victim session, its variables with their versions,
-  history, modules and jobs read the same before and after;
+- sent by the victim's owner, a refused request changed nothing: the victim session, its
+  variables with their versions, history, modules and jobs read the same before and after;
+- sent by another caller, no request — refused or not — changed the victim, and no response
+  or error carried the victim's secret (a string only its metadata and a variable hold);
 - the server still answers a Ping at once.
 
-Examples per RPC: HOSTILE_EXAMPLES (default 20) generated requests and HOSTILE_RAW_EXAMPLES
-(default 8) garbled ones, derandomized so every run sends the same requests.
+Examples per RPC: HOSTILE_EXAMPLES (default 15) generated requests and HOSTILE_RAW_EXAMPLES
+(default 6) garbled ones, derandomized so every run sends the same requests.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -36,8 +38,8 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import lm_pb2, module_pb2, value_p
 from tests.hostile.conftest import Sidecar
 from tests.hostile.strategies import SERVICE, VICTIM, garbled, requests
 
-EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "20"))
-RAW_EXAMPLES = int(os.environ.get("HOSTILE_RAW_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "15"))
+RAW_EXAMPLES = int(os.environ.get("HOSTILE_RAW_EXAMPLES", "6"))
 METHODS = list(SERVICE.methods)
 #: A unary call that takes longer than this is a server that stopped answering.
 UNARY_TIMEOUT_S = 20.0
@@ -58,6 +60,10 @@ HYPOTHESIS = settings(
 # The victim session and what "nothing changed" means
 
 
+#: Held only by the victim session (its metadata and variable `s`): no other caller may see it.
+SECRET = "victim-secret-5c1e2f"
+
+
 def ensure_victim(stub: pb_grpc.BridgeServiceStub) -> None:
     """The victim session with a variable `x`, a string `s` and a module `m` (re-made if a
     generated request legitimately deleted any of them)."""
@@ -65,7 +71,7 @@ def ensure_victim(stub: pb_grpc.BridgeServiceStub) -> None:
         stub.GetSession(pb.GetSessionRequest(session_id=VICTIM), timeout=UNARY_TIMEOUT_S)
     except grpc.RpcError:
         stub.CreateSession(
-            pb.CreateSessionRequest(session_id=VICTIM, metadata={"who": "victim"}),
+            pb.CreateSessionRequest(session_id=VICTIM, metadata={"who": SECRET}),
             timeout=UNARY_TIMEOUT_S,
         )
     stub.ConfigureLM(
@@ -74,7 +80,7 @@ def ensure_victim(stub: pb_grpc.BridgeServiceStub) -> None:
     )
     wanted = (
         ("x", variable_pb2.VARIABLE_TYPE_INTEGER, value_pb2.Value(int_value=1)),
-        ("s", variable_pb2.VARIABLE_TYPE_STRING, value_pb2.Value(string_value="hello")),
+        ("s", variable_pb2.VARIABLE_TYPE_STRING, value_pb2.Value(string_value=SECRET)),
     )
     for name, kind, value in wanted:
         _ignore(
@@ -130,6 +136,8 @@ class Outcome:
     code: grpc.StatusCode
     details: str
     reason: str
+    #: Every response message (serialized) and the error's message.
+    received: bytes = b""
 
 
 def _reason(err: grpc.RpcError) -> str:
@@ -144,32 +152,37 @@ def _reason(err: grpc.RpcError) -> str:
 
 def call(channel: grpc.Channel, method: MethodDescriptor, request: Message | bytes) -> Outcome:
     path = f"/{SERVICE.full_name}/{method.name}"
-    response_class = message_factory.GetMessageClass(method.output_type)
     serialize = None if isinstance(request, bytes) else type(request).SerializeToString
-    decode = response_class.FromString
+    received: list[bytes] = []  # responses stay raw bytes: what the leak check reads
     try:
         if method.client_streaming:
-            stream = channel.stream_stream(path, serialize, decode)
-            for _ in zip(
-                range(20), stream(iter([request]), timeout=STREAM_TIMEOUT_S), strict=False
-            ):
-                pass
+            bidi = channel.stream_stream(path, serialize, None)
+            for item in bidi(iter([request]), timeout=STREAM_TIMEOUT_S):
+                received.append(item)
+                if len(received) >= 20:
+                    break
         elif method.server_streaming:
-            stream = channel.unary_stream(path, serialize, decode)
-            for _ in zip(range(20), stream(request, timeout=STREAM_TIMEOUT_S), strict=False):
-                pass
+            stream = channel.unary_stream(path, serialize, None)
+            for item in stream(request, timeout=STREAM_TIMEOUT_S):
+                received.append(item)
+                if len(received) >= 20:
+                    break
         else:
-            channel.unary_unary(path, serialize, decode)(request, timeout=UNARY_TIMEOUT_S)
+            unary = channel.unary_unary(path, serialize, None)
+            received.append(unary(request, timeout=UNARY_TIMEOUT_S))
     except grpc.RpcError as err:
-        return Outcome(err.code(), err.details() or "", _reason(err))
-    return Outcome(grpc.StatusCode.OK, "", "")
+        details = err.details() or ""
+        return Outcome(err.code(), details, _reason(err), b"".join(received) + details.encode())
+    return Outcome(grpc.StatusCode.OK, "", "", b"".join(received))
 
 
-def check(sidecar: Sidecar, method: MethodDescriptor, request: Message | bytes) -> None:
-    stub = sidecar.stub
+def check(
+    sidecar: Sidecar, method: MethodDescriptor, request: Message | bytes, attacker: bool
+) -> None:
+    stub = sidecar.owner_stub
     ensure_victim(stub)
     before = snapshot(stub)
-    outcome = call(sidecar.channel, method, request)
+    outcome = call(sidecar.attacker if attacker else sidecar.owner, method, request)
     assert outcome.code not in NEVER, f"{method.name}: {outcome.code.name} {outcome.details}"
     streaming = method.server_streaming or method.client_streaming
     if outcome.code != grpc.StatusCode.OK and not (
@@ -179,6 +192,9 @@ def check(sidecar: Sidecar, method: MethodDescriptor, request: Message | bytes) 
             f"{method.name}: {outcome.code.name} without an ErrorInfo reason: {outcome.details}"
         )
         assert snapshot(stub) == before, f"{method.name}: a refused request changed state"
+    if attacker:
+        assert SECRET.encode() not in outcome.received, f"{method.name}: the victim leaked"
+        assert snapshot(stub) == before, f"{method.name}: another caller changed the victim"
     pong = stub.Ping(pb.PingRequest(message="alive"), timeout=5)
     assert pong.message == "alive"
 
@@ -190,9 +206,9 @@ def check(sidecar: Sidecar, method: MethodDescriptor, request: Message | bytes) 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_generated_requests(sidecar: Sidecar, method: MethodDescriptor) -> None:
     @settings(HYPOTHESIS, max_examples=EXAMPLES)
-    @given(request=requests(method.input_type))
-    def run(request: Message) -> None:
-        check(sidecar, method, request)
+    @given(request=requests(method.input_type), attacker=st.booleans())
+    def run(request: Message, attacker: bool) -> None:
+        check(sidecar, method, request, attacker)
 
     run()
 
@@ -200,9 +216,9 @@ def test_generated_requests(sidecar: Sidecar, method: MethodDescriptor) -> None:
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_garbled_bytes(sidecar: Sidecar, method: MethodDescriptor) -> None:
     @settings(HYPOTHESIS, max_examples=RAW_EXAMPLES)
-    @given(data=garbled(method.input_type))
-    def run(data: bytes) -> None:
-        check(sidecar, method, data)
+    @given(data=garbled(method.input_type), attacker=st.booleans())
+    def run(data: bytes, attacker: bool) -> None:
+        check(sidecar, method, data, attacker)
 
     run()
 

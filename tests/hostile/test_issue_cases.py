@@ -25,7 +25,7 @@ def _refused(call: object, code: grpc.StatusCode) -> grpc.RpcError:
 
 
 def test_a_huge_ttl_leaves_list_sessions_working(sidecar: Sidecar) -> None:
-    stub = sidecar.stub
+    stub = sidecar.owner_stub
     _refused(
         lambda: stub.CreateSession(
             pb.CreateSessionRequest(session_id="forever", ttl_seconds=2**63 - 1), timeout=T
@@ -40,16 +40,16 @@ def test_a_20000_character_session_id_is_not_logged_or_echoed(sidecar: Sidecar) 
     big = "s" * 20_000
     seen = len(sidecar.process.raw)
     err = _refused(
-        lambda: sidecar.stub.GetSession(pb.GetSessionRequest(session_id=big), timeout=T),
+        lambda: sidecar.owner_stub.GetSession(pb.GetSessionRequest(session_id=big), timeout=T),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert len(err.details() or "") < 300
-    sidecar.stub.Ping(pb.PingRequest(), timeout=T)  # the refusal's log line is written by now
+    sidecar.owner_stub.Ping(pb.PingRequest(), timeout=T)  # the refusal's log line is written by now
     assert all(len(line) < 4_096 for line in sidecar.process.raw[seen:])
 
 
 def test_15_mb_texts_are_refused_and_reads_keep_working(sidecar: Sidecar) -> None:
-    stub = sidecar.stub
+    stub = sidecar.owner_stub
     ensure_victim(stub)
     before = snapshot(stub)
     huge = "d" * (15 << 20)
@@ -78,7 +78,7 @@ def test_15_mb_texts_are_refused_and_reads_keep_working(sidecar: Sidecar) -> Non
 
 
 def test_a_trillion_metric_calls_is_refused(sidecar: Sidecar) -> None:
-    stub = sidecar.stub
+    stub = sidecar.owner_stub
     ensure_victim(stub)
     config = struct_pb2.Struct()
     config.update({"max_metric_calls": 1e12})
@@ -106,7 +106,7 @@ def test_a_trillion_metric_calls_is_refused(sidecar: Sidecar) -> None:
 
 
 def test_a_thousand_one_megabyte_values_hit_the_session_budget(sidecar: Sidecar) -> None:
-    stub = sidecar.stub
+    stub = sidecar.owner_stub
     sid = stub.CreateSession(pb.CreateSessionRequest(), timeout=T).session.session_id
     megabyte = "m" * 1_000_000
     refused = None

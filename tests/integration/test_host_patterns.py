@@ -21,12 +21,12 @@ from tests.integration.rpc import expect_error, sv
 
 Stub = pb_grpc.BridgeServiceStub
 T = TypeVar("T")
-# With Python's backtracking `re`, `^(a+)+$` against 28 a's and a mismatch takes seconds (2^28
-# steps) holding the event loop, and each extra character doubles it.
+# With Python's backtracking `re`, `^(a+)+$` against 30 a's and a mismatch takes about half a
+# minute (2^30 steps) holding the event loop, and each extra character doubles it.
 EVIL = r"^(a+)+$"
-EVIL_VALUE = "a" * 28 + "!"
+EVIL_VALUE = "a" * 30 + "!"
 # A bound for a trivial RPC on a loaded 2-core machine; a backtracking match blows it by far.
-QUICK_S = 2.0
+QUICK_S = 5.0
 
 
 async def _session(stub: Stub) -> str:

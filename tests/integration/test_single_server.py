@@ -7,10 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import pytest
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from tests.process import failed_start, server_process
+
+# Each test starts three or four server processes; on a loaded 2-core machine a start can take
+# a minute, so the default per-test bound is too tight (each wait inside is bounded).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _refused(url: str) -> str:

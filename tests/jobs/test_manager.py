@@ -35,11 +35,13 @@ async def _until_done(manager: JobManager, job_id: str) -> list[Job]:
     return seen
 
 
-async def _until_running(store: MemoryStore, job_id: str) -> None:
-    deadline = time.monotonic() + 30
-    while (await store.get_job("s1", job_id)).status is not JobStatus.RUNNING:
-        assert time.monotonic() < deadline, "the job never ran"
-        await asyncio.sleep(0.05)
+async def _until_running(manager: JobManager, job_id: str) -> None:
+    """Waits on the job's own snapshots (bounded) until it runs."""
+    async with asyncio.timeout(60):
+        async for job in manager.watch("s1", job_id):
+            if job.status is JobStatus.RUNNING:
+                return
+    raise AssertionError(f"job {job_id} ended without running")
 
 
 async def test_result_progress_and_watch() -> None:
@@ -102,22 +104,22 @@ async def test_cancel_and_close() -> None:
     manager = JobManager(store, max_running=1, kill_grace=0.5)
     await manager.submit(_job("slow"), R + "sleep", 30)
     await manager.submit(_job("queued"), R + "sleep", 30)
-    await _until_running(store, "slow")
+    await _until_running(manager, "slow")
     assert (await store.get_job("s1", "queued")).status is JobStatus.QUEUED
     started = time.monotonic()
     cancelled = await manager.cancel("s1", "queued")
     assert cancelled.status is JobStatus.CANCELLED
     cancelled = await manager.cancel("s1", "slow")
     assert cancelled.status is JobStatus.CANCELLED
-    deadline = time.monotonic() + 10
-    while manager.running_jobs():
-        assert time.monotonic() < deadline, "the job processes were not stopped"
-        await asyncio.sleep(0.05)
-    assert time.monotonic() - started < 5
+    # Both stop well before the 30 s the job would sleep (a bound, generous under load).
+    for job_id in ("queued", "slow"):
+        await manager.wait_stopped(job_id, within=20)
+    assert manager.running_jobs() == []
+    assert time.monotonic() - started < 25
     assert (await store.get_job("s1", "slow")).status is JobStatus.CANCELLED
 
     await manager.submit(_job("last"), R + "sleep", 30)
-    await _until_running(store, "last")
+    await _until_running(manager, "last")
     await manager.close()
     assert (await store.get_job("s1", "last")).status is JobStatus.INTERRUPTED
     assert manager.running_jobs() == []

@@ -1,5 +1,6 @@
 """A cancelled call frees its pool slot on every path: Execute, ExecuteBatch and ExecuteStream,
-cancelled while queued in the front, before the worker has started it, and mid-LM call. Each
+cancelled while queued in the front, before the worker has started it, mid-LM call and while a
+host tool call is pending. Each
 test ends by waiting (on pool state changes, bounded) until nothing is in flight or queued, then
 runs one more execution to show the capacity is back."""
 
@@ -13,10 +14,12 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from dspy_bridge.pool import WorkerPool
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
-from dspy_bridge_client._proto.dspy_bridge.v1 import value_pb2
+from dspy_bridge_client._proto.dspy_bridge.v1 import module_pb2, value_pb2
+from tests.host.raw_host import RawHost, hello, tool
 from tests.pool.helpers import Stub, execute_request, in_flight, pooled, session_with_module
 
 pytestmark = pytest.mark.slow
@@ -131,5 +134,39 @@ async def test_cancel_mid_lm_call_frees_the_slot() -> None:
             await pool.wait_for(lambda: pool.stats()["queue_depth"] == 8, DRAIN_WITHIN)
             for call in [*streams, unary, batch, *waiting]:
                 call.cancel()
+            await drained(pool)
+        await still_serves(stub, pool)
+
+
+async def test_cancel_during_a_host_tool_call_frees_the_slot() -> None:
+    """A ReAct module in a worker waits on a tool of a connected host that never answers:
+    cancelling the execution (unary and stream) frees the worker's slot and tells the host."""
+    async with pooled(**SMALL_POOL) as (_, pool, stub):
+        sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+        config = struct_pb2.Struct()
+        config.update({"tools": ["host:lookup"], "max_iters": 2})
+        async with RawHost(stub, hello(sid, [tool("lookup")])) as host:
+            await stub.CreateModule(
+                pb.CreateModuleRequest(
+                    session_id=sid,
+                    module_id="agent",
+                    module_type="ReAct",
+                    signature=module_pb2.Signature(text="question -> answer"),
+                    config=config,
+                )
+            )
+            request = {"question": value_pb2.Value(string_value="where is it?")}
+            unary = stub.Execute(
+                pb.ExecuteRequest(session_id=sid, module_id="agent", inputs=request)
+            )
+            stream = stub.ExecuteStream(
+                pb.ExecuteStreamRequest(session_id=sid, module_id="agent", inputs=request)
+            )
+            calls = {(await host.read()).tool_call.call_id for _ in range(2)}
+            await in_flight(pool, 2, within=DRAIN_WITHIN)
+            unary.cancel()
+            stream.cancel()
+            cancelled = {(await host.read()).cancel.call_id for _ in range(2)}
+            assert cancelled == calls
             await drained(pool)
         await still_serves(stub, pool)

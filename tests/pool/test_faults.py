@@ -66,13 +66,13 @@ async def test_lm_hanging_past_the_deadline_is_cancelled_in_the_worker() -> None
             grpc.StatusCode.DEADLINE_EXCEEDED,
             "DEADLINE_EXCEEDED",
         )
-        await in_flight(pool, 0, within=5)
+        await in_flight(pool, 0, within=60)
         # The gRPC deadline alone (no timeout_ms) also reaches the worker's LM call.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Execute(execute_request(sid), timeout=0.5)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        await in_flight(pool, 0, within=5)
-        assert time.perf_counter() - started < 20  # nothing waited for the 60 s LM
+        await in_flight(pool, 0, within=60)
+        assert time.perf_counter() - started < 45  # nothing waited for the 60 s LM
         assert pool.stats()["workers_alive"] == 1
 
 
@@ -82,7 +82,7 @@ async def test_client_cancel_cancels_the_worker_call() -> None:
         call = stub.Execute(execute_request(sid))
         await in_flight(pool, 1)
         call.cancel()
-        await in_flight(pool, 0, within=5)  # the worker confirmed the cancel
+        await in_flight(pool, 0, within=60)  # the worker confirmed the cancel
         stream = stub.ExecuteStream(
             pb.ExecuteStreamRequest(
                 session_id=sid,
@@ -93,7 +93,7 @@ async def test_client_cancel_cancels_the_worker_call() -> None:
         first = await stream.read()
         assert first.WhichOneof("event") == "status"
         stream.cancel()
-        await in_flight(pool, 0, within=5)
+        await in_flight(pool, 0, within=60)
 
 
 async def test_stream_through_the_pool_and_record_resend_on_miss() -> None:

@@ -16,7 +16,7 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as 
 from tests.pool.helpers import QA, execute_request, slow_lm
 from tests.process import server_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # server + workers start
 
 
 def _until(predicate: Any, within: float) -> None:
@@ -67,9 +67,9 @@ def test_sigterm_drains_calls_in_flight_in_workers() -> None:
             info: pb.GetServerInfoResponse = stub.GetServerInfo(pb.GetServerInfoRequest())
             return info.pool.in_flight
 
-        _until(lambda: in_flight() == 6, 20)
+        _until(lambda: in_flight() == 6, 60)
         code = server.terminate()
         assert code == 0
         for call in calls:  # every call in flight at SIGTERM finished normally
             assert call.result(timeout=30).outputs["answer"].string_value
-        _until(lambda: all(_gone(pid) for pid in workers), 10)
+        _until(lambda: all(_gone(pid) for pid in workers), 30)

@@ -791,6 +791,23 @@ async def test_list_modules_returns_current_versions_in_id_order(store: SessionS
     assert listed[1].source == "import"
 
 
+async def test_execution_view_reads_session_module_and_variables(store: SessionStore) -> None:
+    await with_session(store)
+    await with_variable(store, "b")
+    await with_variable(store, "a")
+    await store.create_module(a_module())
+    await store.put_module_version(a_module(state=None), expected_version=1)
+    session, record, variables = await store.execution_view("s1", "qa")
+    assert (session.session_id, session.variable_count, session.module_count) == ("s1", 2, 1)
+    assert (record.module_id, record.version, record.state) == ("qa", 2, None)
+    assert [v.name for v in variables] == ["a", "b"]
+    _, first, _ = await store.execution_view("s1", "qa", 1)
+    assert first.version == 1 and first.state == a_module().state
+    await expect_error(store.execution_view("nope", "qa"), NOT_FOUND, "SESSION_NOT_FOUND")
+    await expect_error(store.execution_view("s1", "nope"), NOT_FOUND, "MODULE_NOT_FOUND")
+    await expect_error(store.execution_view("s1", "qa", 3), NOT_FOUND, "VERSION_NOT_FOUND")
+
+
 async def test_delete_module_removes_every_version(store: SessionStore) -> None:
     await with_session(store)
     await store.create_module(a_module())

@@ -17,7 +17,7 @@ def test_dockerfile_copies_existing_paths_and_runs_as_non_root() -> None:
         for path in source.split():
             assert (ROOT / path).exists(), f"Dockerfile copies missing {path}"
     assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
-    assert 'CMD ["dspy-bridge", "health"' in text
+    assert 'CMD ["dspy-bridge", "health"]' in text  # probes the configured port, not a fixed one
     assert "uv sync --locked" in text
 
 
@@ -39,7 +39,7 @@ def test_compose_runs_the_sidecar_on_a_durable_redis() -> None:
     assert "redis-cli" in redis["healthcheck"]["test"]
     sidecar = services["dspy-bridge"]
     assert sidecar["build"] == "."
-    assert "50051:50051" in sidecar["ports"]
+    assert "127.0.0.1:50051:50051" in sidecar["ports"]  # this machine only, by default
     assert sidecar["environment"]["DSPY_BRIDGE_STORE"] == "redis://redis:6379/0"
     assert sidecar["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "profiles" not in sidecar and "profiles" not in redis  # the default `up`
@@ -55,5 +55,20 @@ def test_compose_replicas_profile_runs_two_sidecars_on_the_same_redis() -> None:
     assert len(replicas) == 2
     stores = {s["environment"]["DSPY_BRIDGE_STORE"] for s in replicas}
     assert stores == {"redis://redis:6379/0"}
-    host_ports = [p.split(":")[0] for s in replicas for p in s["ports"] if p.endswith(":50051")]
+    host_ports = [p.split(":")[1] for s in replicas for p in s["ports"] if p.endswith(":50051")]
     assert len(set(host_ports)) == 2  # each replica reachable on a port of its own
+
+
+def test_every_published_port_is_bound_to_loopback_by_default() -> None:
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", ()):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_the_build_context_leaves_out_local_environments() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "node_modules"} <= set(ignored)
+    text = (ROOT / "Dockerfile").read_text()
+    for source in re.findall(r"^COPY (?!--from)(.+?) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert path not in ignored, f"the Dockerfile copies {path}, which .dockerignore drops"

@@ -54,4 +54,18 @@ defmodule DSPyBridge.ValuesTest do
     assert_raise ArgumentError, fn -> Tensor.from_list([256], "uint8") end
     assert_raise ArgumentError, fn -> Tensor.from_list([1.0], "complex64") end
   end
+
+  test "Nx tensors convert both ways and go as values" do
+    nx = Nx.tensor([[1.5, 2.0], [3.0, 4.0]], type: {:f, 32})
+    tensor = Tensor.from_nx(nx)
+    assert %Tensor{dtype: "float32", shape: [2, 2]} = tensor
+    assert Tensor.to_list(tensor) == [[1.5, 2.0], [3.0, 4.0]]
+    assert Nx.to_list(Tensor.to_nx(tensor)) == Nx.to_list(nx)
+    assert Values.from_value(Values.to_value(nx)) == tensor
+
+    ints = Nx.tensor([1, -2, 3], type: {:s, 64})
+    assert %Tensor{dtype: "int64", shape: [3]} = Tensor.from_nx(ints)
+    assert Nx.to_list(Tensor.to_nx(Tensor.from_list([true, false], "bool"))) == [1, 0]
+    assert_raise ArgumentError, fn -> Tensor.from_nx(Nx.tensor([1], type: {:u, 16})) end
+  end
 end

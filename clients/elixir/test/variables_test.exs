@@ -31,6 +31,15 @@ defmodule DSPyBridge.VariablesTest do
     assert {:ok, [%Variable{name: "f"}]} = DSPyBridge.list_variables(s, "f*")
   end
 
+  test "an Nx tensor is a tensor variable's value", %{session: s} do
+    nx = Nx.tensor([[0.5, 1.0, 1.5]], type: {:f, 64})
+
+    assert {:ok, %Variable{value: %Tensor{dtype: "float64", shape: [1, 3]} = value}} =
+             DSPyBridge.register_variable(s, "weights", :tensor, nx, dtype: "float64")
+
+    assert Nx.to_list(Tensor.to_nx(value)) == [[0.5, 1.0, 1.5]]
+  end
+
   test "a bad value is INVALID_ARGUMENT with field violations and changes nothing",
        %{session: s} do
     {:ok, _} = DSPyBridge.register_variable(s, "temp", :float, 0.5, min: 0, max: 1)

@@ -476,8 +476,14 @@ export class SessionHandle {
 
   /** The variables whose names match a glob `pattern` (`*`, `?`, `[ab]`; empty = all), in name order. */
   async listVariables(pattern = ""): Promise<Variable[]> {
-    const r = await this.transport.unary("ListVariables", { session_id: this.sessionId, pattern });
-    return (r.variables ?? []).map((v: Pb) => this.remember(variableFromProto(v)));
+    const out: Variable[] = [];
+    let token = "";
+    do { // pages: each is cut to fit in one gRPC message
+      const r = await this.transport.unary("ListVariables", { session_id: this.sessionId, pattern, page_token: token });
+      for (const v of r.variables ?? []) out.push(this.remember(variableFromProto(v)));
+      token = r.next_page_token ?? "";
+    } while (token);
+    return out;
   }
 
   /** Delete a variable and its history (`FailedPreconditionError` while a module is bound to it). */
@@ -545,8 +551,16 @@ export class SessionHandle {
 
   /** A variable's versions, newest first; `limit` = most entries (0 = all kept). */
   async history(name: string, options: { limit?: number } = {}): Promise<HistoryEntry[]> {
-    const r = await this.transport.unary("GetVariableHistory", { session_id: this.sessionId, name, limit: options.limit ?? 0 });
-    return (r.entries ?? []).map(historyEntryFromProto);
+    const limit = options.limit ?? 0;
+    const out: HistoryEntry[] = [];
+    let token = "";
+    do { // pages: each is cut to fit in one gRPC message
+      const left = limit > 0 ? limit - out.length : 0;
+      const r = await this.transport.unary("GetVariableHistory", { session_id: this.sessionId, name, limit: left, page_token: token });
+      out.push(...(r.entries ?? []).map(historyEntryFromProto));
+      token = r.next_page_token ?? "";
+    } while (token && !(limit > 0 && out.length >= limit));
+    return out;
   }
 
   /** Write a new version whose value equals that of `targetVersion`; resolves to the variable. */
@@ -589,8 +603,14 @@ export class SessionHandle {
 
   /** The session's modules, in id order. */
   async listModules(): Promise<Module[]> {
-    const r = await this.transport.unary("ListModules", { session_id: this.sessionId });
-    return (r.modules ?? []).map(moduleFromProto);
+    const out: Module[] = [];
+    let token = "";
+    do { // pages: each is cut to fit in one gRPC message
+      const r = await this.transport.unary("ListModules", { session_id: this.sessionId, page_token: token });
+      out.push(...(r.modules ?? []).map(moduleFromProto));
+      token = r.next_page_token ?? "";
+    } while (token);
+    return out;
   }
 
   /** Delete a module with all its versions. */

@@ -118,6 +118,8 @@ describe("README examples", () => {
     has(/^strategy = (Predict|ChainOfThought) version 2 by optimizer:/);
     has(/^serving \["lookup_order"\] as connection \S+$/);
     has(/^status: .*order A-17: shipped on Tuesday/);
+    has(/^host metric score: 1$/);
+    has(/^host LM says: It depends\.$/);
     assert.equal((await session.getModule("topics")).version, 2);
     await session.delete();
   });

@@ -1,1 +1,1 @@
-"""Jobs: evaluation, optimization and variable search (DESIGN §4)."""
+"""Jobs: evaluation, optimization and variable search."""

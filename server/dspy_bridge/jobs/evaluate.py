@@ -1,4 +1,4 @@
-"""Evaluate: run a module over a dataset and score every prediction with a metric (DESIGN §4).
+"""Evaluate: run a module over a dataset and score every prediction with a metric.
 
 Everything is checked before the first execution, so a bad request does no work and changes
 nothing: the session and module (and `module_version`), the variable overrides (exactly as

@@ -1,4 +1,4 @@
-"""Runs jobs in their own processes and keeps their records in the store (DESIGN §3, §4).
+"""Runs jobs in their own processes and keeps their records in the store.
 
 Each job gets a fresh process (multiprocessing `forkserver` context with DSPy preloaded, so a job
 starts in a fraction of a second; `spawn` where forkserver is unavailable), so a job never
@@ -100,6 +100,8 @@ class _Handle:
     cancelled: bool = False
     task: asyncio.Task[None] | None = None
     messages: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+    #: Set once the manager is done with the job (it left `running_jobs()`).
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class JobManager:
@@ -182,6 +184,7 @@ class JobManager:
         finally:
             self._stop_process(handle, wait=False)
             self._handles.pop(handle.job_id, None)
+            handle.stopped.set()
 
     def _check_quota(self, owner: str) -> None:
         if self.per_owner_jobs <= 0:
@@ -475,6 +478,14 @@ class JobManager:
 
     def running_jobs(self) -> list[str]:
         return list(self._handles)
+
+    async def wait_stopped(self, job_id: str, within: float) -> None:
+        """Returns once the manager is done with `job_id` (at once if it is not running);
+        TimeoutError after `within` seconds. For tests and operators: an event, not a poll."""
+        handle = self._handles.get(job_id)
+        if handle is not None:
+            async with asyncio.timeout(within):
+                await handle.stopped.wait()
 
     def counts(self) -> dict[str, int]:
         """Jobs of this manager by state, `running` (their process started) and `queued`, and

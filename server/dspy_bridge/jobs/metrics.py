@@ -1,4 +1,4 @@
-"""Built-in metrics (DESIGN §4) and the seam for host-defined ones.
+"""Built-in metrics and the seam for host-defined ones.
 
 A metric scores one prediction against one example: `metric(example, prediction, trace=None)`
 returns a float in [0, 1]. `resolve_metric(name, options, signature, lm)` validates the options

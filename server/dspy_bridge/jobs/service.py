@@ -1,4 +1,4 @@
-"""Optimization jobs: start, get, list, watch, cancel, apply; module revert (DESIGN §4).
+"""Optimization jobs: start, get, list, watch, cancel, apply; module revert.
 
 `start` checks everything before any work starts — the session and module, the optimizer name,
 the datasets (non-empty trainset, label keys that are output fields, inputs that coerce to the

@@ -1,4 +1,4 @@
-"""VariableSearch: an Optuna search over a module's bound variables (DESIGN §4).
+"""VariableSearch: an Optuna search over a module's bound variables.
 
 What is searched: FLOAT/INTEGER variables over a range (`low`/`high`, default the variable's
 `min`/`max`; optional `step`, default the variable's `step` constraint, 1 for INTEGER; optional

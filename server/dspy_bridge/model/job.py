@@ -1,4 +1,4 @@
-"""Job records: what the store keeps of an optimization or search job (DESIGN §4).
+"""Job records: what the store keeps of an optimization or search job.
 
 A job is owned by its session (deleting the session deletes its jobs). Everything in a record is
 JSON-able so every backend can store it as is:

@@ -1,7 +1,7 @@
 """The rules for variables: names, constraints and values, in pure Python.
 
 Everything a host sends about a variable passes through here before the store sees it, so a
-bad request is rejected before it can change state (DESIGN §2). Each failure is a `BridgeError`
+bad request is rejected before it can change state. Each failure is a `BridgeError`
 with a stable reason and a field violation naming the offending field, and its message says
 both what was wrong and what is allowed, because hosts show these messages to people.
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import grpc
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import POOL_QUEUE_DEPTH, WORKER_RESTARTS
@@ -549,14 +550,15 @@ class WorkerPool:
             raise draining()
         slot = self._choose(req.record.session_id)
         t0 = time.perf_counter()
-        if req.timeout_ms > 0:
-            try:
-                async with asyncio.timeout(req.timeout_ms / 1000):
-                    handle = await self._acquire(slot)
-            except TimeoutError:
-                raise deadline_exceeded(req.timeout_ms) from None
-        else:
-            handle = await self._acquire(slot)
+        with tracing.span("queue wait"):
+            if req.timeout_ms > 0:
+                try:
+                    async with asyncio.timeout(req.timeout_ms / 1000):
+                        handle = await self._acquire(slot)
+                except TimeoutError:
+                    raise deadline_exceeded(req.timeout_ms) from None
+            else:
+                handle = await self._acquire(slot)
         timeout_ms = req.timeout_ms
         if timeout_ms > 0:
             timeout_ms = max(1, timeout_ms - int((time.perf_counter() - t0) * 1000))
@@ -567,6 +569,7 @@ class WorkerPool:
             "timeout_ms": timeout_ms,
             "include_trace": req.include_trace,
             "host_tools": req.host_tools,
+            "trace_parent": tracing.carrier(),  # the worker's spans join the caller's trace
         }
         call = _Call(next(self._ids), stream, record_key(req.record), req, fields)
         handle.in_flight[call.id] = call

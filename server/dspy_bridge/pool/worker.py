@@ -185,4 +185,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 3 and argv[3] in ("uvloop", "asyncio"):
         event_loop = "uvloop" if argv[3] == "uvloop" else "asyncio"
     configure_logging(level, "console" if fmt == "console" else "json")
-    run(serve(int(argv[0])), event_loop)
+    from dspy_bridge import tracing
+
+    tracing.configure_tracing()  # from the environment the front passed on
+    try:
+        run(serve(int(argv[0])), event_loop)
+    finally:
+        tracing.shutdown_tracing()  # export the last spans before the process ends

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -38,6 +39,7 @@ import grpc
 from dspy.streaming.messages import StatusMessage, StatusStreamingCallback, StreamResponse
 from dspy.streaming.streaming_listener import StreamListener
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue
 from dspy_bridge.runtime import registry
@@ -86,6 +88,9 @@ class ExecutionRequest:
     include_trace: bool = False
     #: The `host:` tools the module uses, as the session's host offers them at dispatch.
     host_tools: tuple[HostToolSpec, ...] = ()
+    #: The caller's trace context (W3C headers) when tracing is on and the execution runs in
+    #: another process; empty: the current context.
+    trace_parent: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,6 +155,12 @@ class Executor(Protocol):
     def stats(self) -> dict[str, int]:
         """Counters for GetServerInfo and metrics."""
         ...
+
+
+def _execute_span(req: ExecutionRequest) -> contextlib.AbstractContextManager[object]:
+    """The `execute` span of one execution (a child of the caller's, across processes)."""
+    attributes = {"dspy_bridge.module_id": req.record.module_id, "process.pid": os.getpid()}
+    return tracing.span("execute", attributes, parent=req.trace_parent)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,7 +381,8 @@ class InProcessExecutor:
     # -- executing --------------------------------------------------------------------------
 
     async def execute(self, req: ExecutionRequest) -> ExecutionResult:
-        return await self._execute(req, None, None)
+        with _execute_span(req):
+            return await self._execute(req, None, None)
 
     async def execute_stream(self, req: ExecutionRequest) -> AsyncGenerator[ExecutionEvent, None]:
         """Runs the execution in its own task (its own DSPy context) and relays its events;
@@ -385,7 +397,8 @@ class InProcessExecutor:
 
         async def run() -> None:
             try:
-                result = await self._execute(req, events.put, notify)
+                with _execute_span(req):
+                    result = await self._execute(req, events.put, notify)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
@@ -428,6 +441,8 @@ class InProcessExecutor:
             callbacks = recorder.callbacks
             if notify is not None:
                 callbacks = [*callbacks, _StatusCallback(notify)]
+            if tracing.enabled():
+                callbacks = [*callbacks, tracing.LMCallSpans(recorder)]
             settings = {
                 "lm": recorder.bind(lm),
                 "adapter": make_adapter(str(req.params.get("adapter") or "")),

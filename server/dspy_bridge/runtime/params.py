@@ -1,5 +1,5 @@
 """Bindable module parameters: which exist, which variable types may feed them, which values
-they accept, and how a set of values becomes the parameters an execution uses (DESIGN §2).
+they accept, and how a set of values becomes the parameters an execution uses.
 
 Parameters: the LM options `temperature`, `max_tokens`, `top_p`, `n`, `stop`, `model`; `adapter`
 (`chat` | `json` | `xml`); `module_type` (switches the strategy without recreating the module);

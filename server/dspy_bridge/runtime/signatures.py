@@ -2,14 +2,14 @@
 
 A host describes a DSPy signature either in DSPy's string form
 (`"context: list[str], question -> answer, confidence: float"`) or as a list of fields with
-role, type and description (DESIGN §2). Both become one `SignatureSpec`: a frozen, hashable,
+role, type and description. Both become one `SignatureSpec`: a frozen, hashable,
 JSON-able value that the store keeps and that `to_dspy_signature` turns into a real
 `dspy.Signature` class.
 
 Why not hand the text to `dspy.Signature(...)`: DSPy's own parser resolves unknown type names by
 importing modules (`x: os -> y` imports `os`), follows attribute access on them (`os.system`),
 and walks the caller's stack frames looking for names. None of that may run on host text
-(DESIGN §6: no RPC ever executes code sent by a host). Here a type is parsed with `ast` into a
+(no RPC ever executes code sent by a host). Here a type is parsed with `ast` into a
 syntax tree and resolved by a walker that knows exactly the names in `_SCALARS`/`_GENERICS`;
 attribute access, calls, comprehensions and every other node are rejected before anything is
 built. Only constants (inside `Literal[...]`) are taken from the text as values.

@@ -1,6 +1,6 @@
 """Tools a `ReAct` module may call, resolved by name on the server.
 
-No RPC ever executes code sent by a host (DESIGN §6), so a ReAct module's config names its tools
+No RPC ever executes code sent by a host, so a ReAct module's config names its tools
 (`{"tools": ["calculator", {"name": "lookup", "table": {...}}]}`) and the server supplies them from
 `ToolProvider`s:
 

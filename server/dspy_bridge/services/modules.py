@@ -2,10 +2,10 @@
 DSPy state export/import.
 
 Every check of a request runs before the store is touched, so a bad request changes nothing
-(DESIGN §2): the type, the signature, the config, each binding against the session's variables
+: the type, the signature, the config, each binding against the session's variables
 (type, current value and choices), the LM override, and a trial build of the program.
 
-Execution (DESIGN §1): the front resolves every variable bound to the module once, snapshots
+Execution: the front resolves every variable bound to the module once, snapshots
 value + version, applies the request's `variable_overrides` (validated against the variable's
 type and constraints and against the parameter), resolves the LM (module > session > server
 default) and coerces the inputs to the signature's types; the executor gets all of that in one
@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from dspy_bridge import tracing
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import (
     BridgeError,
@@ -387,8 +388,26 @@ class ModuleService:
         """Resolves the module at `version` (0: the current one), its LM and its bound
         variables (with `overrides` checked against the variables and the parameters). Raises
         what `Execute` raises for them; touches nothing."""
-        session = await self.live_session(session_id)
-        record = await self._store.get_module(session_id, module_id, version)
+        with tracing.span("validate", {"dspy_bridge.module_id": module_id}):
+            return await self._prepare(session_id, module_id, overrides, version)
+
+    async def _prepare(
+        self,
+        session_id: str,
+        module_id: str,
+        overrides: Mapping[str, PyValue],
+        version: int = 0,
+    ) -> PreparedExecution:
+        listed: list[Variable] | None = None
+        if self._store.shared:  # one round trip to Redis instead of three
+            session, record, listed = await self._store.execution_view(
+                session_id, module_id, version
+            )
+            if session.expired(self._clock()):
+                raise session_not_found(session_id)
+        else:
+            session = await self.live_session(session_id)
+            record = await self._store.get_module(session_id, module_id, version)
         spec = record.spec
         bindings: dict[str, str] = spec.get("variable_bindings") or {}
         by_variable: dict[str, list[str]] = {}
@@ -413,7 +432,9 @@ class ModuleService:
         prepared = PreparedExecution(record, signature, lm)
         if not bindings:
             return self._with_host_tools(session_id, prepared)
-        variables = {v.name: v for v in await self._store.list_variables(session_id)}
+        if listed is None:
+            listed = await self._store.list_variables(session_id)
+        variables = {v.name: v for v in listed}
         check = _ParamCheck(spec, signature, self._context(session_id))
         for name, params in by_variable.items():
             variable = variables.get(name)

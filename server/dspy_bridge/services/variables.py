@@ -8,9 +8,11 @@ the publish to watchers, so watchers see changes in version order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import secrets
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +45,8 @@ from dspy_bridge.services.watch import (
 from dspy_bridge.store.base import SessionStore
 
 DEFAULT_SOURCE = "host"
+#: Variables whose id, type and constraints one replica keeps for writes (shared stores).
+_MAX_SHAPES = 10_000
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,15 @@ class VariableService:
         self._settings = settings
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        #: (session id, name or id) -> the variable as last read (shared stores; see `_shape`).
+        self._shapes: OrderedDict[tuple[str, str], Variable] = OrderedDict()
 
-    def _lock(self, session_id: str) -> asyncio.Lock:
+    def _lock(self, session_id: str) -> contextlib.AbstractAsyncContextManager[object]:
+        """Serializes a session's writes with their publish, so watchers get them in order. A
+        shared store orders changes itself (its write and its stream entry are one step), so
+        its writes run concurrently: Redis then groups their disk syncs."""
+        if self._store.shared:
+            return contextlib.nullcontext()
         lock = self._locks.get(session_id)
         if lock is None:
             lock = asyncio.Lock()
@@ -159,14 +170,38 @@ class VariableService:
     # -- writes -----------------------------------------------------------------------------
 
     async def _validated(
-        self, session_id: str, req: WriteRequest, source: str, reason: str
+        self, session_id: str, req: WriteRequest, source: str, reason: str, *, shape: bool = False
     ) -> VariableWrite:
-        variable = await self._store.get_variable(session_id, req.name)
+        """The write checked against the variable's type and constraints. With `shape`, those
+        may come from `_shapes` (see there)."""
+        if shape and self._store.shared:
+            variable = await self._shape(session_id, req.name)
+        else:
+            variable = await self._store.get_variable(session_id, req.name)
         value = await coerce_value_off_loop(variable.type, variable.constraints, req.value, "value")
         check_value_size(value, self._settings.max_value_bytes, "value")
         return VariableWrite(
             variable.id, value, source or DEFAULT_SOURCE, reason, req.expected_version
         )
+
+    async def _shape(self, session_id: str, name: str) -> Variable:
+        """A variable's id, type and constraints, from this replica's cache when it has them.
+
+        On a shared store each UpdateVariable would otherwise read the variable from Redis
+        before writing it. What is cached never changes for a variable id (ids are random, never
+        reused); a variable deleted and registered again under the same name has a new id, so a
+        write through a stale entry fails NOT_FOUND in the store, changes nothing, and `update`
+        drops the entry and retries once from a fresh read."""
+        key = (session_id, name)
+        hit = self._shapes.get(key)
+        if hit is not None:
+            self._shapes.move_to_end(key)
+            return hit
+        variable = await self._store.get_variable(session_id, name)
+        self._shapes[key] = variable
+        if len(self._shapes) > _MAX_SHAPES:
+            self._shapes.popitem(last=False)
+        return variable
 
     async def _commit(
         self, session_id: str, writes: Sequence[VariableWrite], reason: str
@@ -184,8 +219,15 @@ class VariableService:
         source: str = "",
         reason: str = "",
     ) -> Variable:
-        write = await self._validated(session_id, req, source, reason)
-        (variable,) = await self._commit(session_id, [write], reason)
+        write = await self._validated(session_id, req, source, reason, shape=True)
+        try:
+            (variable,) = await self._commit(session_id, [write], reason)
+        except BridgeError as err:
+            if not (self._store.shared and err.reason == Reason.VARIABLE_NOT_FOUND):
+                raise
+            self._shapes.pop((session_id, req.name), None)  # stale: read afresh, once
+            write = await self._validated(session_id, req, source, reason)
+            (variable,) = await self._commit(session_id, [write], reason)
         return variable
 
     async def batch_update(

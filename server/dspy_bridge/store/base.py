@@ -137,6 +137,16 @@ class SessionStore(ABC):
     async def delete_module(self, session_id: str, module_id: str) -> None:
         """Removes the module with all its versions. NOT_FOUND."""
 
+    async def execution_view(
+        self, session_id: str, module_id: str, version: int = 0
+    ) -> tuple[Session, ModuleRecord, list[Variable]]:
+        """What an execution reads — the session, the module at `version` (0: current) and the
+        session's variables — with the errors of `get_session` and `get_module`. A shared store
+        reads all three in one round trip."""
+        session = await self.get_session(session_id)
+        record = await self.get_module(session_id, module_id, version)
+        return session, record, await self.list_variables(session_id)
+
     # -- jobs -----------------------------------------------------------------------------
 
     @abstractmethod

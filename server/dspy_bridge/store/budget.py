@@ -20,6 +20,7 @@ memory back to the OS (glibc's `malloc_trim`), so a deleted session's bytes do n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -132,7 +133,11 @@ class BudgetedStore(SessionStore):
 
     # -- accounting -------------------------------------------------------------------------
 
-    def _lock(self, session_id: str) -> asyncio.Lock:
+    def _lock(self, session_id: str) -> contextlib.AbstractAsyncContextManager[object]:
+        # A shared store: other replicas write too, so this count is this replica's view and a
+        # lock here would only serialize this replica's writes (and their disk syncs) for nothing.
+        if self.shared:
+            return contextlib.nullcontext()
         lock = self._locks.get(session_id)
         if lock is None:
             lock = self._locks[session_id] = asyncio.Lock()
@@ -302,6 +307,11 @@ class BudgetedStore(SessionStore):
 
     async def list_modules(self, session_id: str) -> list[ModuleRecord]:
         return await self._inner.list_modules(session_id)
+
+    async def execution_view(
+        self, session_id: str, module_id: str, version: int = 0
+    ) -> tuple[Session, ModuleRecord, list[Variable]]:
+        return await self._inner.execution_view(session_id, module_id, version)
 
     async def put_module_version(
         self, record: ModuleRecord, *, expected_version: int

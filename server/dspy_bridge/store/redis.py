@@ -335,7 +335,9 @@ class RedisStore(SessionStore):
         except _UNAVAILABLE_ERRORS as exc:
             raise unavailable_from(exc) from None
         except ResponseError as exc:
-            if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY")):
+            # Loading its data, a replica without its primary, a script running long, out of
+            # memory (maxmemory): nothing was written, the caller may retry later.
+            if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY", "OOM")):
                 raise unavailable_from(exc) from None
             raise
 
@@ -614,6 +616,28 @@ class RedisStore(SessionStore):
         records = [_module_from_doc(doc) for doc in reply[1:]]
         records.sort(key=lambda r: r.module_id)
         return records
+
+    async def execution_view(
+        self, session_id: str, module_id: str, version: int = 0
+    ) -> tuple[Session, ModuleRecord, list[Variable]]:
+        reply = await self._run(lua.EXECUTION_VIEW, session_id, module_id, version)
+        kind = reply[0]
+        if kind == "session":
+            raise session_not_found(session_id)
+        if kind == "module":
+            raise module_not_found(session_id, module_id)
+        if kind == "version":
+            raise not_found(
+                Reason.VERSION_NOT_FOUND,
+                f"module {module_id!r} has no version {version} (current is {reply[1]})",
+                session_id=session_id,
+                module_id=module_id,
+                version=str(version),
+            )
+        session = session_from_reply(reply[1], reply[2], reply[3])
+        variables = [variable_from_fields(*fields) for fields in reply[5:]]
+        variables.sort(key=lambda v: v.name)
+        return session, _module_from_doc(reply[4]), variables
 
     async def put_module_version(
         self, record: ModuleRecord, *, expected_version: int

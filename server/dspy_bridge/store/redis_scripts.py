@@ -446,3 +446,26 @@ if #last > 0 then entry = last[1][1] end
 return {'ok', f[1], f[2], entry}
 """
 )
+
+# ARGV: P, sid, module id, version (0 current). What an execution reads, in one round trip:
+# ok, the session's fields, its counts, the module version's document, then every variable.
+EXECUTION_VIEW = (
+    _COMMON
+    + r"""
+local s, mid = skey(ARGV[2]), ARGV[3]
+local f = redis.call('HGETALL', s)
+if #f == 0 then return {'session'} end
+local current = redis.call('HGET', s .. ':mods', mid)
+if not current then return {'module'} end
+current = tonumber(current)
+local version = tonumber(ARGV[4])
+if version == 0 then version = current end
+if version < 1 or version > current then return {'version', tostring(current)} end
+local out = {'ok', f, redis.call('HLEN', s .. ':names'), redis.call('HLEN', s .. ':mods'),
+             redis.call('LINDEX', s .. ':m:' .. mid, version - 1)}
+for _, id in ipairs(redis.call('HVALS', s .. ':names')) do
+  out[#out + 1] = redis.call('HMGET', s .. ':v:' .. id, 'meta', 'value', 'version', 'ut', 'src')
+end
+return out
+"""
+)

@@ -21,6 +21,7 @@ import grpc
 import structlog
 from grpc.aio import ServicerContext
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import RPC_LATENCY, STREAM_DURATION, STREAMS_OPEN
@@ -120,12 +121,16 @@ def _observe(rpc: str, code: grpc.StatusCode, seconds: float) -> None:
     child.observe(seconds)
 
 
+#: The service whose RPCs are wrapped, as span names give it.
+_SERVICE = "dspy_bridge.v1.BridgeService"
 #: The names of the wrapped streaming RPCs (filled by `instrumented`).
 _STREAMING: set[str] = set()
 
 
 @contextmanager
-def _open_stream(rpc: str, started: float) -> Iterator[None]:
+def _open_stream(
+    rpc: str, started: float, traced: tracing.ServerSpan | None = None
+) -> Iterator[None]:
     """Counts a stream as open while it runs; one the client cancelled (the handler is
     cancelled, no status of its own) is measured as CANCELLED when it ends."""
     STREAMS_OPEN.labels(rpc).inc()
@@ -133,14 +138,22 @@ def _open_stream(rpc: str, started: float) -> Iterator[None]:
         yield
     except asyncio.CancelledError:
         _observe(rpc, grpc.StatusCode.CANCELLED, time.perf_counter() - started)
+        tracing.end_server_span(traced, "CANCELLED")
         raise
     finally:
         STREAMS_OPEN.labels(rpc).dec()
 
 
-def _finish(rpc: str, started: float, code: grpc.StatusCode, err: BaseException | None) -> None:
+def _finish(
+    rpc: str,
+    started: float,
+    traced: tracing.ServerSpan | None,
+    code: grpc.StatusCode,
+    err: BaseException | None,
+) -> None:
     elapsed = time.perf_counter() - started
     _observe(rpc, code, elapsed)
+    tracing.end_server_span(traced, code.name, err.message if isinstance(err, BridgeError) else "")
     if isinstance(err, BridgeError):
         log.info(
             "rpc failed",
@@ -165,6 +178,9 @@ def _wrap_unary(
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> Any:
         _bind(rpc, request, context)
         started = time.perf_counter()
+        traced = tracing.server_span(rpc, _SERVICE, context.invocation_metadata())
+        if traced is not None:  # log lines then carry trace_id and span_id
+            structlog.contextvars.bind_contextvars(**tracing.log_ids())
         try:
             if isinstance(request, MalformedRequest):
                 await _refuse_malformed(request, context, auth)
@@ -172,15 +188,15 @@ def _wrap_unary(
                 await _admit(rpc, request, context, auth, owner_check, check)
             response = await behavior(request, context)
         except BridgeError as err:
-            _finish(rpc, started, err.code, err)
+            _finish(rpc, started, traced, err.code, err)
             await context.abort_with_status(to_grpc_status(err))
         except grpc.aio.AbortError:  # the handler aborted with a status of its own
-            _finish(rpc, started, context.code() or grpc.StatusCode.UNKNOWN, None)
+            _finish(rpc, started, traced, context.code() or grpc.StatusCode.UNKNOWN, None)
             raise
         except Exception as err:
-            _finish(rpc, started, grpc.StatusCode.INTERNAL, err)
+            _finish(rpc, started, traced, grpc.StatusCode.INTERNAL, err)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
-        _finish(rpc, started, grpc.StatusCode.OK, None)
+        _finish(rpc, started, traced, grpc.StatusCode.OK, None)
         return response
 
     return handler
@@ -198,8 +214,11 @@ def _wrap_stream(
     async def handler(request: Any, context: ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _bind(rpc, request, context)
         started = time.perf_counter()
+        traced = tracing.server_span(rpc, _SERVICE, context.invocation_metadata())
+        if traced is not None:  # log lines then carry trace_id and span_id
+            structlog.contextvars.bind_contextvars(**tracing.log_ids())
         try:
-            with _open_stream(rpc, started):
+            with _open_stream(rpc, started, traced):
                 if isinstance(request, MalformedRequest):
                     await _refuse_malformed(request, context, auth)
                 if auth is not None or check is not None:
@@ -209,15 +228,15 @@ def _wrap_stream(
                 async for response in behavior(request, context):
                     yield response
         except BridgeError as err:
-            _finish(rpc, started, err.code, err)
+            _finish(rpc, started, traced, err.code, err)
             await context.abort_with_status(to_grpc_status(err))
         except grpc.aio.AbortError:
-            _finish(rpc, started, context.code() or grpc.StatusCode.UNKNOWN, None)
+            _finish(rpc, started, traced, context.code() or grpc.StatusCode.UNKNOWN, None)
             raise
         except Exception as err:
-            _finish(rpc, started, grpc.StatusCode.INTERNAL, err)
+            _finish(rpc, started, traced, grpc.StatusCode.INTERNAL, err)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
-        _finish(rpc, started, grpc.StatusCode.OK, None)
+        _finish(rpc, started, traced, grpc.StatusCode.OK, None)
 
     return handler
 
@@ -244,8 +263,11 @@ def _wrap_bidi(
         requests: AsyncIterator[Any], context: ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         started = time.perf_counter()
+        traced = tracing.server_span(rpc, _SERVICE, context.invocation_metadata())
+        if traced is not None:  # log lines then carry trace_id and span_id
+            structlog.contextvars.bind_contextvars(**tracing.log_ids())
         try:
-            with _open_stream(rpc, started):
+            with _open_stream(rpc, started, traced):
                 if auth is not None:
                     auth.principal(context)  # refuse an unauthenticated caller before reading
                 iterator = aiter(requests)
@@ -259,15 +281,15 @@ def _wrap_bidi(
                 async for response in behavior(stream, context):
                     yield response
         except BridgeError as err:
-            _finish(rpc, started, err.code, err)
+            _finish(rpc, started, traced, err.code, err)
             await context.abort_with_status(to_grpc_status(err))
         except grpc.aio.AbortError:
-            _finish(rpc, started, context.code() or grpc.StatusCode.UNKNOWN, None)
+            _finish(rpc, started, traced, context.code() or grpc.StatusCode.UNKNOWN, None)
             raise
         except Exception as err:
-            _finish(rpc, started, grpc.StatusCode.INTERNAL, err)
+            _finish(rpc, started, traced, grpc.StatusCode.INTERNAL, err)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
-        _finish(rpc, started, grpc.StatusCode.OK, None)
+        _finish(rpc, started, traced, grpc.StatusCode.OK, None)
 
     return handler
 

@@ -21,6 +21,10 @@ defmodule DSPyBridge.Connection do
     * `:headers` - extra request headers, as `{name, value}` string pairs.
     * `:connect_timeout` - milliseconds for one connection attempt (default `5_000`).
     * `:max_backoff` - the longest wait between reconnection attempts, in ms (default `2_000`).
+    * `:tls` - connect over TLS with these `:ssl` client options, e.g.
+      `[cacertfile: "ca.pem"]`, plus `certfile:`/`keyfile:` for mutual TLS (the sidecar's
+      `--tls-client-ca-file`). The server's certificate is verified (`verify: :verify_peer`)
+      unless the options say otherwise. Without `:tls` the connection is plaintext HTTP/2.
 
   While the connection is down, calls fail at once with `%DSPyBridge.Error{code: :unavailable}`
   instead of waiting; `DSPyBridge.wait_until_ready/2` waits for it to be up. When the sidecar
@@ -149,6 +153,7 @@ defmodule DSPyBridge.Connection do
       backoff: 50,
       max_backoff: Keyword.get(opts, :max_backoff, 2_000),
       connect_timeout: Keyword.get(opts, :connect_timeout, 5_000),
+      tls: Keyword.get(opts, :tls),
       defaults: %{
         timeout: Keyword.get(opts, :timeout, 30_000),
         headers: auth ++ Keyword.get(opts, :headers, [])
@@ -335,14 +340,15 @@ defmodule DSPyBridge.Connection do
   defp start_connecting(s) do
     owner = self()
     %{host: host, port: port, connect_timeout: timeout} = s
+    {scheme, transport_opts} = transport(s)
 
     {:ok, task} =
       Task.start(fn ->
-        case Mint.HTTP2.connect(:http, host, port,
+        case Mint.HTTP2.connect(scheme, host, port,
                # Passive until this process owns the socket: in active mode the server's first
                # frames would be delivered to the connecting task and lost.
                mode: :passive,
-               transport_opts: [timeout: timeout, nodelay: true]
+               transport_opts: [timeout: timeout, nodelay: true] ++ transport_opts
              ) do
           {:ok, conn} ->
             case Mint.HTTP.controlling_process(conn, owner) do
@@ -357,6 +363,9 @@ defmodule DSPyBridge.Connection do
 
     %{s | connecting: task}
   end
+
+  defp transport(%{tls: nil}), do: {:http, []}
+  defp transport(%{tls: tls}), do: {:https, Keyword.put_new(tls, :verify, :verify_peer)}
 
   defp stream_message([], _message, _s), do: :unknown
   defp stream_message([nil | rest], message, s), do: stream_message(rest, message, s)

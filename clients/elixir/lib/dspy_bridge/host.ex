@@ -56,7 +56,8 @@ defmodule DSPyBridge.Host do
 
   @doc """
   Connects and offers the names. Options: `:session` (a `%DSPyBridge.Session{}`), `:tools`,
-  `:metrics`, `:lms`, `:handler`, `:name`, `:timeout` (for the welcome, default 30 s).
+  `:metrics`, `:lms`, `:handler`, `:name`, `:timeout` (for the welcome, default 30 s),
+  `:notify` (a pid sent `{:dspy_bridge, :host_connected, welcome}` at every (re)connection).
   Returns `{:error, %DSPyBridge.Error{}}` when the sidecar refuses the offer.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -100,6 +101,7 @@ defmodule DSPyBridge.Host do
       lms: index(Keyword.get(opts, :lms, [])),
       reader: nil,
       welcome: nil,
+      notify: Keyword.get(opts, :notify),
       # call_id → task pid, and task pid → call_id
       calls: %{},
       tasks: %{},
@@ -211,6 +213,7 @@ defmodule DSPyBridge.Host do
           lms: w.lms
         }
 
+        if s.notify, do: send(s.notify, {:dspy_bridge, :host_connected, welcome})
         s = %{s | reader: reader, welcome: welcome, backoff: 50}
         {:ok, Enum.reduce(rest, s, &handle_event/2)}
 

@@ -27,6 +27,8 @@ defmodule DSPyBridge.Sidecar do
       address is only checked for health.
     * `:connection` - a name for a connection to start, with `:connection_opts`.
     * `:ready_timeout` - ms to wait for the sidecar to serve (default `60_000`).
+    * `:tls` - client TLS options (as `DSPyBridge.Connection`'s) for the health check and the
+      connection, when the sidecar serves TLS (`--tls-cert-file`/`--tls-key-file` in `:args`).
   """
 
   use GenServer
@@ -53,6 +55,15 @@ defmodule DSPyBridge.Sidecar do
     }
   end
 
+  @doc "Starts the sidecar process without linking it to the caller (see `start_link/1`)."
+  @spec start(keyword()) :: GenServer.on_start()
+  def start(opts) do
+    case Keyword.fetch(opts, :name) do
+      {:ok, name} -> GenServer.start(__MODULE__, opts, name: name, timeout: :infinity)
+      :error -> GenServer.start(__MODULE__, opts, timeout: :infinity)
+    end
+  end
+
   @doc "The `\"host:port\"` address the sidecar serves on."
   @spec address(GenServer.server()) :: String.t()
   def address(sidecar), do: GenServer.call(sidecar, :address)
@@ -67,7 +78,7 @@ defmodule DSPyBridge.Sidecar do
     ready_timeout = Keyword.get(opts, :ready_timeout, 60_000)
 
     with {:ok, state} <- start_sidecar(opts, ready_timeout),
-         :ok <- check_health(state.address, ready_timeout),
+         :ok <- check_health(state.address, ready_timeout, opts[:tls]),
          {:ok, state} <- start_connection(state, opts) do
       {:ok, state}
     else
@@ -176,8 +187,8 @@ defmodule DSPyBridge.Sidecar do
     end
   end
 
-  defp check_health(address, ready_timeout) do
-    {:ok, conn} = Connection.start_link(address: address, timeout: 5_000)
+  defp check_health(address, ready_timeout, tls) do
+    {:ok, conn} = Connection.start_link(address: address, timeout: 5_000, tls: tls)
 
     try do
       with :ok <- Connection.wait_until_ready(conn, ready_timeout),
@@ -198,7 +209,8 @@ defmodule DSPyBridge.Sidecar do
         conn_opts =
           Keyword.merge(Keyword.get(opts, :connection_opts, []),
             name: name,
-            address: state.address
+            address: state.address,
+            tls: opts[:tls]
           )
 
         {:ok, pid} = Connection.start_link(conn_opts)

@@ -10,7 +10,8 @@ defmodule DSPyBridge.Tensor do
       [[1.0, 2.0], [3.0, 4.0]]
 
   Element types: `float16`, `float32`, `float64`, `int8`, `int16`, `int32`, `int64`,
-  `uint8`, `bool`.
+  `uint8`, `bool`. With the optional `:nx` dependency, `to_nx/1` and `from_nx/1` convert to
+  and from `Nx.Tensor`, and an `Nx.Tensor` can be passed wherever a value goes.
   """
 
   @enforce_keys [:dtype, :shape, :data]
@@ -53,6 +54,52 @@ defmodule DSPyBridge.Tensor do
   @doc "Number of elements (the product of the shape)."
   @spec size(t()) :: non_neg_integer()
   def size(%__MODULE__{shape: shape}), do: Enum.reduce(shape, 1, &*/2)
+
+  if Code.ensure_loaded?(Nx) do
+    @nx_types %{
+      "float16" => {:f, 16},
+      "float32" => {:f, 32},
+      "float64" => {:f, 64},
+      "int8" => {:s, 8},
+      "int16" => {:s, 16},
+      "int32" => {:s, 32},
+      "int64" => {:s, 64},
+      "uint8" => {:u, 8},
+      # Nx has no boolean type: one byte per element, 0 or 1, as the sidecar stores them.
+      "bool" => {:u, 8}
+    }
+
+    @doc """
+    The tensor as an `Nx.Tensor` (available when the optional `:nx` dependency is present).
+    A `bool` tensor becomes `{:u, 8}` zeros and ones.
+    """
+    @spec to_nx(t()) :: Nx.Tensor.t()
+    def to_nx(%__MODULE__{dtype: dtype, shape: shape, data: data}) do
+      type = Map.get(@nx_types, dtype) || raise ArgumentError, "unknown tensor dtype #{dtype}"
+      data |> Nx.from_binary(type) |> Nx.reshape(List.to_tuple(shape))
+    end
+
+    @doc """
+    A tensor from an `Nx.Tensor` of a type the sidecar stores (floats of 16, 32 or 64 bits,
+    signed integers, `{:u, 8}`); others raise `ArgumentError`.
+    """
+    @spec from_nx(Nx.Tensor.t()) :: t()
+    def from_nx(%Nx.Tensor{} = tensor) do
+      type = Nx.type(tensor)
+
+      dtype =
+        Enum.find_value(@nx_types, fn {name, t} -> if t == type and name != "bool", do: name end) ||
+          raise ArgumentError, "Nx type #{inspect(type)} has no sidecar dtype"
+
+      # Nx binaries are in the machine's byte order: little-endian on the platforms BEAM
+      # ships for, as the sidecar expects.
+      %__MODULE__{
+        dtype: dtype,
+        shape: Tuple.to_list(Nx.shape(tensor)),
+        data: Nx.to_binary(tensor)
+      }
+    end
+  end
 
   defp check_dtype!(dtype) do
     unless dtype in @dtypes do

@@ -10,6 +10,7 @@ defmodule DSPyBridge.Values do
   | string                        | `string_value`    |
   | atom                          | `string_value` (its name) |
   | `%DSPyBridge.Tensor{}`        | `tensor_value`    |
+  | `%Nx.Tensor{}` (with `:nx`)   | `tensor_value`    |
   | `nil`, list, map              | `json_value`      |
   | `{:json, term}`               | `json_value`, even for a scalar |
 
@@ -54,6 +55,10 @@ defmodule DSPyBridge.Values do
     do: %Value{
       kind: {:tensor_value, %DspyBridge.V1.Tensor{dtype: t.dtype, shape: t.shape, data: t.data}}
     }
+
+  if Code.ensure_loaded?(Nx) do
+    def to_value(%Nx.Tensor{} = t), do: to_value(DSPyBridge.Tensor.from_nx(t))
+  end
 
   def to_value({:json, term}), do: %Value{kind: {:json_value, to_json(term)}}
   def to_value(nil), do: %Value{kind: {:json_value, to_json(nil)}}

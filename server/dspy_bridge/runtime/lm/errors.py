@@ -8,7 +8,7 @@ An LM call can fail three ways and each arrives in a different shape:
 - code that calls LiteLLM directly, or a custom engine, raises LiteLLM's or lm15's classes;
 - the LM answered but the adapter could not read the answer (`AdapterParseError`).
 
-`lm_error_to_bridge` maps all of them (DESIGN §2):
+`lm_error_to_bridge` maps all of them:
 
 | failure | code | reason |
 |---|---|---|

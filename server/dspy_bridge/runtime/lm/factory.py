@@ -1,4 +1,4 @@
-"""DSPy LMs from `LMSpec`s (DESIGN §5): `offline`, or any LiteLLM model behind `dspy.LM`.
+"""DSPy LMs from `LMSpec`s: `offline`, or any LiteLLM model behind `dspy.LM`.
 
 `build_lm(spec, params)` is called on every execution, with the values of the LM parameters
 bound to variables (`temperature`, `max_tokens`, `top_p`, `n`, `stop`, `model`), so it is

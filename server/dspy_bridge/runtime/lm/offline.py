@@ -1,4 +1,4 @@
-"""`offline`: a deterministic language model for tests, demos and benchmarks (DESIGN §5).
+"""`offline`: a deterministic language model for tests, demos and benchmarks.
 
 It is a test/demo double, not a model: it never calls a provider and knows nothing. What it
 does is read the prompt a DSPy adapter built and answer in that adapter's format, so that every
@@ -520,7 +520,7 @@ def _token_events(response: Response) -> Iterator[StreamEvent]:
 
 
 class OfflineLM(dspy.LM):  # type: ignore[misc]
-    """The `offline` LM: deterministic, typed, few-shot aware. A test/demo double (DESIGN §5).
+    """The `offline` LM: deterministic, typed, few-shot aware. A test/demo double.
 
     Args:
         latency_ms: simulated provider latency per call.

@@ -1,0 +1,200 @@
+"""OpenTelemetry tracing, configured by OpenTelemetry's standard environment variables.
+
+Off unless `OTEL_TRACES_EXPORTER` names an exporter (`otlp`, `console`) or an OTLP endpoint is
+set (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); `OTEL_SDK_DISABLED=true`
+or `OTEL_TRACES_EXPORTER=none` keep it off. Then the SDK reads the rest itself:
+`OTEL_SERVICE_NAME` (default `dspy-bridge`), `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`,
+`OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*`. Off, nothing is set up and every helper here returns
+at its first test of `enabled()`: no span objects, no context extraction.
+
+Spans: each RPC is a SERVER span whose parent is the W3C `traceparent` the host sent in gRPC
+metadata; an execution's `validate` (resolution of the module and its variables), `queue wait`
+(for a worker) and `execute` spans, and one span per LM call with the GenAI semantic-convention
+attributes. A worker process gets its parent in the request (`carrier()`) and exports its spans
+itself, to the same endpoint (it inherits the environment).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dspy.utils.callback import BaseCallback
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+_TRACER_NAME = "dspy_bridge"
+#: A started SERVER span and the context token to restore when it ends.
+ServerSpan = tuple[Span, object]
+_enabled = False
+
+
+def wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment asks for traces (see the module docstring)."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def configure_tracing() -> bool:
+    """Sets up the SDK when the environment asks for traces; True when it did. Once per
+    process (the front and each worker)."""
+    global _enabled
+    if _enabled or not wanted():
+        return _enabled
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
+    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "dspy-bridge"})
+    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
+    exporters: list[SpanExporter] = []
+    for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(","):
+        if name.strip() == "console":
+            exporters.append(ConsoleSpanExporter())
+        elif name.strip() == "otlp":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _enabled = True
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Exports what is buffered (at exit: a worker's last spans)."""
+    provider = trace.get_tracer_provider()
+    stop = getattr(provider, "shutdown", None)
+    if _enabled and callable(stop):
+        stop()
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def _tracer() -> trace.Tracer:
+    return trace.get_tracer(_TRACER_NAME)
+
+
+def server_span(rpc: str, service: str, metadata: Any) -> ServerSpan | None:
+    """Starts the SERVER span of an RPC, parented by the `traceparent` in its metadata, and
+    makes it current; returns it with the token `end_server_span` needs. None when off."""
+    if not _enabled:
+        return None
+    carrier = {k: v for k, v in (metadata or ()) if isinstance(v, str)}
+    parent = propagate.extract(carrier)
+    span = _tracer().start_span(
+        f"{service}/{rpc}",
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc},
+    )
+    token = context.attach(trace.set_span_in_context(span, parent))
+    return span, token
+
+
+def end_server_span(started: ServerSpan | None, code: str, error: str = "") -> None:
+    if started is None:
+        return
+    span, token = started
+    span.set_attribute("rpc.grpc.status_code", code)
+    if code != "OK":
+        span.set_status(Status(StatusCode.ERROR, error or code))
+    span.end()
+    context.detach(token)  # type: ignore[arg-type]
+
+
+def log_ids() -> dict[str, str]:
+    """`trace_id` and `span_id` of the current span, for log lines; empty when off."""
+    if not _enabled:
+        return {}
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+
+
+@contextmanager
+def span(
+    name: str, attributes: Mapping[str, Any] | None = None, parent: Mapping[str, str] | None = None
+) -> Iterator[Span | None]:
+    """A child span of the current one (or of the `parent` carrier, from another process)
+    around the block; nothing when off."""
+    if not _enabled:
+        yield None
+        return
+    ctx = propagate.extract(dict(parent)) if parent else None
+    with _tracer().start_as_current_span(
+        name, context=ctx, attributes=dict(attributes or {})
+    ) as current:
+        yield current
+
+
+def carrier() -> dict[str, str]:
+    """The current trace context as W3C headers, to send to another process; empty when off."""
+    if not _enabled:
+        return {}
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+class LMCallSpans(BaseCallback):  # type: ignore[misc]
+    """A DSPy callback making one span per LM call (`chat <model>`, CLIENT) with the GenAI
+    semantic-convention attributes: `gen_ai.request.model`, `gen_ai.usage.input_tokens` and
+    `gen_ai.usage.output_tokens` (from the execution's usage recorder: under concurrent LM
+    calls within one execution, tokens go to the call that ends first), the latency being the
+    span's own duration."""
+
+    def __init__(self, usage: Any) -> None:
+        self._usage = usage  # a CallRecorder: running token totals of this execution
+        self._open: dict[str, tuple[Span, int, int]] = {}
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        model = str(getattr(instance, "model", ""))
+        started = _tracer().start_span(
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": model.split("/", 1)[0] if "/" in model else model,
+                "gen_ai.request.model": model,
+            },
+        )
+        self._open[call_id] = (
+            started,
+            self._usage.prompt_tokens,
+            self._usage.completion_tokens,
+        )
+
+    def on_lm_end(
+        self, call_id: str, outputs: Any | None, exception: BaseException | None = None
+    ) -> None:
+        opened = self._open.pop(call_id, None)
+        if opened is None:
+            return
+        started, prompt_before, completion_before = opened
+        started.set_attribute(
+            "gen_ai.usage.input_tokens", self._usage.prompt_tokens - prompt_before
+        )
+        started.set_attribute(
+            "gen_ai.usage.output_tokens", self._usage.completion_tokens - completion_before
+        )
+        if exception is not None:
+            started.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+        started.end()

@@ -1,0 +1,139 @@
+"""OpenTelemetry traces end to end: a sidecar started with the standard OTEL_* variables exports
+to an OTLP receiver (an in-process gRPC TraceService); the host's W3C `traceparent` parents the
+server span, under which come the validation, the queue wait, the worker's execution (exported
+by the worker process) and each LM call with GenAI attributes; log lines carry the trace id."""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from dspy_bridge import tracing
+from dspy_bridge_client import BridgeClient
+from tests.process import server_process
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """Collects every exported span with the service name of its resource."""
+
+    def __init__(self) -> None:
+        self.spans: queue.Queue[tuple[str, trace_pb2.Span]] = queue.Queue()
+
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        for resource_spans in request.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.put((attributes.get("service.name", ""), span))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, int]]:
+    collector = Receiver()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield collector, port
+    finally:
+        server.stop(0)
+
+
+def _attributes(span: trace_pb2.Span) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for a in span.attributes:
+        kind = a.value.WhichOneof("value")
+        out[a.key] = getattr(a.value, kind) if kind else None
+    return out
+
+
+def _collect(
+    collector: Receiver, trace_id: bytes, until: set[str], wait_s: float
+) -> dict[str, Any]:
+    """Spans of `trace_id` by name, once every name in `until` has arrived."""
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + wait_s
+    while not until <= found.keys():
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"spans never came: {until - found.keys()} (got {set(found)})"
+        try:
+            service, span = collector.spans.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if span.trace_id == trace_id:
+            found[span.name] = (service, span)
+    return found
+
+
+def test_tracing_is_off_unless_the_environment_asks() -> None:
+    assert not tracing.wanted({})
+    assert not tracing.wanted({"OTEL_SERVICE_NAME": "x"})
+    assert tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"})
+    assert not tracing.wanted(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_TRACES_EXPORTER": "none"}
+    )
+    assert not tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"})
+    assert not tracing.enabled()  # this test process never asked
+
+
+def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Receiver, int]) -> None:
+    collector, port = receiver
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_SERVICE_NAME": "bridge-under-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    traceparent = f"00-{trace_id}-{parent_id}-01"
+    with server_process("--workers", "1", "--log-level", "debug", env=env) as server:
+        with BridgeClient(server.target, timeout=120) as client:
+            session = client.create_session()
+            session.configure_lm("offline")
+            session.create_module("Predict", "question -> answer", module_id="qa")
+            traced = BridgeClient(server.target, timeout=120, metadata={"traceparent": traceparent})
+            with traced:
+                result = traced.session(session.session_id).execute("qa", question="Why?")
+        rpc = "dspy_bridge.v1.BridgeService/Execute"
+        spans = _collect(
+            collector,
+            bytes.fromhex(trace_id),
+            {rpc, "validate", "queue wait", "execute", "chat offline"},
+            wait_s=120,
+        )
+        logged = [
+            e
+            for e in list(server.events.queue)
+            if e.get("event") == "rpc" and e.get("rpc") == "Execute"
+        ]
+    service, root = spans[rpc]
+    assert service == "bridge-under-test"
+    assert root.parent_span_id == bytes.fromhex(parent_id)  # the host's span is the parent
+    assert root.kind == trace_pb2.Span.SPAN_KIND_SERVER
+    assert _attributes(root)["rpc.grpc.status_code"] == "OK"
+    for child in ("validate", "queue wait", "execute"):
+        assert spans[child][1].parent_span_id == root.span_id, child
+    worker_pid = _attributes(spans["execute"][1])["process.pid"]
+    assert worker_pid != server.proc.pid  # exported by the worker process
+    _, lm_call = spans["chat offline"]
+    assert lm_call.parent_span_id == spans["execute"][1].span_id
+    assert lm_call.kind == trace_pb2.Span.SPAN_KIND_CLIENT
+    attributes = _attributes(lm_call)
+    assert attributes["gen_ai.request.model"] == "offline"
+    assert attributes["gen_ai.usage.input_tokens"] == result.usage.prompt_tokens
+    assert attributes["gen_ai.usage.output_tokens"] == result.usage.completion_tokens
+    assert lm_call.end_time_unix_nano > lm_call.start_time_unix_nano
+    assert logged and all(e["trace_id"] == trace_id for e in logged)  # trace ids in logs
