@@ -141,7 +141,7 @@ def _module(stub: Any, api_base: str, module_type: str = "Predict", engine: str 
 def _sidecar_cpu(api_base: str, engine: str) -> float:
     pids: list[int] = []
     env = {KEY_ENV: "bench"}
-    args = ("--workers", "1", "--lm-allowed-api-bases", api_base, "--log-level", "warning")
+    args = ("--workers", "1", "--lm-allowed-api-bases", api_base)
     with (
         bridge_server(*args, env=env, pids=pids) as (target, _),
         grpc.insecure_channel(target) as channel,
@@ -226,7 +226,7 @@ async def _fastapi_load(url: str, concurrency: int) -> dict[str, float]:
 
 
 def _versus_fastapi(api_base: str) -> dict[str, Any]:
-    args = ("--lm-allowed-api-bases", api_base, "--log-level", "warning")
+    args = ("--lm-allowed-api-bases", api_base)
     sidecar: dict[str, Any] = {}
     fastapi: dict[str, Any] = {}
     with (
@@ -250,7 +250,7 @@ def _versus_fastapi(api_base: str) -> dict[str, Any]:
 
 def _slow_provider(cpu_bound: float) -> dict[str, Any]:
     with provider(SLOW_MS) as api_base:
-        args = ("--lm-allowed-api-bases", api_base, "--log-level", "warning")
+        args = ("--lm-allowed-api-bases", api_base)
         with bridge_server(*args, env={KEY_ENV: "bench"}) as (target, _):
             figures: dict[str, Any] = asyncio.run(_sidecar_load(target, api_base, SLOW_CONCURRENCY))
     ideal = SLOW_CONCURRENCY / (SLOW_MS / 1000)
