@@ -155,6 +155,34 @@ describe("host tools", () => {
     await session.delete();
   });
 
+  it("a tool past its deadline is a timeout observation, and its signal aborts", async () => {
+    const session = await agentSession();
+    const aborted = deferred<unknown>();
+    const host = await session.serve({
+      tools: {
+        lookup_order: {
+          parameters: ORDER_SCHEMA,
+          timeoutMs: 300,
+          fn: (_args, call) =>
+            new Promise<string>((_resolve, reject) => {
+              call.signal.addEventListener("abort", () => {
+                aborted.resolve(call.signal.reason);
+                reject(call.signal.reason);
+              });
+            }),
+        },
+      },
+    });
+    await createAgent(session);
+    const result = await session.execute("agent", { order_id: "T-1" });
+    const trajectory = result.outputs.trajectory as { [key: string]: unknown };
+    assert.match(String(trajectory.observation_0), /timed out.*within 300 ms/, "the agent saw a timeout observation");
+    assert.match(String(await aborted.promise), /CANCELLED|DEADLINE_EXCEEDED/);
+    assert.equal(host.inFlight, 0);
+    await host.close();
+    await session.delete();
+  });
+
   it("names what is connected when a host tool is unknown, and fails UNAVAILABLE once the host is gone", async () => {
     const session = await agentSession();
     const unknown = await rejectsWith(createAgent(session), FailedPreconditionError);
