@@ -154,8 +154,8 @@ def carrier() -> dict[str, str]:
     return headers
 
 
-class LMCallSpans(BaseCallback):  # type: ignore[misc]
-    """A DSPy callback making one span per LM call (`chat <model>`, CLIENT) with the GenAI
+class ExecutionSpans(BaseCallback):  # type: ignore[misc]
+    """A DSPy callback making one span per tool call (`execute_tool <name>`) and one per LM call (`chat <model>`, CLIENT) with the GenAI
     semantic-convention attributes: `gen_ai.request.model`, `gen_ai.usage.input_tokens` and
     `gen_ai.usage.output_tokens` (from the execution's usage recorder: under concurrent LM
     calls within one execution, tokens go to the call that ends first), the latency being the
@@ -195,6 +195,28 @@ class LMCallSpans(BaseCallback):  # type: ignore[misc]
         started.set_attribute(
             "gen_ai.usage.output_tokens", self._usage.completion_tokens - completion_before
         )
+        if exception is not None:
+            started.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+        started.end()
+
+    # -- tool calls (the module's tools, `host:` tools included) --------------------------------
+
+    def on_tool_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        name = str(getattr(instance, "name", "") or type(instance).__name__)
+        started = _tracer().start_span(
+            f"execute_tool {name}",
+            kind=SpanKind.INTERNAL,
+            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name},
+        )
+        self._open[call_id] = (started, 0, 0)
+
+    def on_tool_end(
+        self, call_id: str, outputs: Any | None, exception: BaseException | None = None
+    ) -> None:
+        opened = self._open.pop(call_id, None)
+        if opened is None:
+            return
+        started = opened[0]
         if exception is not None:
             started.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         started.end()

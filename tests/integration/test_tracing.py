@@ -5,11 +5,16 @@ by the worker process) and each LM call with GenAI attributes; log lines carry t
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -137,3 +142,31 @@ def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Recei
     assert attributes["gen_ai.usage.output_tokens"] == result.usage.completion_tokens
     assert lm_call.end_time_unix_nano > lm_call.start_time_unix_nano
     assert logged and all(e["trace_id"] == trace_id for e in logged)  # trace ids in logs
+
+
+def _console_spans(text: str) -> list[dict[str, Any]]:
+    """The spans the console exporter printed (JSON objects one after another)."""
+    decoder, spans, index = json.JSONDecoder(), [], 0
+    while (start := text.find("{", index)) != -1:
+        span, index = decoder.raw_decode(text, start)
+        spans.append(span)
+    return spans
+
+
+def test_tool_calls_are_spans_under_their_execution() -> None:
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "tools"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.runtime.traced_react"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    spans = {s["name"]: s for s in _console_spans(done.stdout)}
+    tool = spans["execute_tool calculator"]
+    assert tool["attributes"]["gen_ai.tool.name"] == "calculator"
+    assert tool["parent_id"] == spans["execute"]["context"]["span_id"]
+    assert spans["chat offline"]["parent_id"] == spans["execute"]["context"]["span_id"]
+    assert tool["resource"]["attributes"]["service.name"] == "tools"
