@@ -155,11 +155,11 @@ def carrier() -> dict[str, str]:
 
 
 class ExecutionSpans(BaseCallback):  # type: ignore[misc]
-    """A DSPy callback making one span per tool call (`execute_tool <name>`) and one per LM call
-    (`chat <model>`, CLIENT) with the GenAI semantic-convention attributes: `gen_ai.request.model`, `gen_ai.usage.input_tokens` and
-    `gen_ai.usage.output_tokens` (from the execution's usage recorder: under concurrent LM
-    calls within one execution, tokens go to the call that ends first), the latency being the
-    span's own duration."""
+    """A DSPy callback making one span per tool call (`execute_tool <name>`) and one per LM
+    call (`chat <model>`, CLIENT) with the GenAI semantic-convention attributes:
+    `gen_ai.request.model`, `gen_ai.usage.input_tokens` and `gen_ai.usage.output_tokens` (from
+    the execution's usage recorder: under concurrent LM calls within one execution, tokens go
+    to the call that ends first), the latency being the span's own duration."""
 
     def __init__(self, usage: Any) -> None:
         self._usage = usage  # a CallRecorder: running token totals of this execution
