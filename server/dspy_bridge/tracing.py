@@ -220,3 +220,28 @@ class ExecutionSpans(BaseCallback):  # type: ignore[misc]
         if exception is not None:
             started.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         started.end()
+
+
+class PhaseSpans:
+    """One span per phase of a job (`job phase <name>`), children of the span current when this
+    is made (the job's), whichever thread reports the phase; the previous phase's span ends
+    when the next begins. Does nothing when tracing is off."""
+
+    def __init__(self) -> None:
+        self._parent = context.get_current() if _enabled else None
+        self._current: Span | None = None
+        self._name = ""
+
+    def begin(self, phase: str) -> None:
+        if self._parent is None or phase == self._name:
+            return
+        self.close()
+        self._name = phase
+        self._current = _tracer().start_span(
+            f"job phase {phase}", context=self._parent, attributes={"dspy_bridge.phase": phase}
+        )
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.end()
+            self._current = None
