@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from dspy_bridge_client import BridgeError
+from dspy_bridge_client import AsyncSessionHandle, BridgeError
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 
 from .conftest import Api
@@ -24,6 +24,31 @@ Call = Callable[[Any, Any], Any]
 """``(client, session_handle) -> result``: a coroutine, a stream or an iterator, or a value."""
 
 DATASET = [({"q": "x"}, {"a": "y"})]
+
+
+def lookup(order_id: str) -> str:
+    """A host tool for `serve`."""
+    return order_id
+
+
+def serve_until_welcomed(session: Any) -> Any:
+    """`serve`, sync or async, waiting for the welcome (the fake refuses the hello)."""
+    if isinstance(session, AsyncSessionHandle):
+
+        async def serve_async() -> None:
+            server = await session.serve(tools={"lookup": lookup})
+            try:
+                await server.wait_connected(10)
+            finally:
+                await server.stop()
+
+        return serve_async()
+    server = session.serve(tools={"lookup": lookup})
+    try:
+        server.wait_connected(10)
+    finally:
+        server.stop()
+
 
 CLIENT_CALLS: dict[str, Call] = {
     "Ping": lambda c, s: c.ping(),
@@ -65,12 +90,11 @@ CLIENT_CALLS: dict[str, Call] = {
     "CancelOptimization": lambda c, s: s.cancel_optimization("j"),
     "ListOptimizations": lambda c, s: s.list_optimizations(),
     "ApplyOptimization": lambda c, s: s.apply_optimization("j"),
+    "Connect": lambda c, s: serve_until_welcomed(s),
 }
 
-OMITTED: dict[str, str] = {
-    "Connect": "host callbacks: `session.serve` is not in the Python client yet (issue #11)",
-}
-"""RPCs deliberately left out of this client, with the reason."""
+OMITTED: dict[str, str] = {}
+"""RPCs deliberately left out of this client, with the reason. None today."""
 
 RPCS = [m.name for m in pb.DESCRIPTOR.services_by_name["BridgeService"].methods]
 
@@ -100,6 +124,10 @@ async def _reach(api: Api, call: Call) -> str | None:
 async def test_each_mapped_call_sends_its_rpc(api: Api, fake: FakeBridge) -> None:
     for name in METHODS:
         fake.replies[name] = rich_status(grpc.StatusCode.UNIMPLEMENTED, "recorded by the test")
+    # A refused hello is final for `serve` (UNIMPLEMENTED would be retried with backoff).
+    fake.replies["Connect"] = rich_status(
+        grpc.StatusCode.FAILED_PRECONDITION, "recorded by the test"
+    )
     unreached: list[str] = []
     for rpc, call in CLIENT_CALLS.items():
         fake.calls.clear()

@@ -22,6 +22,8 @@ FULL = grpc.StatusCode.RESOURCE_EXHAUSTED
 BUDGET = "SESSION_BUDGET_EXCEEDED"
 CHUNK = 100_000  # bytes of one string value
 LIMITS = {"max_session_bytes": 1_000_000, "max_value_bytes": 200_000}
+# The budget holds on every store a server may use (on Redis, counted by this one replica).
+ON_EVERY_STORE = pytest.mark.parametrize("store_url", ["memory", "redis"], indirect=True)
 
 
 async def _register(stub: Stub, sid: str, name: str, size: int = 1) -> None:
@@ -41,6 +43,7 @@ async def _write(stub: Stub, sid: str, name: str, size: int = CHUNK) -> None:
     )
 
 
+@ON_EVERY_STORE
 @pytest.mark.parametrize("settings_overrides", [LIMITS])
 async def test_history_counts_and_a_full_session_refuses_writes(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
@@ -69,6 +72,7 @@ async def test_history_counts_and_a_full_session_refuses_writes(stub: Stub) -> N
     await _write(stub, sid, "x")
 
 
+@ON_EVERY_STORE
 @pytest.mark.parametrize("settings_overrides", [{"max_session_bytes": 50_000}])
 async def test_module_versions_count(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
@@ -85,6 +89,7 @@ async def test_module_versions_count(stub: Stub) -> None:
     assert [m.module_id for m in listed.modules] == ["m"]
 
 
+@ON_EVERY_STORE
 @pytest.mark.parametrize("settings_overrides", [{**LIMITS, "history_limit": 2}])
 async def test_trimmed_history_gives_bytes_back(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id

@@ -1,30 +1,19 @@
-// Host metrics and LMs: a real sidecar's Evaluate and optimization jobs scored by a Node metric,
-// and an execution answered by a Node LM, served with session.serve.
+// Host metrics and LMs: a real sidecar's Evaluate and optimization jobs (GEPA included, its
+// reflection reading the metric's feedback) scored by a Node metric, and an execution answered
+// by a Node LM, served with session.serve.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { BridgeClient, FailedPreconditionError } from "../src/index";
+import { FailedPreconditionError } from "../src/index";
 import { rejectsWith } from "../testlib/rejects";
-import { Sidecar, startSidecar } from "../testlib/sidecar";
+import { sidecarPerFile } from "../testlib/sidecar";
 import { HELD_OUT, SIGNATURE, TRAINSET } from "../testlib/topics";
 
-let sidecar: Sidecar;
-let client: BridgeClient;
-
-before(async () => {
-  sidecar = await startSidecar();
-  client = new BridgeClient(sidecar.target, { timeoutMs: 60_000 });
-  await client.waitUntilReady(30_000);
-});
-
-after(async () => {
-  client?.close();
-  await sidecar?.stop();
-});
+const env = sidecarPerFile();
 
 describe("host metrics", () => {
   it("an Evaluate is scored by a Node metric, with the example and prediction it scores", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     await session.configureLm("offline");
     await session.createModule("Predict", SIGNATURE, { moduleId: "clf" });
     const scored: { inputs: unknown; labels: unknown; options: unknown }[] = [];
@@ -61,7 +50,7 @@ describe("host metrics", () => {
 
 describe("host metrics in optimization", () => {
   it("an optimization job is scored by a Node metric (job process -> sidecar -> this process)", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     await session.configureLm("offline");
     await session.createModule("Predict", SIGNATURE, { moduleId: "clf" });
     const jobIds = new Set<string>();
@@ -86,9 +75,47 @@ describe("host metrics in optimization", () => {
   });
 });
 
+describe("a Node metric's feedback in GEPA", () => {
+  it("GEPA scores candidates with a Node metric and its reflection (a Node LM) reads the metric's feedback", async () => {
+    const session = await env.client.createSession();
+    await session.configureLm("offline");
+    await session.createModule("Predict", SIGNATURE, { moduleId: "clf" });
+    const FEEDBACK = "FEEDBACK-node-51c: answer with the topic in one word";
+    const reflectionPrompts: string[] = [];
+    const jobIds = new Set<string>();
+    const host = await session.serve({
+      metrics: {
+        quality: ({ labels, prediction, jobId }) => {
+          jobIds.add(jobId);
+          return { score: prediction.topic === labels.topic ? 1 : 0.25, feedback: FEEDBACK };
+        },
+      },
+      lms: {
+        reflector: ({ messages }) => {
+          reflectionPrompts.push(JSON.stringify(messages));
+          return "```\nName the topic of the text in one word.\n```";
+        },
+      },
+    });
+    const job = await session.startOptimization("clf", "GEPA", TRAINSET.slice(0, 6), "host:quality", {
+      valset: HELD_OUT.slice(0, 3),
+      config: { max_metric_calls: 12, reflection_minibatch_size: 2, reflection_lm: "host:reflector" },
+    });
+    const done = await session.waitOptimization(job.jobId, { maxWaitMs: 180_000 });
+    assert.equal(done.status, "SUCCEEDED", done.error?.message);
+    assert.deepEqual([...jobIds], [job.jobId]);
+    // Only this metric scores 0.25: a built-in metric would give 0 for a wrong topic.
+    assert.ok(done.moduleResult!.scoreBefore! >= 0.25 && done.bestScore! >= 0.25, JSON.stringify(done.moduleResult));
+    assert.ok(reflectionPrompts.length >= 1, "GEPA never asked its reflection LM");
+    assert.ok(reflectionPrompts.some((p) => p.includes(FEEDBACK)), "the metric's feedback reached GEPA's reflection");
+    await host.close();
+    await session.delete();
+  });
+});
+
 describe("host LMs", () => {
   it("an execution is answered by a Node LM, with the prompt it was sent", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     const prompts: { messages: unknown[]; options: unknown }[] = [];
     const host = await session.serve({
       lms: {

@@ -335,7 +335,9 @@ class RedisStore(SessionStore):
         except _UNAVAILABLE_ERRORS as exc:
             raise unavailable_from(exc) from None
         except ResponseError as exc:
-            if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY")):
+            # Loading its data, a replica without its primary, a script running long, out of
+            # memory (maxmemory): nothing was written, the caller may retry later.
+            if str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY", "OOM")):
                 raise unavailable_from(exc) from None
             raise
 
