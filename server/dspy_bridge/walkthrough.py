@@ -2,7 +2,9 @@
 
 Every step prints what it sends and what comes back, so a newcomer sees the product work:
 sessions, typed variables, a constraint violation, a version conflict, a watch stream,
-history and rollback, then DSPy modules bound to those variables.
+history and rollback, then DSPy modules bound to those variables, evaluation and optimization,
+and host callbacks: a ReAct module calling a Python function of this process as its tool, and
+an optimization scored by a Python metric (`session.serve`).
 """
 
 from __future__ import annotations
@@ -262,6 +264,57 @@ def optimization_tour(session: SessionHandle) -> None:
             show("applied", f"{variable.name} = {variable.value} (source {variable.source})")
 
 
+ORDERS = {"42": "shipped on Monday, arriving Thursday", "7": "waiting for payment"}
+
+
+def lookup_order(order_id: str) -> str:
+    """Where an order is: its shipping status."""
+    return ORDERS.get(order_id.strip(), f"no order {order_id!r}")
+
+
+def topic_quality(
+    inputs: dict[str, Any], labels: dict[str, Any], prediction: dict[str, Any]
+) -> tuple[float, str]:
+    """1 for the right topic, else 0, with feedback an optimizer like GEPA can learn from."""
+    if prediction.get("topic") == labels.get("topic"):
+        return 1.0, "right topic"
+    return 0.0, f"expected {labels.get('topic')!r}, got {prediction.get('topic')!r}"
+
+
+def host_tour(session: SessionHandle) -> None:
+    say("Host callbacks: lend Python functions to the session over Connect")
+    calls: list[str] = []
+
+    def scored(inputs: dict[str, Any], labels: dict[str, Any], prediction: dict[str, Any]) -> Any:
+        calls.append("metric")
+        return topic_quality(inputs, labels, prediction)
+
+    with session.serve(tools={"lookup_order": lookup_order}, metrics={"topic_quality": scored}):
+        show("serving", "host:lookup_order (tool), host:topic_quality (metric)")
+        session.create_module(
+            "ReAct",
+            "order_id -> answer",
+            module_id="support",
+            config={"tools": ["host:lookup_order"], "max_iters": 3},
+        )
+        result = session.execute("support", order_id="42")
+        trajectory = result["trajectory"]
+        show("ReAct called", f"{trajectory['tool_name_0']}({trajectory['tool_args_0']})")
+        show("the host answered", trajectory["observation_0"])
+        show("answer", result["answer"])
+
+        say("An optimization scored by the host metric (LabeledFewShot, in its own process)")
+        job = session.start_optimization(
+            "topic", "LabeledFewShot", _dataset(TRAIN), "host:topic_quality", config={"k": 8}
+        )
+        done = session.wait_optimization(job.job_id, max_wait=300)
+        outcome = done.module_result
+        if outcome is not None:
+            show("status", done.status)
+            show("score before -> after", f"{outcome.score_before} -> {outcome.score_after}")
+        show("host metric calls", len(calls))
+
+
 def main() -> int:
     with sidecar() as target, BridgeClient(target) as client:
         client.wait_until_ready(timeout=60)
@@ -278,6 +331,7 @@ def main() -> int:
         variables_tour(session)
         modules_tour(session)
         optimization_tour(session)
+        host_tour(session)
         session.delete()
         say("Done: the sidecar is stopped. `make serve` keeps one running.")
     return 0

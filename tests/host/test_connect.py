@@ -15,7 +15,7 @@ from dspy_bridge.transport.server import RunningServer
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2
-from tests.host.raw_host import RawHost, hello, tool
+from tests.host.raw_host import RawHost, answer_tools, hello, tool
 from tests.integration.rpc import expect_error
 
 SID = "hosted"
@@ -258,3 +258,17 @@ async def test_deleting_the_session_ends_its_streams(
     async with RawHost(stub, hello(session, [tool("lookup")])) as host:
         await stub.DeleteSession(pb.DeleteSessionRequest(session_id=session))
         await expect_error(host.call.read(), grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
+
+
+async def test_a_thousand_calls_in_flight_on_one_stream_all_complete(
+    server: RunningServer, stub: pb_grpc.BridgeServiceStub, session: str
+) -> None:
+    hub = server.hosts
+    assert hub is not None
+    async with RawHost(stub, hello(session, [tool("lookup", max_concurrency=1000)])) as host:
+        answering = asyncio.create_task(answer_tools(host, lambda _, args: args["query"]))
+        replies = await asyncio.gather(
+            *(hub.call(session, _call(query=str(i)), 120) for i in range(1000))
+        )
+        answering.cancel()
+    assert [r.output for r in replies] == [str(i) for i in range(1000)]  # type: ignore[union-attr]

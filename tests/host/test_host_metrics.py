@@ -152,6 +152,31 @@ async def test_an_execution_is_answered_by_a_host_lm(stub: Stub) -> None:
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (11, 3)
 
 
+async def test_execute_stream_with_a_host_lm_ends_with_its_answer(stub: Stub) -> None:
+    """Streaming is unary with a host LM: the result arrives when the host answers."""
+    sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+    async with RawHost(stub, hello(sid, lms=["mine"])) as host:
+        answering = asyncio.create_task(
+            answer_all(host, lms=lambda _: "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]")
+        )
+        await stub.CreateModule(
+            pb.CreateModuleRequest(
+                session_id=sid,
+                module_id="qa",
+                module_type="Predict",
+                signature=module_pb2.Signature(text="question -> answer"),
+                lm=lm_pb2.LMConfig(model="host:mine"),
+            )
+        )
+        request = pb.ExecuteStreamRequest(
+            session_id=sid, module_id="qa", inputs={"question": sv("Capital of France?")}
+        )
+        events = [event async for event in stub.ExecuteStream(request)]
+        answering.cancel()
+    assert events[-1].WhichOneof("event") == "result"
+    assert events[-1].result.outputs["answer"].string_value == "Paris"
+
+
 async def test_a_host_lm_nobody_offers_is_refused_then_unavailable(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
     create = pb.CreateModuleRequest(

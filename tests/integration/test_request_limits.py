@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from dspy_bridge.model import Session
 from dspy_bridge.transport.server import RunningServer
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -200,3 +201,18 @@ async def test_the_refusal_comes_before_ownership_and_logs(server: RunningServer
             await expect_error(stub.Heartbeat(pb.HeartbeatRequest(session_id="h" * 50_000)), BAD)
         pong = await stub.Ping(pb.PingRequest(message="still here"))
         assert pong.message == "still here"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_stored_huge_expiry_no_longer_breaks_list_sessions(
+    server: RunningServer, stub: Stub
+) -> None:
+    """A session stored with a huge TTL by an older server (the store takes it as it is) is
+    listed with the latest Timestamp instead of failing ListSessions for every caller."""
+    await server.store.create_session(
+        Session(session_id="old", ttl_seconds=2**63 - 1, create_time=1.0, expire_time=2.0**63),
+        max_sessions=0,
+    )
+    listed = await stub.ListSessions(pb.ListSessionsRequest())
+    (old,) = [s for s in listed.sessions if s.session_id == "old"]
+    assert old.expire_time.seconds == 253_402_300_799

@@ -2,33 +2,21 @@
 // served with session.serve — the observation, many calls at once, cancel, a tool's error as the
 // observation, a host that is gone, and serving across a network drop.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { BridgeClient, FailedPreconditionError, HostCallContext, SessionHandle, UnavailableError } from "../src/index";
 import { deferred } from "../testlib/deferred";
 import { rejectsWith } from "../testlib/rejects";
-import { Sidecar, startSidecar } from "../testlib/sidecar";
+import { sidecarPerFile } from "../testlib/sidecar";
 import { startTcpProxy } from "../testlib/tcpProxy";
 
-let sidecar: Sidecar;
-let client: BridgeClient;
-
-before(async () => {
-  sidecar = await startSidecar();
-  client = new BridgeClient(sidecar.target, { timeoutMs: 60_000 });
-  await client.waitUntilReady(30_000);
-});
-
-after(async () => {
-  client?.close();
-  await sidecar?.stop();
-});
+const env = sidecarPerFile();
 
 const ORDER_SCHEMA = { type: "object", properties: { order_id: { type: "string", description: "the order's id" } }, required: ["order_id"] };
 
 /** A session on the offline LM with a ReAct module `agent` (order_id -> status) using `host:lookup_order`. */
 async function agentSession(): Promise<SessionHandle> {
-  const session = await client.createSession();
+  const session = await env.client.createSession();
   await session.configureLm("offline");
   return session;
 }
@@ -155,6 +143,34 @@ describe("host tools", () => {
     await session.delete();
   });
 
+  it("a tool past its deadline is a timeout observation, and its signal aborts", async () => {
+    const session = await agentSession();
+    const aborted = deferred<unknown>();
+    const host = await session.serve({
+      tools: {
+        lookup_order: {
+          parameters: ORDER_SCHEMA,
+          timeoutMs: 300,
+          fn: (_args, call) =>
+            new Promise<string>((_resolve, reject) => {
+              call.signal.addEventListener("abort", () => {
+                aborted.resolve(call.signal.reason);
+                reject(call.signal.reason);
+              });
+            }),
+        },
+      },
+    });
+    await createAgent(session);
+    const result = await session.execute("agent", { order_id: "T-1" });
+    const trajectory = result.outputs.trajectory as { [key: string]: unknown };
+    assert.match(String(trajectory.observation_0), /timed out.*within 300 ms/, "the agent saw a timeout observation");
+    assert.match(String(await aborted.promise), /CANCELLED|DEADLINE_EXCEEDED/);
+    assert.equal(host.inFlight, 0);
+    await host.close();
+    await session.delete();
+  });
+
   it("names what is connected when a host tool is unknown, and fails UNAVAILABLE once the host is gone", async () => {
     const session = await agentSession();
     const unknown = await rejectsWith(createAgent(session), FailedPreconditionError);
@@ -171,7 +187,7 @@ describe("host tools", () => {
 
 describe("host tools across a reconnect", () => {
   it("keeps serving after the network drops", async () => {
-    const proxy = await startTcpProxy(sidecar.target);
+    const proxy = await startTcpProxy(env.sidecar.target);
     const viaProxy = new BridgeClient(proxy.target, { timeoutMs: 30_000 });
     try {
       const session = await agentSession();

@@ -58,9 +58,13 @@ def _struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def _dict_to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
-    if not data:
-        return struct_pb2.Struct()
-    return convert.value_to_proto(dict(data)).json_value.struct_value
+    struct = struct_pb2.Struct()
+    if data:
+        try:
+            struct.update(data)  # protobuf's own conversion: the hot path of every tool call
+        except (ValueError, TypeError):  # a value JSON cannot hold (a tensor): the bridge's own
+            struct.CopyFrom(convert.value_to_proto(dict(data)).json_value.struct_value)
+    return struct
 
 
 def offer_from_proto(hello: host_pb2.HostHello) -> Offer:

@@ -53,12 +53,11 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import grpc
-from google.protobuf import json_format, struct_pb2
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2, module_pb2
 from dspy_bridge_client.errors import BridgeError, from_rpc_error
-from dspy_bridge_client.values import from_value_map, to_value
+from dspy_bridge_client.values import from_struct, from_value_map, to_struct, to_value
 
 __all__ = ["AsyncHostServer", "HostServer", "json_schema", "tool_schema"]
 
@@ -135,12 +134,6 @@ def tool_schema(fn: ToolFn) -> tuple[str, dict[str, Any]]:
     return _description(fn), {"type": "object", "properties": properties, "required": required}
 
 
-def _struct(data: Mapping[str, Any]) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    json_format.ParseDict(dict(data), out)
-    return out
-
-
 @dataclass
 class _Functions:
     tools: dict[str, ToolFn] = field(default_factory=dict)
@@ -157,7 +150,7 @@ class _Functions:
                 host_pb2.HostTool(
                     name=name,
                     description=description,
-                    parameters=_struct(parameters),
+                    parameters=to_struct(parameters),
                     timeout_ms=self.timeouts_ms.get(name, 0),
                     max_concurrency=self.concurrency.get(name, 0),
                 )
@@ -197,9 +190,7 @@ async def _answer(
         call = message.tool_call
         result = host_pb2.HostToolResult(call_id=call.call_id)
         try:
-            output = await _run(
-                functions.tools[call.tool], **json_format.MessageToDict(call.arguments)
-            )
+            output = await _run(functions.tools[call.tool], **from_struct(call.arguments))
             result.output.CopyFrom(to_value(output if output is not None else "", json=False))
         except Exception as exc:
             result.error = _error_text(exc)
@@ -229,8 +220,8 @@ async def _answer(
         try:
             raw = await _run(
                 functions.lms[completing.lm],
-                [json_format.MessageToDict(m) for m in completing.messages],
-                json_format.MessageToDict(completing.options),
+                [from_struct(m) for m in completing.messages],
+                from_struct(completing.options),
             )
             text, usage = (raw[0], raw[1]) if isinstance(raw, tuple) else (raw, {})
             lm.text = str(text)
@@ -316,6 +307,9 @@ class AsyncHostServer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._call is not None:  # let gRPC's own bookkeeping of the call finish
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._call.code()
 
     async def __aenter__(self) -> Self:
         await self.wait_connected()
