@@ -444,7 +444,7 @@ class InProcessExecutor:
             if notify is not None:
                 callbacks = [*callbacks, _StatusCallback(notify)]
             if tracing.enabled():
-                callbacks = [*callbacks, tracing.LMCallSpans(recorder)]
+                callbacks = [*callbacks, tracing.ExecutionSpans(recorder)]
             settings = {
                 "lm": recorder.bind(lm),
                 "adapter": make_adapter(str(req.params.get("adapter") or "")),
