@@ -1,8 +1,9 @@
 """`python -m bench [suite ...]` runs benchmark suites and prints their figures as JSON.
 
 Suites: variables (issue 2), execute (issue 3), pool (issue 4), elixir (issue 12), scale_out
-(issue 13: the Redis store against memory, replicas), host (issue 11). Results are
-also written to bench/results/<suite>.json.
+(issue 13: the Redis store against memory, replicas), host (issue 11), lm (issue 14: the real
+LM path against a local OpenAI-compatible provider). Results are also written to
+bench/results/<suite>.json.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import elixir, execute, host_calls, pool, scale_out, variables
+from bench import elixir, execute, host_calls, lm_path, pool, scale_out, variables
 
 SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "variables": variables.run,
@@ -28,6 +29,8 @@ SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "scale_out": scale_out.run,
     # Host callbacks over Connect: a host tool round trip from a worker vs a bare bidi echo.
     "host": host_calls.run,
+    # The real LM path against a local OpenAI-compatible provider (issue 14).
+    "lm": lm_path.run,
 }
 
 

@@ -29,10 +29,17 @@ class Question(BaseModel):
     text: str
 
 
-def make_app(latency_ms: float = 0.0) -> FastAPI:
-    """The tutorial's app: one program, configured globally, run through `dspy.asyncify`."""
+def make_app(latency_ms: float = 0.0, api_base: str = "") -> FastAPI:
+    """The tutorial's app: one program, configured globally, run through `dspy.asyncify`;
+    with `api_base`, `dspy.LM` (DSPy's default engine) against that OpenAI-compatible provider
+    instead of the offline LM."""
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    dspy.configure(lm=OfflineLM(latency_ms=latency_ms), async_max_workers=4)
+    lm: dspy.BaseLM = (
+        dspy.LM("openai/bench-model", api_base=api_base, api_key="bench", cache=False)
+        if api_base
+        else OfflineLM(latency_ms=latency_ms)
+    )
+    dspy.configure(lm=lm, async_max_workers=4)
     program = dspy.asyncify(dspy.ChainOfThought("question -> answer"))
     app = FastAPI(title="DSPy Program API")
 
@@ -51,11 +58,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def baseline_server(latency_ms: float = 0.0) -> Iterator[str]:
+def baseline_server(latency_ms: float = 0.0, api_base: str = "") -> Iterator[str]:
     """Starts uvicorn (one process, as documented) in a child; yields its base URL."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fastapi_baseline", str(port), str(latency_ms)],
+        [sys.executable, "-m", "bench.fastapi_baseline", str(port), str(latency_ms), api_base],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
@@ -80,7 +87,7 @@ def baseline_server(latency_ms: float = 0.0) -> Iterator[str]:
 def main(argv: list[str]) -> None:
     import uvicorn
 
-    app = make_app(float(argv[1]) if len(argv) > 1 else 0.0)
+    app = make_app(float(argv[1]) if len(argv) > 1 else 0.0, argv[2] if len(argv) > 2 else "")
     uvicorn.run(app, host="127.0.0.1", port=int(argv[0]), log_level="warning", access_log=False)
 
 

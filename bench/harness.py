@@ -89,8 +89,11 @@ def echo_server() -> Iterator[str]:
 
 
 @contextmanager
-def bridge_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, float]]:
-    """Starts `dspy-bridge serve`; yields (target, seconds from spawn to SERVING)."""
+def bridge_server(
+    *args: str, env: dict[str, str] | None = None, pids: list[int] | None = None
+) -> Iterator[tuple[str, float]]:
+    """Starts `dspy-bridge serve`; yields (target, seconds from spawn to SERVING). The server's
+    pid is appended to `pids` when given (to read its CPU time)."""
     full_env = {
         **os.environ,
         "DSPY_BRIDGE_LOG_FORMAT": "json",
@@ -107,6 +110,8 @@ def bridge_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tup
         text=True,
     )
     assert proc.stderr is not None
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         for line in proc.stderr:
             try:

@@ -154,12 +154,12 @@ def carrier() -> dict[str, str]:
     return headers
 
 
-class LMCallSpans(BaseCallback):  # type: ignore[misc]
-    """A DSPy callback making one span per LM call (`chat <model>`, CLIENT) with the GenAI
-    semantic-convention attributes: `gen_ai.request.model`, `gen_ai.usage.input_tokens` and
-    `gen_ai.usage.output_tokens` (from the execution's usage recorder: under concurrent LM
-    calls within one execution, tokens go to the call that ends first), the latency being the
-    span's own duration."""
+class ExecutionSpans(BaseCallback):  # type: ignore[misc]
+    """A DSPy callback making one span per tool call (`execute_tool <name>`) and one per LM
+    call (`chat <model>`, CLIENT) with the GenAI semantic-convention attributes:
+    `gen_ai.request.model`, `gen_ai.usage.input_tokens` and `gen_ai.usage.output_tokens` (from
+    the execution's usage recorder: under concurrent LM calls within one execution, tokens go
+    to the call that ends first), the latency being the span's own duration."""
 
     def __init__(self, usage: Any) -> None:
         self._usage = usage  # a CallRecorder: running token totals of this execution
@@ -198,3 +198,50 @@ class LMCallSpans(BaseCallback):  # type: ignore[misc]
         if exception is not None:
             started.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         started.end()
+
+    # -- tool calls (the module's tools, `host:` tools included) --------------------------------
+
+    def on_tool_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        name = str(getattr(instance, "name", "") or type(instance).__name__)
+        started = _tracer().start_span(
+            f"execute_tool {name}",
+            kind=SpanKind.INTERNAL,
+            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name},
+        )
+        self._open[call_id] = (started, 0, 0)
+
+    def on_tool_end(
+        self, call_id: str, outputs: Any | None, exception: BaseException | None = None
+    ) -> None:
+        opened = self._open.pop(call_id, None)
+        if opened is None:
+            return
+        started = opened[0]
+        if exception is not None:
+            started.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+        started.end()
+
+
+class PhaseSpans:
+    """One span per phase of a job (`job phase <name>`), children of the span current when this
+    is made (the job's), whichever thread reports the phase; the previous phase's span ends
+    when the next begins. Does nothing when tracing is off."""
+
+    def __init__(self) -> None:
+        self._parent = context.get_current() if _enabled else None
+        self._current: Span | None = None
+        self._name = ""
+
+    def begin(self, phase: str) -> None:
+        if self._parent is None or phase == self._name:
+            return
+        self.close()
+        self._name = phase
+        self._current = _tracer().start_span(
+            f"job phase {phase}", context=self._parent, attributes={"dspy_bridge.phase": phase}
+        )
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.end()
+            self._current = None

@@ -4,6 +4,7 @@ tools, metrics and LMs answered; errors as observations; reconnecting; a refused
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Literal
 
@@ -135,3 +136,39 @@ async def test_async_serve_answers_metrics_and_lms_and_reconnects(server: Runnin
             await server.hosts.wait_connections(session.session_id, lambda n: n == 1, within=30)
             again = await session.execute("qa", question="Capital of France?")
             assert again["answer"] == "Paris"
+
+
+def test_an_optimization_calls_the_host_tools_of_the_module_it_optimizes(
+    sidecar: ServerProcess,
+) -> None:
+    """The job process builds the ReAct module with its host tools; DSPy's threads call them
+    through the job's channel to the front and the host's stream."""
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def lookup(order_id: str) -> str:
+        """Where an order is."""
+        with lock:
+            seen.append(order_id)
+        return f"order {order_id} shipped"
+
+    trainset = [({"order_id": str(n)}, {"answer": f"order {n} shipped"}) for n in (11, 12, 13)]
+    with BridgeClient(sidecar.target) as client:
+        session = client.create_session()
+        session.configure_lm("offline")
+        with session.serve(tools={"lookup_order": lookup}):
+            session.create_module(
+                "ReAct",
+                "order_id -> answer",
+                module_id="agent",
+                config={"tools": ["host:lookup_order"], "max_iters": 3},
+            )
+            for optimizer in ("LabeledFewShot", "BootstrapFewShot"):
+                job = session.start_optimization(
+                    "agent", optimizer, trainset, "contains", valset=trainset[:2]
+                )
+                done = session.wait_optimization(job.job_id, max_wait=180)
+                assert done.status == "SUCCEEDED", done.error
+    # Scoring before and after (and bootstrapping) ran the agent on these orders.
+    assert {"11", "12"} <= set(seen)
+    assert "13" in seen  # BootstrapFewShot ran the trainset's third example too

@@ -376,3 +376,34 @@ async def test_redis_killed_and_restarted_under_load_is_only_unavailable_then_re
                 resumed.cancel()
     finally:
         redis.kill()
+
+
+async def test_a_restarting_replica_leaves_another_replicas_running_job_alone(
+    redis_server: RedisServer,
+) -> None:
+    url = redis_store_url(redis_server)
+    lease = ("--job-lease-seconds", str(LEASE_S))
+    with replicas(2, url, *lease) as servers:
+        runner, restarting = servers
+        async with AsyncExitStack() as stack:
+            (a,) = await stubs(stack, [runner])
+            sid = await setup(a, latency_ms=5_000)
+            job = (await a.StartOptimization(start_request(sid, "BootstrapFewShot"))).job
+            watch = a.WatchOptimization(
+                pb.WatchOptimizationRequest(session_id=sid, job_id=job.job_id)
+            )
+            async for update in _reads(watch):
+                if update.job.status == job_pb2.JOB_STATUS_RUNNING:
+                    break
+            assert restarting.terminate() == 0
+            # A new server on the same store: at start it marks INTERRUPTED only the jobs whose
+            # lease lapsed, so the job running on the live replica stays RUNNING.
+            with replicas(1, url, *lease) as (again,):
+                (b,) = await stubs(stack, [again])
+                request = pb.GetOptimizationRequest(session_id=sid, job_id=job.job_id)
+                assert (await b.GetOptimization(request)).job.status == job_pb2.JOB_STATUS_RUNNING
+                cancelled = await b.CancelOptimization(
+                    pb.CancelOptimizationRequest(session_id=sid, job_id=job.job_id)
+                )
+                assert cancelled.job.status == job_pb2.JOB_STATUS_CANCELLED
+            watch.cancel()

@@ -5,11 +5,16 @@ by the worker process) and each LM call with GenAI attributes; log lines carry t
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -74,7 +79,9 @@ def _collect(
         except queue.Empty:
             continue
         if span.trace_id == trace_id:
-            found[span.name] = (service, span)
+            found.setdefault(span.name, (service, span))
+            found.setdefault("all", []).append(span)
+            found.setdefault("children", {}).setdefault(span.parent_span_id, []).append(span.name)
     return found
 
 
@@ -106,12 +113,17 @@ def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Recei
             session.create_module("Predict", "question -> answer", module_id="qa")
             traced = BridgeClient(server.target, timeout=120, metadata={"traceparent": traceparent})
             with traced:
-                result = traced.session(session.session_id).execute("qa", question="Why?")
+                mine = traced.session(session.session_id)
+                result = mine.execute("qa", question="Why?")
+                job = mine.start_optimization(
+                    "qa", "LabeledFewShot", [({"question": "a"}, {"answer": "b"})], "exact_match"
+                )
+                mine.wait_optimization(job.job_id, max_wait=120)
         rpc = "dspy_bridge.v1.BridgeService/Execute"
         spans = _collect(
             collector,
             bytes.fromhex(trace_id),
-            {rpc, "validate", "queue wait", "execute", "chat offline"},
+            {rpc, "validate", "queue wait", "execute", "chat offline", *JOB_SPANS},
             wait_s=120,
         )
         logged = [
@@ -124,12 +136,17 @@ def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Recei
     assert root.parent_span_id == bytes.fromhex(parent_id)  # the host's span is the parent
     assert root.kind == trace_pb2.Span.SPAN_KIND_SERVER
     assert _attributes(root)["rpc.grpc.status_code"] == "OK"
-    for child in ("validate", "queue wait", "execute"):
-        assert spans[child][1].parent_span_id == root.span_id, child
+    assert {"validate", "queue wait", "execute"} <= set(spans["children"][root.span_id])
+    assert spans["execute"][1].parent_span_id == root.span_id  # the only execute span
     worker_pid = _attributes(spans["execute"][1])["process.pid"]
     assert worker_pid != server.proc.pid  # exported by the worker process
-    _, lm_call = spans["chat offline"]
-    assert lm_call.parent_span_id == spans["execute"][1].span_id
+    # The Execute's LM call (the job's own LM calls come later, under its phases).
+    execute_id = spans["execute"][1].span_id
+    (lm_call,) = [
+        span
+        for span in spans["all"]
+        if span.parent_span_id == execute_id and span.name == "chat offline"
+    ]
     assert lm_call.kind == trace_pb2.Span.SPAN_KIND_CLIENT
     attributes = _attributes(lm_call)
     assert attributes["gen_ai.request.model"] == "offline"
@@ -137,3 +154,45 @@ def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Recei
     assert attributes["gen_ai.usage.output_tokens"] == result.usage.completion_tokens
     assert lm_call.end_time_unix_nano > lm_call.start_time_unix_nano
     assert logged and all(e["trace_id"] == trace_id for e in logged)  # trace ids in logs
+
+    # The job's process joins the trace of the call that started it, one span per phase.
+    _, job_span = spans["job"]
+    started = spans["dspy_bridge.v1.BridgeService/StartOptimization"][1]
+    assert job_span.parent_span_id == started.span_id
+    assert {"job phase scoring", "job phase optimizing"} <= set(spans["children"][job_span.span_id])
+
+
+JOB_SPANS = (
+    "dspy_bridge.v1.BridgeService/StartOptimization",
+    "job",
+    "job phase scoring",
+    "job phase optimizing",
+)
+
+
+def _console_spans(text: str) -> list[dict[str, Any]]:
+    """The spans the console exporter printed (JSON objects one after another)."""
+    decoder, spans, index = json.JSONDecoder(), [], 0
+    while (start := text.find("{", index)) != -1:
+        span, index = decoder.raw_decode(text, start)
+        spans.append(span)
+    return spans
+
+
+def test_tool_calls_are_spans_under_their_execution() -> None:
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "tools"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.runtime.traced_react"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    spans = {s["name"]: s for s in _console_spans(done.stdout)}
+    tool = spans["execute_tool calculator"]
+    assert tool["attributes"]["gen_ai.tool.name"] == "calculator"
+    assert tool["parent_id"] == spans["execute"]["context"]["span_id"]
+    assert spans["chat offline"]["parent_id"] == spans["execute"]["context"]["span_id"]
+    assert tool["resource"]["attributes"]["service.name"] == "tools"

@@ -4,6 +4,7 @@ streaming, caching and error mapping."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import dspy
@@ -19,7 +20,7 @@ from dspy_bridge.runtime.executor import (
     ResultEvent,
     StatusEvent,
 )
-from dspy_bridge.runtime.lm.offline import OfflineLM
+from dspy_bridge.runtime.lm.offline import AsyncOfflineEngine, OfflineEngine, OfflineLM
 from dspy_bridge.runtime.program import build_program
 from tests.fakes.openai_server import HANG, RATE_LIMITED, FakeOpenAI
 from tests.runtime.module_helpers import OFFLINE, make_record, offline_factory
@@ -32,28 +33,55 @@ class Probe:
         self.finished = 0
 
 
-class ProbeLM(OfflineLM):
-    """An offline LM that reports when a call starts and whether it was cancelled. The probe is
-    shared by the copies the executor makes of the LM per execution."""
+class ProbeEngine(AsyncOfflineEngine):
+    """The offline async engine, reporting when a call starts and whether it was cancelled.
+    Shared by the copies the executor makes of the LM per execution."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, sync: OfflineEngine) -> None:
+        super().__init__(sync)
         self.probe = Probe()
 
-    async def aforward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+    async def complete(self, request: Any) -> Any:
         self.probe.started.set()
         try:
-            response = await super().aforward(prompt, messages, **kwargs)
+            response = await super().complete(request)
         except asyncio.CancelledError:
             self.probe.cancelled += 1
             raise
         self.probe.finished += 1
         return response
 
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        self.probe.started.set()
+        try:
+            async for event in super().stream(request):
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            self.probe.cancelled += 1
+            raise
+        self.probe.finished += 1
+
+
+class ProbeLM(OfflineLM):
+    def __init__(self, latency_ms: float = 0.0, **kwargs: Any) -> None:
+        sync = OfflineEngine(latency_ms)
+        super().__init__(engine=sync, async_engine=ProbeEngine(sync), **kwargs)
+
+    @property
+    def probe(self) -> Probe:
+        engine: ProbeEngine = self._async_engine_spec
+        return engine.probe
+
+
+class FailingEngine(AsyncOfflineEngine):
+    async def complete(self, request: Any) -> Any:
+        raise RuntimeError("the provider exploded")
+
 
 class FailingLM(OfflineLM):
-    async def aforward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
-        raise RuntimeError("the provider exploded")
+    def __init__(self) -> None:
+        sync = OfflineEngine()
+        super().__init__(engine=sync, async_engine=FailingEngine(sync))
 
 
 def executor_with(lm: dspy.BaseLM) -> InProcessExecutor:
@@ -153,14 +181,15 @@ async def test_sync_module_runs_in_a_thread_with_its_context() -> None:
     assert {c["model"] for c in result.trace} == {"thread-model"}
 
 
-async def test_module_failure_is_execution_failed_without_traceback() -> None:
+async def test_an_engine_failure_is_lm_unavailable_without_its_text() -> None:
     executor = executor_with(FailingLM())
     with pytest.raises(BridgeError) as caught:
         await executor.execute(request(make_record("Predict")))
     err = caught.value
-    assert err.code != grpc.StatusCode.INTERNAL
-    assert "exploded" in err.message
-    assert "Traceback" not in err.message
+    # DSPy wraps an engine's unknown failure (LMUnexpectedError): it fails closed, with none of
+    # the engine's text (which, for a real provider, could be its response body).
+    assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, Reason.LM_UNAVAILABLE)
+    assert "exploded" not in err.message and "Traceback" not in err.message
     assert executor.stats()["failures"] == 1
 
 
@@ -202,7 +231,7 @@ async def test_stream_of_a_module_without_a_final_predictor_still_ends_with_the_
 
 
 async def test_closing_a_stream_cancels_the_lm_call() -> None:
-    lm = ProbeLM(stream_chunk_chars=1)
+    lm = ProbeLM()
     executor = executor_with(lm)
     stream = executor.execute_stream(request(make_record("Predict")))
     first = None

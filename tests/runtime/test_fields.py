@@ -18,8 +18,6 @@ from dspy_bridge.runtime.fields import coerce_inputs, outputs_to_values
 from dspy_bridge.runtime.lm.offline import OfflineLM
 from dspy_bridge.runtime.signatures import parse_signature, to_dspy_signature
 
-pytestmark = pytest.mark.filterwarnings("ignore:Implementing custom LMs:DeprecationWarning")
-
 
 def _one(type_text: str, value: Any) -> Any:
     spec = parse_signature(f"x: {type_text} -> y")

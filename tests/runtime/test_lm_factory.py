@@ -28,7 +28,6 @@ from tests.fakes import openai_server as fakes
 from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:Implementing custom LMs:DeprecationWarning"),
     # Raised by pydantic while LiteLLM builds its own types; nothing to do with these tests.
     pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning"),
 ]

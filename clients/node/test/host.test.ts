@@ -6,22 +6,10 @@ import { after, before, describe, it } from "node:test";
 import { AlreadyExistsError, BridgeClient, BridgeError, InvalidArgumentError, NotFoundError, UnauthenticatedError } from "../src/index";
 import { deferred } from "../testlib/deferred";
 import { rejectsWith } from "../testlib/rejects";
-import { Sidecar, startSidecar } from "../testlib/sidecar";
+import { Sidecar, sidecarPerFile, startSidecar } from "../testlib/sidecar";
 import { startTcpProxy } from "../testlib/tcpProxy";
 
-let sidecar: Sidecar;
-let client: BridgeClient;
-
-before(async () => {
-  sidecar = await startSidecar();
-  client = new BridgeClient(sidecar.target, { timeoutMs: 60_000 });
-  await client.waitUntilReady(30_000);
-});
-
-after(async () => {
-  client?.close();
-  await sidecar?.stop();
-});
+const env = sidecarPerFile();
 
 const LOOKUP = {
   description: "Look up an order by its id",
@@ -31,7 +19,7 @@ const LOOKUP = {
 
 describe("session.serve", () => {
   it("says hello, is welcomed with the names it offers, and closes", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     const host = await session.serve({
       tools: { lookup_order: LOOKUP, ping: () => "pong" },
       metrics: { quality: { description: "how good", fn: () => 1 }, strict: () => ({ score: 0, feedback: "no" }) },
@@ -51,8 +39,8 @@ describe("session.serve", () => {
   });
 
   it("is refused for an unknown session, bad names and schemas, with the field named", async () => {
-    await rejectsWith(client.session("no-such-session").serve({ tools: { lookup_order: LOOKUP } }), NotFoundError);
-    const session = await client.createSession();
+    await rejectsWith(env.client.session("no-such-session").serve({ tools: { lookup_order: LOOKUP } }), NotFoundError);
+    const session = await env.client.createSession();
     const badName = await rejectsWith(session.serve({ tools: { "host:x": LOOKUP } }), InvalidArgumentError);
     assert.deepEqual(badName.fieldViolations.map((v) => v.field), ["hello.tools[0].name"]);
     const badSchema = await rejectsWith(
@@ -66,7 +54,7 @@ describe("session.serve", () => {
   });
 
   it("lets several connections offer a name with the same schema, not a different one", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     const first = await session.serve({ tools: { lookup_order: LOOKUP } });
     const second = await session.serve({ tools: { lookup_order: LOOKUP } });
     assert.notEqual(first.connectionId, second.connectionId);
@@ -80,7 +68,7 @@ describe("session.serve", () => {
   });
 
   it("reconnects and says hello again when the network drops", async () => {
-    const proxy = await startTcpProxy(sidecar.target);
+    const proxy = await startTcpProxy(env.sidecar.target);
     const viaProxy = new BridgeClient(proxy.target, { timeoutMs: 30_000 });
     try {
       const session = await viaProxy.createSession();
@@ -115,7 +103,7 @@ describe("session.serve", () => {
   });
 
   it("stops serving, without reconnecting, when the session is deleted", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     const ended = deferred<[string, boolean]>();
     const host = await session.serve({ tools: { lookup_order: LOOKUP }, onDisconnect: (error, reconnecting) => ended.resolve([error.code, reconnecting]) });
     await session.delete();
@@ -125,10 +113,10 @@ describe("session.serve", () => {
   });
 
   it("ends at the first drop with reconnect: false", async () => {
-    const proxy = await startTcpProxy(sidecar.target);
+    const proxy = await startTcpProxy(env.sidecar.target);
     const viaProxy = new BridgeClient(proxy.target, { timeoutMs: 30_000 });
     try {
-      const session = await client.createSession();
+      const session = await env.client.createSession();
       const host = await viaProxy.session(session.sessionId).serve({ tools: { lookup_order: LOOKUP }, reconnect: false });
       proxy.cut();
       await assert.rejects(host.done, (err: unknown) => err instanceof BridgeError && err.code !== "OK");

@@ -2,30 +2,18 @@
 // reflection reading the metric's feedback) scored by a Node metric, and an execution answered
 // by a Node LM, served with session.serve.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { BridgeClient, FailedPreconditionError } from "../src/index";
+import { FailedPreconditionError } from "../src/index";
 import { rejectsWith } from "../testlib/rejects";
-import { Sidecar, startSidecar } from "../testlib/sidecar";
+import { sidecarPerFile } from "../testlib/sidecar";
 import { HELD_OUT, SIGNATURE, TRAINSET } from "../testlib/topics";
 
-let sidecar: Sidecar;
-let client: BridgeClient;
-
-before(async () => {
-  sidecar = await startSidecar();
-  client = new BridgeClient(sidecar.target, { timeoutMs: 60_000 });
-  await client.waitUntilReady(30_000);
-});
-
-after(async () => {
-  client?.close();
-  await sidecar?.stop();
-});
+const env = sidecarPerFile();
 
 describe("host metrics", () => {
   it("an Evaluate is scored by a Node metric, with the example and prediction it scores", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     await session.configureLm("offline");
     await session.createModule("Predict", SIGNATURE, { moduleId: "clf" });
     const scored: { inputs: unknown; labels: unknown; options: unknown }[] = [];
@@ -62,7 +50,7 @@ describe("host metrics", () => {
 
 describe("host metrics in optimization", () => {
   it("an optimization job is scored by a Node metric (job process -> sidecar -> this process)", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     await session.configureLm("offline");
     await session.createModule("Predict", SIGNATURE, { moduleId: "clf" });
     const jobIds = new Set<string>();
@@ -89,7 +77,7 @@ describe("host metrics in optimization", () => {
 
 describe("a Node metric's feedback in GEPA", () => {
   it("GEPA scores candidates with a Node metric and its reflection (a Node LM) reads the metric's feedback", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     await session.configureLm("offline");
     await session.createModule("Predict", SIGNATURE, { moduleId: "clf" });
     const FEEDBACK = "FEEDBACK-node-51c: answer with the topic in one word";
@@ -127,7 +115,7 @@ describe("a Node metric's feedback in GEPA", () => {
 
 describe("host LMs", () => {
   it("an execution is answered by a Node LM, with the prompt it was sent", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     const prompts: { messages: unknown[]; options: unknown }[] = [];
     const host = await session.serve({
       lms: {

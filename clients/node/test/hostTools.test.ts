@@ -2,33 +2,21 @@
 // served with session.serve — the observation, many calls at once, cancel, a tool's error as the
 // observation, a host that is gone, and serving across a network drop.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { BridgeClient, FailedPreconditionError, HostCallContext, SessionHandle, UnavailableError } from "../src/index";
 import { deferred } from "../testlib/deferred";
 import { rejectsWith } from "../testlib/rejects";
-import { Sidecar, startSidecar } from "../testlib/sidecar";
+import { sidecarPerFile } from "../testlib/sidecar";
 import { startTcpProxy } from "../testlib/tcpProxy";
 
-let sidecar: Sidecar;
-let client: BridgeClient;
-
-before(async () => {
-  sidecar = await startSidecar();
-  client = new BridgeClient(sidecar.target, { timeoutMs: 60_000 });
-  await client.waitUntilReady(30_000);
-});
-
-after(async () => {
-  client?.close();
-  await sidecar?.stop();
-});
+const env = sidecarPerFile();
 
 const ORDER_SCHEMA = { type: "object", properties: { order_id: { type: "string", description: "the order's id" } }, required: ["order_id"] };
 
 /** A session on the offline LM with a ReAct module `agent` (order_id -> status) using `host:lookup_order`. */
 async function agentSession(): Promise<SessionHandle> {
-  const session = await client.createSession();
+  const session = await env.client.createSession();
   await session.configureLm("offline");
   return session;
 }
@@ -199,7 +187,7 @@ describe("host tools", () => {
 
 describe("host tools across a reconnect", () => {
   it("keeps serving after the network drops", async () => {
-    const proxy = await startTcpProxy(sidecar.target);
+    const proxy = await startTcpProxy(env.sidecar.target);
     const viaProxy = new BridgeClient(proxy.target, { timeoutMs: 30_000 });
     try {
       const session = await agentSession();

@@ -1,10 +1,9 @@
 // Optimization jobs and streamed evaluation end to end against a real sidecar (offline LM):
 // a job watched to SUCCEEDED and applied, another cancelled, a VariableSearch applied by trial.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import {
-  BridgeClient,
   DeadlineExceededError,
   EvaluateStreamEvent,
   FailedPreconditionError,
@@ -14,26 +13,14 @@ import {
   SessionHandle,
 } from "../src/index";
 import { rejectsWith } from "../testlib/rejects";
-import { Sidecar, startSidecar } from "../testlib/sidecar";
+import { sidecarPerFile } from "../testlib/sidecar";
 import { HELD_OUT, SIGNATURE, TRAINSET } from "../testlib/topics";
 
-let sidecar: Sidecar;
-let client: BridgeClient;
-
-before(async () => {
-  sidecar = await startSidecar();
-  client = new BridgeClient(sidecar.target, { timeoutMs: 60_000 });
-  await client.waitUntilReady(30_000);
-});
-
-after(async () => {
-  client?.close();
-  await sidecar?.stop();
-});
+const env = sidecarPerFile();
 
 /** A session with module `clf` (Predict, `text -> topic`) on the offline LM. */
 async function topicSession(lmOptions: Record<string, number> = {}): Promise<SessionHandle> {
-  const session = await client.createSession();
+  const session = await env.client.createSession();
   await session.configureLm("offline", { options: lmOptions });
   await session.createModule("Predict", { text: SIGNATURE, instructions: "Classify the text's topic." }, { moduleId: "clf" });
   return session;
@@ -155,7 +142,7 @@ describe("optimization jobs", () => {
   });
 
   it("runs a VariableSearch and applies a chosen trial's values", async () => {
-    const session = await client.createSession();
+    const session = await env.client.createSession();
     await session.configureLm("offline");
     await session.registerVariable("strategy", "module", "Predict", { choices: ["Predict", "ChainOfThought"] });
     await session.createModule("Predict", SIGNATURE, { moduleId: "clf", bindings: { module_type: "strategy" } });

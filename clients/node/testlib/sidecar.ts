@@ -1,10 +1,14 @@
 // Starts a real dspy-bridge sidecar as a child process for the tests and reads its port from the
 // JSON log line {"event": "serving", "port": ...} on stderr.
+import assert from "node:assert/strict";
 import { ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { after, before } from "node:test";
+
+import { BridgeClient } from "../src/index";
 
 /** The repository's virtualenv, made by `make install` (this file is dist/testlib/sidecar.js inside clients/node). */
 const REPO_PYTHON = resolve(__dirname, "..", "..", "..", "..", ".venv", "bin", "python");
@@ -64,6 +68,34 @@ export async function startSidecar(extraArgs: string[] = []): Promise<Sidecar> {
       const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
       await exited;
       clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * One sidecar, and a client on it, for the test file calling this at its top level: started in
+ * a `before` hook, stopped in an `after` hook. Read `.client` / `.sidecar` inside tests.
+ */
+export function sidecarPerFile(extraArgs: string[] = []): { readonly sidecar: Sidecar; readonly client: BridgeClient } {
+  let sidecar: Sidecar | undefined;
+  let client: BridgeClient | undefined;
+  before(async () => {
+    sidecar = await startSidecar(extraArgs);
+    client = new BridgeClient(sidecar.target, { timeoutMs: 60_000 });
+    await client.waitUntilReady(30_000);
+  });
+  after(async () => {
+    client?.close();
+    await sidecar?.stop();
+  });
+  return {
+    get sidecar() {
+      assert.ok(sidecar, "the sidecar starts in a before hook");
+      return sidecar;
+    },
+    get client() {
+      assert.ok(client, "the client is made in a before hook");
+      return client;
     },
   };
 }

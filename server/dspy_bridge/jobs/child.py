@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.jobs import host_channel
 from dspy_bridge.log import configure_logging_as_parent
@@ -50,6 +51,8 @@ class Reporter:
         self._phase = ""
         self._pending: dict[str, Any] | None = None
         self.best_score: float | None = None
+        #: Spans of the job's phases (set once the job's span is open).
+        self.phases = tracing.PhaseSpans()
 
     def progress(
         self,
@@ -74,6 +77,7 @@ class Reporter:
             "best_score": self.best_score,
         }
         now = time.monotonic()
+        self.phases.begin(phase)
         if improved or phase != self._phase or now - self._last_sent >= self._interval:
             self._phase = phase
             self._last_sent = now
@@ -142,16 +146,29 @@ def _thread_lock_for_progress_bars() -> None:
     tqdm.tqdm.set_lock(threading.RLock())
 
 
-def job_main(runner: str, payload: Any, conn: Connection) -> None:
-    """The job process's entry point (see module docstring)."""
+def job_main(
+    runner: str, payload: Any, conn: Connection, trace_parent: dict[str, str] | None = None
+) -> None:
+    """The job process's entry point (see module docstring). `trace_parent`: the trace context
+    of the call that started the job, when tracing is on."""
     configure_logging_as_parent()
+    tracing.configure_tracing()  # the environment is the front's
     tally_every_lm_call()
     _exit_with_parent()
     _thread_lock_for_progress_bars()
     reporter = Reporter(conn)
     _install_host_channel(payload, conn)
     try:
-        result = load_runner(runner)(payload, reporter)
+        try:
+            with tracing.span("job", {"dspy_bridge.runner": runner}, parent=trace_parent):
+                reporter.phases = tracing.PhaseSpans()
+                try:
+                    result = load_runner(runner)(payload, reporter)
+                finally:
+                    reporter.phases.close()
+        finally:
+            # Before the last message: the front stops this process once it has that.
+            tracing.shutdown_tracing()
         reporter.flush()
         _send(conn, {"type": "result", "result": result, "best_score": reporter.best_score})
     except BridgeError as exc:

@@ -44,6 +44,7 @@ from typing import Any
 
 import grpc
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
 from dspy_bridge.jobs.child import job_main
 from dspy_bridge.log import get_logger
@@ -241,7 +242,10 @@ class JobManager:
         ctx = process_context()
         parent, child = ctx.Pipe(duplex=True)  # duplex: host calls are answered on it
         process = ctx.Process(  # type: ignore[attr-defined]
-            target=job_main, args=(runner, payload, child), name=f"job-{handle.job_id}"
+            target=job_main,
+            # The trace context: the job's spans join the trace of the call that started it.
+            args=(runner, payload, child, tracing.carrier()),
+            name=f"job-{handle.job_id}",
         )
         process.daemon = True
         await asyncio.to_thread(process.start)

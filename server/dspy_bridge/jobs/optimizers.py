@@ -28,7 +28,10 @@ from dspy_bridge.jobs.embedder import hashing_embed
 from dspy_bridge.jobs.metrics import resolve_metric
 from dspy_bridge.jobs.payload import ExampleData, OptimizationPayload
 from dspy_bridge.model.job import MODULE_RESULT
+from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.executor import configure_runtime
+from dspy_bridge.runtime.host_calls import PROCESS_HOST
+from dspy_bridge.runtime.host_tools import with_host_tools
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.params import LM_PARAMETERS
 from dspy_bridge.runtime.program import build_program, make_adapter, spec_signature
@@ -260,7 +263,15 @@ def run_optimization(payload: OptimizationPayload, reporter: Reporter) -> dict[s
     record = payload.record
     signature = spec_signature(record)
     inputs = [f.name for f in signature.inputs]
-    program = build_program(record).module
+    # The module's host tools are called from DSPy's threads through the job's channel.
+    ctx = with_host_tools(
+        registry.BuildContext(session_id=record.session_id),
+        payload.host_tools,
+        None,
+        PROCESS_HOST.caller,
+        record.module_id,
+    )
+    program = build_program(record, None, ctx).module
     lm_params = {k: payload.params[k] for k in LM_PARAMETERS if k in payload.params}
     lm = build_lm(payload.lm, lm_params)
     adapter = make_adapter(str(payload.params.get("adapter") or ""))

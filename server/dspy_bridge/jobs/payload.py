@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspy_bridge.model import LMSpec, ModuleRecord, PyValue
+from dspy_bridge.runtime.host_calls import HostToolSpec
 
 #: One example: (inputs coerced to the signature's types, labels).
 ExampleData = tuple[dict[str, PyValue], dict[str, PyValue]]
@@ -28,4 +29,7 @@ class OptimizationPayload:
     metric_options: dict[str, Any]
     #: GEPA's reflection LM (default: `lm`).
     reflection_lm: LMSpec | None = None
+    #: The module's `host:` tools as the session's host offered them at start (their calls go
+    #: through the job's channel to the front).
+    host_tools: tuple[HostToolSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)

@@ -223,6 +223,7 @@ class OptimizationService:
                 metric_name=request.metric_name,
                 metric_options=dict(request.metric_options),
                 reflection_lm=reflection,
+                host_tools=prepared_exec.host_tools,
             )
             runner = OPTIMIZATION_RUNNER
         job = Job(

@@ -31,7 +31,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import dspy
@@ -48,11 +48,13 @@ from dspy_bridge.runtime.host_calls import (
     CURRENT_SESSION,
     EXECUTION_DEADLINE,
     EXECUTION_MODULE,
+    THREAD_HOST_CALLS,
     HostCaller,
     HostToolSpec,
     HostUnavailable,
+    ThreadHostCalls,
 )
-from dspy_bridge.runtime.host_tools import HostTools
+from dspy_bridge.runtime.host_tools import with_host_tools
 from dspy_bridge.runtime.lm.errors import (
     lm_error_to_bridge,
     log_lm_failure,
@@ -362,11 +364,7 @@ class InProcessExecutor:
         key = (record.session_id, record.module_id, record.version, record.create_time, shape)
         program = self._programs.get(key)
         if program is None:
-            ctx = self._context(record.session_id)
-            if host_tools:
-                offered = {spec.name: spec for spec in host_tools}
-                provider = HostTools(lambda _: offered, self._host)
-                ctx = replace(ctx, tools=ctx.tools.with_provider(provider))
+            ctx = with_host_tools(self._context(record.session_id), host_tools, self._host)
             program = build_program(record, params, ctx)
             self._programs.put(key, program)
         return program
@@ -434,6 +432,10 @@ class InProcessExecutor:
         deadline_token = EXECUTION_DEADLINE.set(
             time.monotonic() + req.timeout_ms / 1000 if req.timeout_ms > 0 else None
         )
+        # Host LM calls from the thread a sync-only module runs in go through this loop; they
+        # end with the execution (done, cancelled or past its deadline).
+        thread_calls = ThreadHostCalls(asyncio.get_running_loop())
+        thread_calls_token = THREAD_HOST_CALLS.set(thread_calls)
         try:
             program = self.program(req.record, req.params, req.host_tools)
             lm = self.lm(req.lm, req.params)
@@ -442,7 +444,7 @@ class InProcessExecutor:
             if notify is not None:
                 callbacks = [*callbacks, _StatusCallback(notify)]
             if tracing.enabled():
-                callbacks = [*callbacks, tracing.LMCallSpans(recorder)]
+                callbacks = [*callbacks, tracing.ExecutionSpans(recorder)]
             settings = {
                 "lm": recorder.bind(lm),
                 "adapter": make_adapter(str(req.params.get("adapter") or "")),
@@ -477,6 +479,8 @@ class InProcessExecutor:
             raise
         finally:
             self._in_flight -= 1
+            thread_calls.close()
+            THREAD_HOST_CALLS.reset(thread_calls_token)
             EXECUTION_DEADLINE.reset(deadline_token)
             EXECUTION_MODULE.reset(module_token)
             CURRENT_HOST.reset(host_token)

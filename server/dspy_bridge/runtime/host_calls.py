@@ -17,7 +17,10 @@ passes through it; the executor turns it back into the BridgeError.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextvars
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -216,6 +219,55 @@ CURRENT_HOST: contextvars.ContextVar[HostCaller | None] = contextvars.ContextVar
 )
 CURRENT_SESSION: contextvars.ContextVar[str] = contextvars.ContextVar(
     "dspy_bridge_current_session", default=""
+)
+
+
+class ThreadHostCalls:
+    """Host calls made from the thread a sync-only module runs in (Refine, ProgramOfThought,
+    ...): each runs on the execution's event loop (where the hub or the worker's channel lives)
+    and the thread waits for it. `close()` — the execution ended, was cancelled or passed its
+    deadline — cancels the calls still waiting (the host gets `cancel`) and refuses new ones, so
+    an abandoned thread stops at its next host call instead of running on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: set[concurrent.futures.Future[HostReply]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def call(
+        self, caller: HostCaller, session_id: str, request: HostRequest, timeout_s: float | None
+    ) -> HostReply:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:  # waiting here would block the very loop the call needs
+            raise RuntimeError("a sync host call from a running event loop; use the async path")
+        coroutine = caller.call_host(session_id, request, timeout_s)
+        with self._lock:
+            if self._closed:
+                coroutine.close()
+                raise concurrent.futures.CancelledError()
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            self._pending.add(future)
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                self._pending.discard(future)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
+
+
+#: Set by the executor around a sync-only module's thread (None elsewhere).
+THREAD_HOST_CALLS: contextvars.ContextVar[ThreadHostCalls | None] = contextvars.ContextVar(
+    "dspy_bridge_thread_host_calls", default=None
 )
 
 

@@ -15,7 +15,8 @@ can react: other arguments, another tool); a host that is gone ends the executio
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import dspy
 
@@ -24,8 +25,10 @@ from dspy_bridge.runtime.host_calls import (
     EXECUTION_MODULE,
     PREFIX,
     HostCaller,
+    HostReply,
     HostToolSpec,
     HostUnavailable,
+    SyncHostCaller,
     ToolCall,
     ToolReply,
     host_disconnected,
@@ -33,6 +36,9 @@ from dspy_bridge.runtime.host_calls import (
     remaining_s,
 )
 from dspy_bridge.runtime.tools import ToolConfigError
+
+if TYPE_CHECKING:  # registry imports this module
+    from dspy_bridge.runtime.registry import BuildContext
 
 
 class HostToolUnavailable(ToolConfigError):
@@ -49,30 +55,59 @@ class HostToolUnavailable(ToolConfigError):
         )
 
 
-def tool_from_spec(spec: HostToolSpec, session_id: str, caller: HostCaller | None) -> dspy.Tool:
-    """A `dspy.Tool` named `host:<name>` that forwards calls to the host (module docstring)."""
+def _failed(reference: str, exc: BridgeError) -> str:
+    """The observation for a call that got no answer; a host that is gone ends the run."""
+    if exc.reason == Reason.HOST_DISCONNECTED:
+        raise HostUnavailable(exc) from None
+    if exc.reason == Reason.HOST_CALL_TIMEOUT:
+        return f"Error: the tool {reference} timed out: {exc.message}"
+    return f"Error: the tool {reference} failed: {exc.message}"
+
+
+def _answered(reference: str, reply: HostReply) -> Any:
+    assert isinstance(reply, ToolReply)
+    if reply.error is not None:
+        return f"Error from {reference}: {reply.error}"
+    return reply.output
+
+
+def tool_from_spec(
+    spec: HostToolSpec,
+    session_id: str,
+    caller: HostCaller | None,
+    sync_caller: SyncHostCaller | None = None,
+    module_id: str = "",
+) -> dspy.Tool:
+    """A `dspy.Tool` named `host:<name>` that forwards calls to the host (module docstring).
+
+    With `sync_caller` (a job process: DSPy's optimizers call tools from their threads) the
+    tool is sync; otherwise async through `caller`. `module_id`: the module the calls are for
+    when no execution says (an optimization)."""
     reference = f"{PREFIX}{spec.name}"
     properties = dict(spec.parameters.get("properties") or {})
+
+    def request(arguments: dict[str, Any]) -> ToolCall:
+        return ToolCall(spec.name, arguments, EXECUTION_MODULE.get() or module_id)
 
     async def call_host_tool(**arguments: Any) -> Any:
         if caller is None:
             raise HostUnavailable(host_disconnected("tool", spec.name))
-        request = ToolCall(spec.name, arguments, EXECUTION_MODULE.get())
         try:
-            reply = await caller.call_host(session_id, request, remaining_s())
+            reply = await caller.call_host(session_id, request(arguments), remaining_s())
         except BridgeError as exc:
-            if exc.reason == Reason.HOST_DISCONNECTED:
-                raise HostUnavailable(exc) from None
-            if exc.reason == Reason.HOST_CALL_TIMEOUT:
-                return f"Error: the tool {reference} timed out: {exc.message}"
-            return f"Error: the tool {reference} failed: {exc.message}"
-        assert isinstance(reply, ToolReply)
-        if reply.error is not None:
-            return f"Error from {reference}: {reply.error}"
-        return reply.output
+            return _failed(reference, exc)
+        return _answered(reference, reply)
+
+    def call_host_tool_sync(**arguments: Any) -> Any:
+        assert sync_caller is not None
+        try:
+            reply = sync_caller.call_host_sync(session_id, request(arguments), remaining_s())
+        except BridgeError as exc:
+            return _failed(reference, exc)
+        return _answered(reference, reply)
 
     return dspy.Tool(
-        call_host_tool,
+        call_host_tool if sync_caller is None else call_host_tool_sync,
         name=reference,
         desc=spec.description or f"The host's tool {spec.name}.",
         args=properties,
@@ -87,9 +122,13 @@ class HostTools:
         self,
         catalog: Callable[[str], Mapping[str, HostToolSpec]],
         caller: HostCaller | None,
+        sync_caller: SyncHostCaller | None = None,
+        module_id: str = "",
     ) -> None:
         self._catalog = catalog
         self._caller = caller
+        self._sync_caller = sync_caller
+        self._module_id = module_id
 
     def names(self, session_id: str) -> Sequence[str]:
         return [f"{PREFIX}{name}" for name in sorted(self._catalog(session_id))]
@@ -112,7 +151,23 @@ class HostTools:
         spec = self._catalog(session_id).get(bare)
         if spec is None:  # offered at validation, gone since: the execution cannot run
             raise HostUnavailable(host_disconnected("tool", bare))
-        return tool_from_spec(spec, session_id, self._caller)
+        return tool_from_spec(spec, session_id, self._caller, self._sync_caller, self._module_id)
+
+
+def with_host_tools(
+    ctx: BuildContext,
+    specs: Sequence[HostToolSpec],
+    caller: HostCaller | None,
+    sync_caller: SyncHostCaller | None = None,
+    module_id: str = "",
+) -> BuildContext:
+    """`ctx` whose tools include `specs` (the ones offered when an execution or an
+    optimization was dispatched), called through `caller` or `sync_caller`."""
+    if not specs:
+        return ctx
+    offered = {spec.name: spec for spec in specs}
+    provider = HostTools(lambda _: offered, caller, sync_caller, module_id)
+    return replace(ctx, tools=ctx.tools.with_provider(provider))
 
 
 def host_tool_names(config: Mapping[str, Any]) -> list[str]:

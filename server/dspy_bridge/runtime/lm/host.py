@@ -7,7 +7,9 @@ host's `text` becomes the completion and its `usage` the call's token counts. Th
 `error` fails the call (and so the execution).
 
 Which session and which way to the host: inside an execution, the executor's (`CURRENT_HOST`,
-`CURRENT_SESSION`); in a job process, the process's channel to the front (`PROCESS_HOST`).
+`CURRENT_SESSION`) — from a sync-only module's thread (Refine, ProgramOfThought, ...) the call
+runs on the execution's loop and ends with it (`THREAD_HOST_CALLS`); in a job process, the
+process's channel to the front (`PROCESS_HOST`).
 
 Streaming is unary for now: `ExecuteStream` with a host LM gets the whole completion as one
 piece when the host answers, not token by token.
@@ -33,6 +35,7 @@ from dspy_bridge.runtime.host_calls import (
     CURRENT_SESSION,
     PREFIX,
     PROCESS_HOST,
+    THREAD_HOST_CALLS,
     HostReply,
     LMCall,
     LMReply,
@@ -131,18 +134,17 @@ class HostLM(dspy.BaseLM):  # type: ignore[misc]
         self, prompt: str | None = None, messages: list[Any] | None = None, **kwargs: Any
     ) -> HostResponse:
         request = self._request(prompt, messages, kwargs)
-        caller = PROCESS_HOST.caller
-        if caller is None:
-            caller_async = CURRENT_HOST.get()
-            if caller_async is None:
-                raise host_disconnected("lm", self.name)
-            raise BridgeError(  # an execution always takes the async path
-                grpc.StatusCode.FAILED_PRECONDITION,
-                Reason.EXECUTION_FAILED,
-                f"the host LM {PREFIX}{self.name} can only be called from an async module here",
-            )
         session = CURRENT_SESSION.get() or PROCESS_HOST.session_id
-        return self._response(caller.call_host_sync(session, request, remaining_s()))
+        caller = PROCESS_HOST.caller
+        if caller is not None:  # a job process: through its channel to the front
+            return self._response(caller.call_host_sync(session, request, remaining_s()))
+        execution_host = CURRENT_HOST.get()
+        thread_calls = THREAD_HOST_CALLS.get()
+        if execution_host is None or thread_calls is None:
+            raise host_disconnected("lm", self.name)
+        # A sync-only module's thread: the call runs on the execution's loop.
+        reply = thread_calls.call(execution_host, session, request, remaining_s())
+        return self._response(reply)
 
     async def aforward(
         self, prompt: str | None = None, messages: list[Any] | None = None, **kwargs: Any

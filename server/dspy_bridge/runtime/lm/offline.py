@@ -22,37 +22,36 @@ runs for real without a network or a key:
   is a short text built from the input's words.
 - **Tool use.** A ReAct module's prompts are steered through one call of its first tool, with
   arguments derived from the inputs, then `finish` (see `offline_react.py`).
-- **Provider-like.** `latency_ms` simulates a slow provider (`asyncio.sleep` in `aforward`, so a
-  cancelled call stops at once); `n > 1` returns n choices (the n best demos, or n hashes);
-  usage reports whitespace-split token counts and cost 0; when DSPy streaming is active
-  (`dspy.streamify`, which sets `dspy.settings.send_stream`) the completion is also sent as
-  token-like chunks of a few characters, exactly like `dspy.LM` sends provider chunks, so
+- **Provider-like.** `latency_ms` simulates a slow provider (`asyncio.sleep` in the async
+  engine, so a cancelled call stops at once); `n > 1` returns n choices (the n best demos, or n
+  hashes); usage reports whitespace-split token counts; when DSPy streaming is active the
+  completion is streamed as token-like deltas of a few characters, as a provider streams, so
   `StreamListener`s yield real per-field chunks (for JSONAdapter those are DSPy's raw JSON
   fragments, quotes included, as with any provider). Sampling options are accepted and
   ignored.
 
-Shapes, and why not litellm's classes: the response is an OpenAI-shaped mapping with attribute
-access and the stream chunks are DSPy's own `EngineChunk` (what `dspy.LM` emits on its native
-engine path, and what `streamify` and `StreamListener` accept). Importing litellm costs ~7 s, and
-a sidecar that only runs `offline` should not pay that.
-
-It implements the `BaseLM.forward`/`aforward` interface, which DSPy 3.4 supports and marks as
-deprecated (a DeprecationWarning per call, hidden outside `__main__` by Python's default filters;
-DSPy 3.5 will want an engine with `complete(Request)` instead).
+How: `OfflineLM` is a `dspy.LM` whose engine is `OfflineEngine` — DSPy's engine API
+(`complete(Request) -> Response`, `stream(Request)` -> events; DSPy 3.5's only LM contract), so
+DSPy's own execution path runs unchanged: caching (off), usage, history, callbacks, streaming
+to listeners. Nothing imports LiteLLM (~7 s), so a sidecar that only runs `offline` never pays
+for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
 import re
+import threading
 import time
 import types
 import typing
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,14 +59,23 @@ import dspy
 from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.json_adapter import JSONAdapter
 from dspy.adapters.xml_adapter import XMLAdapter
-from dspy.clients.call_result import AttributeDict, attributes
-from dspy.clients.engines.streaming import EngineChunk
+from dspy.clients.engines.base import validate_request
+from dspy.lm15 import (
+    Message,
+    Request,
+    Response,
+    StreamDeltaEvent,
+    TextDelta,
+    TextPart,
+    Usage,
+    response_to_events,
+)
 from dspy.signatures.signature import make_signature
 
 from dspy_bridge.runtime.lm.offline_react import steer
 from dspy_bridge.runtime.signatures import resolve_type
 
-__all__ = ["OFFLINE_MODEL", "OfflineLM", "OfflineResponse", "complete_messages"]
+__all__ = ["OFFLINE_MODEL", "AsyncOfflineEngine", "OfflineEngine", "OfflineLM", "complete_messages"]
 
 OFFLINE_MODEL = "offline"
 
@@ -85,16 +93,8 @@ _WORD_RE = re.compile(r"\w+")
 # it (" What", " ##", "]]"). DSPy's StreamListener is tuned for such chunks.
 _TOKEN_RE = re.compile(r"\s*[^\w\s]+|\s*\w+|\s+")
 _NOT_SUPPLIED = "Not supplied for this"
+StreamEvent = Any  # dspy.lm15's stream event union
 _MASK64 = (1 << 64) - 1
-
-
-class OfflineResponse(AttributeDict):  # type: ignore[misc]
-    """An OpenAI chat-completion-shaped response: keys readable as attributes.
-
-    `_hidden_params` is where DSPy looks for a provider's cost (as on litellm's ModelResponse).
-    """
-
-    _hidden_params = types.MappingProxyType({"response_cost": 0.0})
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,7 +387,139 @@ def _count_tokens(text: str) -> int:
     return len(text.split())
 
 
-class OfflineLM(dspy.BaseLM):  # type: ignore[misc]
+def _request_messages(request: Request) -> list[dict[str, str]]:
+    """The chat messages a canonical request carries (system first), as the adapter wrote them."""
+    messages: list[dict[str, str]] = []
+    if request.system is not None:
+        system = request.system
+        text = (
+            system if isinstance(system, str) else "".join(getattr(p, "text", "") for p in system)
+        )
+        messages.append({"role": "system", "content": text})
+    messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
+    return messages
+
+
+class OfflineEngine:
+    """The offline LM as a DSPy engine: one canonical `Request` in, one `Response` out.
+
+    DSPy asks a canonical engine once per candidate (`n`), with the same request object; the
+    engine numbers the candidates by that object (the k-th ask gets choice k), keeping the last
+    `_RECENT` requests alive so an id cannot be reused meanwhile."""
+
+    _RECENT = 1024
+
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        if latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        self.latency_ms = float(latency_ms)
+        self._asked: OrderedDict[int, tuple[Request, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled with the LM (metrics and payloads travel to job processes): the candidate
+        # numbering is per process and starts afresh.
+        return {"latency_ms": self.latency_ms}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(float(state["latency_ms"]))  # type: ignore[misc]
+
+    def _choice(self, request: Request) -> int:
+        with self._lock:
+            seen = self._asked.get(id(request))
+            choice = seen[1] + 1 if seen is not None and seen[0] is request else 0
+            self._asked[id(request)] = (request, choice)
+            self._asked.move_to_end(id(request))
+            while len(self._asked) > self._RECENT:
+                self._asked.popitem(last=False)
+        return choice
+
+    def respond(self, request: Request) -> Response:
+        """The answer, without the simulated latency."""
+        validate_request(request)
+        messages = _request_messages(request)
+        choice = self._choice(request)
+        text = complete_messages(messages, n=choice + 1)[choice]
+        prompt_tokens = sum(_count_tokens(m["content"]) for m in messages)
+        completion_tokens = _count_tokens(text)
+        return Response(
+            id=f"offline-{uuid.uuid4().hex[:16]}",
+            model=OFFLINE_MODEL,
+            message=Message.assistant([TextPart(text)]),
+            finish_reason="stop",
+            usage=Usage(
+                input_tokens=prompt_tokens,
+                output_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
+        )
+
+    def complete(self, request: Request) -> Response:
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        return self.respond(request)
+
+    def stream(self, request: Request) -> Iterator[StreamEvent]:
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        return _token_events(self.respond(request))
+
+    def close(self) -> None:
+        return None
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> OfflineEngine:
+        return cls(float(state.get("latency_ms", 0.0)))
+
+
+class AsyncOfflineEngine:
+    """`OfflineEngine` for async calls: the latency is an `asyncio.sleep`, so a cancel stops it."""
+
+    def __init__(self, sync: OfflineEngine) -> None:
+        self.sync = sync
+
+    async def complete(self, request: Request) -> Response:
+        if self.sync.latency_ms:
+            await asyncio.sleep(self.sync.latency_ms / 1000)
+        return self.sync.respond(request)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        if self.sync.latency_ms:
+            await asyncio.sleep(self.sync.latency_ms / 1000)
+        for event in _token_events(self.sync.respond(request)):
+            yield event
+
+    async def aclose(self) -> None:
+        return None
+
+    def dump_state(self) -> dict[str, Any]:
+        return self.sync.dump_state()
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> AsyncOfflineEngine:
+        return cls(OfflineEngine.load_state(state))
+
+
+def _token_events(response: Response) -> Iterator[StreamEvent]:
+    """The response as a provider streams it: its text in token-like deltas (a word or a run of
+    punctuation with the whitespace before it), which DSPy's StreamListener is tuned for."""
+    for event in response_to_events(response):
+        delta = getattr(event, "delta", None)
+        if isinstance(event, StreamDeltaEvent) and isinstance(delta, TextDelta):
+            for index, token in enumerate(_TOKEN_RE.findall(delta.text)):
+                if index == 0:
+                    yield dataclasses.replace(event, delta=dataclasses.replace(delta, text=token))
+                else:
+                    plain = TextDelta(text=token, part_index=delta.part_index)
+                    yield dataclasses.replace(event, delta=plain)
+        else:
+            yield event
+
+
+class OfflineLM(dspy.LM):  # type: ignore[misc]
     """The `offline` LM: deterministic, typed, few-shot aware. A test/demo double.
 
     Args:
@@ -405,125 +537,32 @@ class OfflineLM(dspy.BaseLM):  # type: ignore[misc]
         cache: bool = False,
         num_retries: int = 0,
         latency_ms: float = 0.0,
+        engine: Any = None,
+        async_engine: Any = None,
         **kwargs: Any,
     ) -> None:
-        if latency_ms < 0:
-            raise ValueError("latency_ms must be >= 0")
-        # Nothing to cache: answering is cheaper than a cache lookup, and a cache hit would
-        # skip the simulated latency and streaming.
+        # Nothing to cache (answering is cheaper than a lookup, and a hit would skip the
+        # simulated latency and streaming) and nothing to retry (it never fails).
+        sync = engine if isinstance(engine, OfflineEngine) else OfflineEngine(latency_ms)
         super().__init__(
             model=model,
             model_type=model_type,
             temperature=temperature,
             max_tokens=max_tokens,
             cache=False,
-            num_retries=num_retries,
+            num_retries=0,
+            engine=sync,
+            async_engine=(
+                async_engine
+                if isinstance(async_engine, AsyncOfflineEngine)
+                else AsyncOfflineEngine(sync)
+            ),
             **kwargs,
         )
-        self.latency_ms = float(latency_ms)
+
+    @property
+    def latency_ms(self) -> float:
+        return float(self._engine_spec.latency_ms)
 
     def __repr__(self) -> str:
         return f"OfflineLM(latency_ms={self.latency_ms:g})"
-
-    def dump_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().dump_state()
-        state["latency_ms"] = self.latency_ms
-        return state
-
-    # -- the legacy BaseLM interface ------------------------------------------------------
-
-    def forward(
-        self, prompt: str | None = None, messages: list[Any] | None = None, **kwargs: Any
-    ) -> OfflineResponse:
-        if self.latency_ms:
-            time.sleep(self.latency_ms / 1000)
-        response = self._respond(prompt, messages, kwargs)
-        stream = dspy.settings.send_stream
-        if stream is not None:
-            import anyio
-
-            for chunk in self._chunks(response):
-                _mark_emitted()
-                anyio.from_thread.run(stream.send, chunk)
-        return response
-
-    async def aforward(
-        self, prompt: str | None = None, messages: list[Any] | None = None, **kwargs: Any
-    ) -> OfflineResponse:
-        if self.latency_ms:
-            await asyncio.sleep(self.latency_ms / 1000)
-        response = self._respond(prompt, messages, kwargs)
-        stream = dspy.settings.send_stream
-        if stream is not None:
-            for chunk in self._chunks(response):
-                _mark_emitted()
-                await stream.send(chunk)
-        return response
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _respond(
-        self, prompt: str | None, messages: list[Any] | None, kwargs: dict[str, Any]
-    ) -> OfflineResponse:
-        merged = {**self.kwargs, **kwargs}
-        n = merged.get("n") or 1
-        chat = list(messages) if messages else [{"role": "user", "content": prompt or ""}]
-        texts = complete_messages(chat, n=int(n))
-        prompt_tokens = sum(_count_tokens(_text_of(m)) for m in chat)
-        completion_tokens = sum(_count_tokens(t) for t in texts)
-        return OfflineResponse(
-            id=f"offline-{uuid.uuid4().hex[:16]}",
-            object="chat.completion",
-            created=int(time.time()),
-            model=self.model,
-            choices=[
-                attributes(
-                    {
-                        "index": i,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                )
-                for i, text in enumerate(texts)
-            ],
-            usage=attributes(
-                {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                }
-            ),
-        )
-
-    def _chunks(self, response: OfflineResponse) -> list[EngineChunk]:
-        """The first choice's text as stream chunks, tagged with the calling predictor.
-
-        `streamify` routes a chunk to the listeners of the predictor whose id it carries, as it
-        does for `dspy.LM`'s chunks.
-        """
-        caller = dspy.settings.caller_predict
-        predict_id = id(caller) if caller is not None else None
-        text = response.choices[0].message.content or ""
-
-        def chunk(content: str | None, finish: str | None) -> EngineChunk:
-            return EngineChunk(
-                id=response.id,
-                model=self.model,
-                predict_id=predict_id,
-                choices=[
-                    attributes({"index": 0, "delta": {"content": content}, "finish_reason": finish})
-                ],
-            )
-
-        pieces = [chunk(token, None) for token in _TOKEN_RE.findall(text)]
-        pieces.append(chunk(None, "stop"))
-        return pieces
-
-
-def _mark_emitted() -> None:
-    """Tell DSPy visible output went out, as `dspy.LM` does: no replay or adapter fallback."""
-    try:
-        from dspy.clients.call_context import stream_emitted
-    except ImportError:  # pragma: no cover - internal helper of the pinned DSPy
-        return
-    stream_emitted()
