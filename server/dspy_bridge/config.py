@@ -160,9 +160,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _lm_policy_valid(self) -> Settings:
-        self.lm_policy()  # ValueError naming the entry that is not a usable URL or name
+        try:
+            self.lm_policy()  # ValueError naming the entry that is not a usable URL or name
+        except ValueError as exc:  # start-up errors name the flag and env var of the setting
+            setting = "lm_allowed_api_bases" if "api_base" in str(exc) else "lm_allowed_key_envs"
+            raise ValueError(f"{setting_label(setting)}: {exc}") from None
         if self.lm_api_key_env.upper().startswith("DSPY_BRIDGE_"):
-            raise ValueError("lm_api_key_env must not name one of the server's own settings")
+            raise ValueError(
+                f"{setting_label('lm_api_key_env')}: must not name one of the server's own settings"
+            )
         return self
 
     def lm_policy(self) -> LMPolicy:

@@ -100,6 +100,20 @@ def test_an_invalid_value(args: list[str], env: dict[str, str], flag: str, detai
     _assert_one_line_naming(done.stderr, flag, env_name, detail)
 
 
+@pytest.mark.parametrize(
+    ("args", "flag", "detail"),
+    [
+        (["--lm-allowed-api-bases", "ftp://x"], "--lm-allowed-api-bases", "http:// or https://"),
+        (["--lm-api-key-env", "DSPY_BRIDGE_AUTH_TOKEN"], "--lm-api-key-env", "own settings"),
+    ],
+)
+def test_an_unusable_lm_allow_list(args: list[str], flag: str, detail: str) -> None:
+    done = failed_start(*args)
+    assert done.returncode == 2
+    env_name = "DSPY_BRIDGE_" + flag.removeprefix("--").replace("-", "_").upper()
+    _assert_one_line_naming(done.stderr, flag, env_name, detail)
+
+
 def test_an_unreadable_tls_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.pem")
     done = failed_start("--port", "0", "--tls-cert-file", missing, "--tls-key-file", missing)

@@ -322,7 +322,11 @@ class JobManager:
             if self._hosts is None or session_id != handle.session_id:  # only its own session
                 raise host_disconnected(*kind_of(request))
             timeout = message.get("timeout_s")
-            reply = await self._hosts.call(session_id, request, timeout)
+            # A job waits for a dropped host to come back, tools included (an execution does
+            # not: its caller retries).
+            reply = await self._hosts.call(
+                session_id, request, timeout, self._hosts.reconnect_wait_s
+            )
             answer: dict[str, Any] = {"type": "host_reply", "id": call_id, "reply": reply}
         except BridgeError as exc:
             answer = {"type": "host_error", "id": call_id, "error": exc}

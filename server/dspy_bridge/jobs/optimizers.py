@@ -270,6 +270,7 @@ def run_optimization(payload: OptimizationPayload, reporter: Reporter) -> dict[s
         None,
         PROCESS_HOST.caller,
         record.module_id,
+        payload.job_id,
     )
     program = build_program(record, None, ctx).module
     lm_params = {k: payload.params[k] for k in LM_PARAMETERS if k in payload.params}

@@ -64,6 +64,8 @@ class ToolCall:
     tool: str
     arguments: dict[str, Any]
     module_id: str = ""
+    #: The optimization job calling it (empty in an execution).
+    job_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -77,17 +77,18 @@ def tool_from_spec(
     caller: HostCaller | None,
     sync_caller: SyncHostCaller | None = None,
     module_id: str = "",
+    job_id: str = "",
 ) -> dspy.Tool:
     """A `dspy.Tool` named `host:<name>` that forwards calls to the host (module docstring).
 
     With `sync_caller` (a job process: DSPy's optimizers call tools from their threads) the
     tool is sync; otherwise async through `caller`. `module_id`: the module the calls are for
-    when no execution says (an optimization)."""
+    when no execution says, `job_id` the job calling (an optimization)."""
     reference = f"{PREFIX}{spec.name}"
     properties = dict(spec.parameters.get("properties") or {})
 
     def request(arguments: dict[str, Any]) -> ToolCall:
-        return ToolCall(spec.name, arguments, EXECUTION_MODULE.get() or module_id)
+        return ToolCall(spec.name, arguments, EXECUTION_MODULE.get() or module_id, job_id)
 
     async def call_host_tool(**arguments: Any) -> Any:
         if caller is None:
@@ -124,11 +125,13 @@ class HostTools:
         caller: HostCaller | None,
         sync_caller: SyncHostCaller | None = None,
         module_id: str = "",
+        job_id: str = "",
     ) -> None:
         self._catalog = catalog
         self._caller = caller
         self._sync_caller = sync_caller
         self._module_id = module_id
+        self._job_id = job_id
 
     def names(self, session_id: str) -> Sequence[str]:
         return [f"{PREFIX}{name}" for name in sorted(self._catalog(session_id))]
@@ -151,7 +154,9 @@ class HostTools:
         spec = self._catalog(session_id).get(bare)
         if spec is None:  # offered at validation, gone since: the execution cannot run
             raise HostUnavailable(host_disconnected("tool", bare))
-        return tool_from_spec(spec, session_id, self._caller, self._sync_caller, self._module_id)
+        return tool_from_spec(
+            spec, session_id, self._caller, self._sync_caller, self._module_id, self._job_id
+        )
 
 
 def with_host_tools(
@@ -160,13 +165,14 @@ def with_host_tools(
     caller: HostCaller | None,
     sync_caller: SyncHostCaller | None = None,
     module_id: str = "",
+    job_id: str = "",
 ) -> BuildContext:
     """`ctx` whose tools include `specs` (the ones offered when an execution or an
     optimization was dispatched), called through `caller` or `sync_caller`."""
     if not specs:
         return ctx
     offered = {spec.name: spec for spec in specs}
-    provider = HostTools(lambda _: offered, caller, sync_caller, module_id)
+    provider = HostTools(lambda _: offered, caller, sync_caller, module_id, job_id)
     return replace(ctx, tools=ctx.tools.with_provider(provider))
 
 

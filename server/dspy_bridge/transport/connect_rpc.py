@@ -111,6 +111,7 @@ def outgoing_to_proto(message: Outgoing) -> host_pb2.ConnectResponse:
                 deadline=deadline,
                 module_id=request.module_id,
                 timeout_ms=message.timeout_ms,
+                job_id=request.job_id,
             )
         )
     if isinstance(request, MetricCall):
