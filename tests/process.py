@@ -17,7 +17,9 @@ from typing import IO, Any
 class ServerProcess:
     """A sidecar child process. Its JSON log lines are read on a thread and queued."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, stdin_pipe: bool = False
+    ) -> None:
         full_env = {**os.environ, "DSPY_BRIDGE_LOG_FORMAT": "json", **(env or {})}
         full_env.pop("OPENAI_API_KEY", None)
         self.proc = subprocess.Popen(
@@ -34,6 +36,8 @@ class ServerProcess:
                 "offline",
                 *args,
             ],
+            # A pipe the test can close, as a parent that dies closes its child's stdin.
+            stdin=subprocess.PIPE if stdin_pipe else None,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             env=full_env,
@@ -102,8 +106,10 @@ def failed_start(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
 
 
 @contextmanager
-def server_process(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    server = ServerProcess(*args, env=env)
+def server_process(
+    *args: str, env: dict[str, str] | None = None, stdin_pipe: bool = False
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(*args, env=env, stdin_pipe=stdin_pipe)
     try:
         yield server
     finally:

@@ -68,12 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the sidecar")
     # Every setting is a flag and an env var DSPY_BRIDGE_<NAME>; a flag wins over the env.
     for name, field in Settings.model_fields.items():
-        serve.add_argument(
-            f"--{name.replace('_', '-')}",
-            dest=name,
-            type=_flag_type(name),
-            help=f"{field.description} [{_default_text(name)}; DSPY_BRIDGE_{name.upper()}]",
-        )
+        flag = f"--{name.replace('_', '-')}"
+        help_text = f"{field.description} [{_default_text(name)}; DSPY_BRIDGE_{name.upper()}]"
+        if field.annotation is bool:  # a switch: given means true; absent leaves the env's
+            serve.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
+        else:
+            serve.add_argument(flag, dest=name, type=_flag_type(name), help=help_text)
     connection = _connection_flags()
     commands.add_parser(
         "health", parents=[connection], help="exit 0 if the sidecar reports SERVING"

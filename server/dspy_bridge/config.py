@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(
         10.0, ge=0, description="On SIGTERM, how long in-flight calls may finish."
     )
+    # -- run as a child process (a port program): the parent's death stops the sidecar -------
+    exit_on_stdin_close: bool = Field(
+        False,
+        description="Drain and exit (as on SIGTERM) when stdin reaches end of file: for a "
+        "sidecar started as a child whose parent may die without stopping it (an Elixir port "
+        "program's stdin closes when the VM dies).",
+    )
     auth_token: SecretStr | None = Field(
         None,
         description="One bearer token shared by every caller (`authorization: Bearer <token>` "

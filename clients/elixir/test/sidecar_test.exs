@@ -42,6 +42,31 @@ defmodule DSPyBridge.SidecarTest do
     refute os_process_alive?(second)
   end
 
+  @tag timeout: 240_000
+  test "its owner killed without stopping it (as when the VM dies), the sidecar exits" do
+    command = Application.fetch_env!(:dspy_bridge, :test_sidecar_command)
+
+    {:ok, sidecar} =
+      Sidecar.start(command: command, workers: 0, store: "memory://", lm: "offline")
+
+    os_pid = Sidecar.os_pid(sidecar)
+
+    # `tail --pid` exits once that process is gone: the event this test waits for.
+    tail = System.find_executable("tail")
+
+    waiter =
+      Port.open({:spawn_executable, tail}, [
+        :exit_status,
+        args: ["--pid=#{os_pid}", "-f", "/dev/null"]
+      ])
+
+    # A brutal kill runs no `terminate/2`, so no SIGTERM is sent: the port closes, as it does
+    # when the VM dies, and only the sidecar's closed stdin tells it its owner is gone.
+    Process.exit(sidecar, :kill)
+    assert_receive {^waiter, {:exit_status, 0}}, 120_000
+    refute os_process_alive?(os_pid)
+  end
+
   test "external: only checks the address and can start a connection" do
     address = Application.fetch_env!(:dspy_bridge, :test_address)
     conn = :"external_#{System.unique_integer([:positive])}"

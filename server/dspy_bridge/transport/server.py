@@ -43,6 +43,7 @@ from dspy_bridge.transport.instrument import instrumented
 from dspy_bridge.transport.quiet_bind import core_stderr_held
 from dspy_bridge.transport.request_limits import RequestLimits
 from dspy_bridge.transport.servicer import BridgeServicer, ServerFacts
+from dspy_bridge.transport.stdin_close import watch_stdin_close
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 
@@ -327,6 +328,14 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # -- exit_on_stdin_close: a parent that died (closing our stdin) stops us like SIGTERM ----
+    if settings.exit_on_stdin_close:
+
+        def parent_gone() -> None:
+            log.info("stdin_closed")
+            stop.set()
+
+        watch_stdin_close(lambda: loop.call_soon_threadsafe(parent_gone))
     await stop.wait()
     log.info("draining", grace_seconds=settings.grace_seconds)
     await running.stop()

@@ -14,7 +14,9 @@ defmodule DSPyBridge.Sidecar do
   supervisor find a ready sidecar. With `connection: name` it also starts a
   `DSPyBridge.Connection` registered under `name`, linked to it. If the sidecar exits, this
   process exits too and its supervisor restarts both; when the supervisor stops it, the sidecar
-  is sent SIGTERM and drains (in-flight calls finish, watches end with `DRAINING`).
+  is sent SIGTERM and drains (in-flight calls finish, watches end with `DRAINING`). If the VM
+  itself dies (a crash, `kill -9`), the sidecar sees its stdin close (it is started with
+  `--exit-on-stdin-close`) and drains and exits the same way, so it is never left running.
 
   Options:
 
@@ -128,8 +130,12 @@ defmodule DSPyBridge.Sidecar do
     exe = System.find_executable(command) || command
     host = Keyword.get(opts, :host, "127.0.0.1")
 
+    # `--exit-on-stdin-close`: the port's stdin closes when this VM dies (even from SIGKILL,
+    # when `terminate/2` never runs), and the sidecar then drains and exits instead of being
+    # left behind, still holding its port.
     args =
       ["serve", "--host", host, "--port", to_string(Keyword.get(opts, :port, 0))] ++
+        ["--exit-on-stdin-close"] ++
         flag(opts, :workers, "--workers") ++
         flag(opts, :store, "--store") ++
         flag(opts, :lm, "--lm") ++ Keyword.get(opts, :args, [])
