@@ -579,6 +579,7 @@ defmodule DspyBridge.V1.ExecuteResponse do
   field(:latency_ms, 4, type: :double, json_name: "latencyMs")
   field(:module_version, 5, type: :int64, json_name: "moduleVersion")
   field(:trace, 6, repeated: true, type: DspyBridge.V1.LMCallTrace)
+  field(:first_chunk_ms, 7, type: :double, json_name: "firstChunkMs")
 end
 
 defmodule DspyBridge.V1.ExecuteBatchItem.InputsEntry do

@@ -113,6 +113,7 @@ defmodule DspyBridge.V1.HostToolCall do
   field(:deadline, 4, type: Google.Protobuf.Timestamp)
   field(:module_id, 5, type: :string, json_name: "moduleId")
   field(:timeout_ms, 6, type: :int64, json_name: "timeoutMs")
+  field(:job_id, 7, type: :string, json_name: "jobId")
 end
 
 defmodule DspyBridge.V1.HostMetricCall.InputsEntry do
