@@ -164,7 +164,9 @@ describe("host tools", () => {
     await createAgent(session);
     const result = await session.execute("agent", { order_id: "T-1" });
     const trajectory = result.outputs.trajectory as { [key: string]: unknown };
-    assert.match(String(trajectory.observation_0), /timed out.*within 300 ms/, "the agent saw a timeout observation");
+    // The call's deadline is the tool's 300 ms capped by the execution's remaining time, so the
+    // message may name a millisecond or two less on a loaded machine.
+    assert.match(String(trajectory.observation_0), /timed out.*within \d+ ms/, "the agent saw a timeout observation");
     assert.match(String(await aborted.promise), /CANCELLED|DEADLINE_EXCEEDED/);
     assert.equal(host.inFlight, 0);
     await host.close();
