@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +38,18 @@ def _scrape(port: int) -> tuple[str, Samples]:
 
 def _get(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _scrape_until_counted(
+    port: int, name: str, bound_s: float, **labels: str
+) -> tuple[str, Samples]:
+    """Scrapes until the series counts at least one. A stream's duration is recorded when its
+    handler returns, which can come after the client has already seen the stream end."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        body, samples = _scrape(port)
+        if _get(samples, name, **labels) >= 1 or time.monotonic() > deadline:
+            return body, samples
 
 
 def test_metrics_after_executions_an_evaluation_and_a_job() -> None:
@@ -88,13 +101,14 @@ def test_metrics_after_executions_an_evaluation_and_a_job() -> None:
         assert _get(samples, "dspy_bridge_jobs", state="queued") == 0
         done = session.wait_optimization(job.job_id, max_wait=180)
         assert done.status is JobStatus.SUCCEEDED
-        body, samples = _scrape(port)
+        watch = {"rpc": "WatchOptimization", "code": "OK"}
+        stream_count = "dspy_bridge_stream_duration_seconds_count"
+        body, samples = _scrape_until_counted(port, stream_count, 60, **watch)
         assert _get(samples, "dspy_bridge_lm_calls_total", **offline) > calls_before_job
         assert _get(samples, "dspy_bridge_jobs", state="running") == 0
 
         # Streams have their own histogram; the unary one holds unary RPCs only.
-        watch = {"rpc": "WatchOptimization", "code": "OK"}
-        assert _get(samples, "dspy_bridge_stream_duration_seconds_count", **watch) >= 1
+        assert _get(samples, stream_count, **watch) >= 1
         assert 'dspy_bridge_rpc_latency_seconds_count{code="OK",rpc="Execute"}' in body
         assert 'rpc_latency_seconds_count{code="OK",rpc="WatchOptimization"}' not in body
         assert 'rpc_latency_seconds_count{code="OK",rpc="ExecuteStream"}' not in body
