@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import grpc
 
 from bench.execute import QUESTION, _bridge_setup
 from bench.harness import bridge_server, closed_loop, median
+from bench.variables import watch_latency
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import value_pb2
@@ -77,58 +77,8 @@ async def _executes(target: str, seconds: float) -> dict[str, float]:
 
 
 async def _delivery(writer: str, reader: str, updates: int) -> dict[str, float]:
-    """An updater writes its monotonic clock through `writer`; watchers on `reader` measure
-    when each change arrives (same machine, so one clock)."""
-    async with (
-        grpc.aio.insecure_channel(writer) as wchan,
-        grpc.aio.insecure_channel(reader) as rchan,
-    ):
-        wstub, rstub = pb_grpc.BridgeServiceStub(wchan), pb_grpc.BridgeServiceStub(rchan)
-        sid = (await wstub.CreateSession(pb.CreateSessionRequest())).session.session_id
-        await wstub.RegisterVariable(
-            pb.RegisterVariableRequest(
-                session_id=sid,
-                name="clock",
-                type=vpb.VARIABLE_TYPE_INTEGER,
-                initial_value=value_pb2.Value(int_value=0),
-            )
-        )
-        streams = [
-            rstub.WatchVariables(
-                pb.WatchVariablesRequest(session_id=sid, names=["clock"], include_initial=True)
-            )
-            for _ in range(WATCHERS)
-        ]
-        for s in streams:
-            await s.read()  # INITIAL: subscribed
-        delays: list[float] = []
-
-        async def watch(stream: Any) -> None:
-            for _ in range(updates):
-                event = await stream.read()
-                delays.append((time.monotonic_ns() - event.change.variable.value.int_value) / 1e6)
-
-        tasks = [asyncio.create_task(watch(s)) for s in streams]
-        for _ in range(updates):
-            await wstub.UpdateVariable(
-                pb.UpdateVariableRequest(
-                    session_id=sid,
-                    name="clock",
-                    value=value_pb2.Value(int_value=time.monotonic_ns()),
-                )
-            )
-            await asyncio.sleep(0.002)  # paced: delivery latency, not saturation
-        await asyncio.gather(*tasks)
-        for s in streams:
-            s.cancel()
-    delays.sort()
-    return {
-        "watchers": WATCHERS,
-        "updates": updates,
-        "p50_ms": round(delays[len(delays) // 2], 3),
-        "p99_ms": round(delays[int(len(delays) * 0.99)], 3),
-        "max_ms": round(delays[-1], 3),
-    }
+    """Update → watch delivery across replicas: written through `writer`, watched on `reader`."""
+    return await watch_latency(writer, WATCHERS, updates, reader=reader)
 
 
 def run(rounds: int = 3, seconds: float = 3.0) -> dict[str, Any]:

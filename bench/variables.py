@@ -64,10 +64,17 @@ async def _bridge_load(target: str, seconds: float) -> dict[str, dict[str, float
     return {"get": get.summary(), "update": upd.summary()}
 
 
-async def _watch_latency(target: str, watchers: int, updates: int) -> dict[str, float]:
-    """An updater writes its monotonic clock into a variable; 10 watchers measure arrival."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.BridgeServiceStub(channel)
+async def watch_latency(
+    writer: str, watchers: int, updates: int, reader: str | None = None
+) -> dict[str, float]:
+    """An updater writes its monotonic clock into a variable through `writer`; watchers on
+    `reader` (the same server unless given: another replica) measure arrival. One machine, so
+    one clock."""
+    async with (
+        grpc.aio.insecure_channel(writer) as wchan,
+        grpc.aio.insecure_channel(reader or writer) as rchan,
+    ):
+        stub, rstub = pb_grpc.BridgeServiceStub(wchan), pb_grpc.BridgeServiceStub(rchan)
         sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
         await stub.RegisterVariable(
             pb.RegisterVariableRequest(
@@ -78,7 +85,7 @@ async def _watch_latency(target: str, watchers: int, updates: int) -> dict[str, 
             )
         )
         streams = [
-            stub.WatchVariables(
+            rstub.WatchVariables(
                 pb.WatchVariablesRequest(session_id=sid, names=["clock"], include_initial=True)
             )
             for _ in range(watchers)
@@ -122,7 +129,7 @@ def run(rounds: int = 3, seconds: float = 3.0) -> dict[str, Any]:
             echo = asyncio.run(_echo_load(echo_target, seconds))
             bridge = asyncio.run(_bridge_load(target, seconds))
             rows.append({"echo": echo, **bridge})
-        watch = asyncio.run(_watch_latency(target, watchers=10, updates=500))
+        watch = asyncio.run(watch_latency(target, watchers=10, updates=500))
     update_ratio = median(
         [r["update"]["throughput_per_s"] / r["echo"]["throughput_per_s"] for r in rows]
     )
