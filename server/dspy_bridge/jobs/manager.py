@@ -101,6 +101,8 @@ class _Handle:
     owner: str = ""
     process: multiprocessing.process.BaseProcess | None = None
     cancelled: bool = False
+    #: Whether it got its slots; until then it is QUEUED and a cancel ends its task at once.
+    admitted: bool = False
     task: asyncio.Task[None] | None = None
     messages: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     #: Set once the manager is done with the job (it left `running_jobs()`).
@@ -180,6 +182,7 @@ class JobManager:
     ) -> None:
         try:
             async with self._owner_slot(handle.owner), self._slots:
+                handle.admitted = True
                 if handle.cancelled or self._closed:
                     return
                 await self._execute_within_limit(handle, runner, payload, on_success)
@@ -568,6 +571,7 @@ class JobManager:
         handle = self._handles.get(job_id)
         if handle is not None:
             handle.cancelled = True
+            self._drop_if_queued(handle)
         try:
             job = await self._store.update_job(
                 session_id,
@@ -597,8 +601,16 @@ class JobManager:
         for handle in list(self._handles.values()):
             if handle.session_id == session_id:
                 handle.cancelled = True
+                self._drop_if_queued(handle)
                 self._stop_process(handle, wait=False)
                 handle.messages.put_nowait(None)
+
+    @staticmethod
+    def _drop_if_queued(handle: _Handle) -> None:
+        """A cancelled job still waiting for a slot leaves the queue now, not when a slot frees:
+        its place and its caller's quota (`per_owner_jobs`) are free at once."""
+        if handle.task is not None and not handle.admitted:
+            handle.task.cancel()
 
     def _stop_process(self, handle: _Handle, *, wait: bool) -> None:
         process = handle.process
