@@ -7,7 +7,9 @@ starves `Execute` of CPU or of the event loop. The front:
 - creates the record QUEUED, waits for a free slot (`max_running` jobs at once; a named caller
   holds at most `per_owner_running` of them, so one caller cannot take every slot, and has at
   most `per_owner_jobs` jobs QUEUED or RUNNING — past it, RESOURCE_EXHAUSTED
-  `JOB_QUOTA_EXCEEDED`), starts the process and marks the job RUNNING;
+  `JOB_QUOTA_EXCEEDED`; on a shared store the store also counts them on every replica, in the
+  step that creates the record), starts the process and marks the job RUNNING. The slots and a
+  caller's share of them are this process's own: it runs its jobs on its own CPUs;
 - fails a job that runs longer than `max_seconds` (`JOB_TIMEOUT`) and kills its process, which
   frees its slot;
 - reads the process's messages (`child.py`) on a thread and writes progress, the result or the
