@@ -64,6 +64,7 @@ export { protoDir } from "./proto";
 export { HostServer } from "./host";
 export type {
   HostCallContext,
+  HostToolCallContext,
   HostLMCompletion,
   HostLMFn,
   HostLMRequest,

@@ -16,6 +16,8 @@ starves `Execute` of CPU or of the event loop. The front:
   error to the store, publishing each new snapshot to `watch()` subscribers;
 - on cancel marks the job CANCELLED at once and stops the process (SIGTERM, then SIGKILL after
   `kill_grace` seconds);
+- however a job ends (done, failed, cancelled, timed out, its process dead), the `host:` calls
+  its process still has in flight are cancelled (the host gets `cancel`);
 - on close (server stop) kills every job process and marks the jobs INTERRUPTED; a server that
   died without closing has its jobs marked INTERRUPTED by `store.mark_running_jobs_interrupted`
   at the next start.
@@ -106,6 +108,8 @@ class _Handle:
     messages: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     #: Set once the manager is done with the job (it left `running_jobs()`).
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Its process's `host:` calls in flight on the hub, cancelled when the job ends.
+    host_calls: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class JobManager:
@@ -190,6 +194,8 @@ class JobManager:
             )
         finally:
             self._stop_process(handle, wait=False)
+            for call in handle.host_calls:  # the host gets `cancel`; nobody awaits the answer
+                call.cancel()
             self._handles.pop(handle.job_id, None)
             handle.stopped.set()
 
@@ -279,7 +285,9 @@ class JobManager:
             count_reported_usage(message.get("usage"))
             kind = message.get("type")
             if kind == "host_call":
-                self._background(self._host_call(handle, parent, message))
+                call = self._background(self._host_call(handle, parent, message))
+                handle.host_calls.add(call)
+                call.add_done_callback(handle.host_calls.discard)
             elif kind == "progress":
                 await self._progress(handle, message)
             elif kind == "result":
@@ -306,10 +314,11 @@ class JobManager:
             ),
         )
 
-    def _background(self, coroutine: Any) -> None:
+    def _background(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _host_call(self, handle: _Handle, conn: Connection, message: dict[str, Any]) -> None:
         """Runs a job process's `host:` call on the hub and answers on its pipe. A host gone

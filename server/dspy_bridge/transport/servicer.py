@@ -227,34 +227,39 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
             request.include_initial,
             resume_token=request.resume_token,
         )
-        # Subscribed: from here on no change can be missed, so the client may be told.
-        await send_headers(context)
-        async for event in events:
-            if isinstance(event, Change):
-                yield pb.WatchVariablesResponse(
-                    change=variable_pb2.VariableChange(
-                        kind=variable_pb2.VariableChangeKind.ValueType(event.kind.value),
-                        variable=convert.variable_to_proto(event.variable),
-                        reason=event.reason,
-                    ),
-                    resume_token=event.position.token if event.position else "",
-                )
-            elif isinstance(event, Resync):
-                # In parts when the state is larger than one message (`more` on all but the
-                # last); only the last carries the resume token (resuming mid-state loses it).
-                state = [convert.variable_to_proto(v) for v in event.variables]
-                pieces = paging.parts(state, self.page_bytes)
-                token = event.position.token if event.position else ""
-                for i, piece in enumerate(pieces):
-                    last = i == len(pieces) - 1
+        try:
+            # Subscribed: from here on no change can be missed, so the client may be told.
+            await send_headers(context)
+            async for event in events:
+                if isinstance(event, Change):
                     yield pb.WatchVariablesResponse(
-                        resync=pb.WatchResync(
-                            variables=piece, skipped_changes=event.skipped, more=not last
+                        change=variable_pb2.VariableChange(
+                            kind=variable_pb2.VariableChangeKind.ValueType(event.kind.value),
+                            variable=convert.variable_to_proto(event.variable),
+                            reason=event.reason,
                         ),
-                        resume_token=token if last else "",
+                        resume_token=event.position.token if event.position else "",
                     )
-            elif isinstance(event, SessionGone):
-                yield pb.WatchVariablesResponse(session_ended=pb.SessionEnded(reason=event.reason))
+                elif isinstance(event, Resync):
+                    # In parts when the state is larger than one message (`more` on all but the
+                    # last); only the last carries the resume token (resuming mid-state loses it).
+                    state = [convert.variable_to_proto(v) for v in event.variables]
+                    pieces = paging.parts(state, self.page_bytes)
+                    token = event.position.token if event.position else ""
+                    for i, piece in enumerate(pieces):
+                        last = i == len(pieces) - 1
+                        yield pb.WatchVariablesResponse(
+                            resync=pb.WatchResync(
+                                variables=piece, skipped_changes=event.skipped, more=not last
+                            ),
+                            resume_token=token if last else "",
+                        )
+                elif isinstance(event, SessionGone):
+                    yield pb.WatchVariablesResponse(
+                        session_ended=pb.SessionEnded(reason=event.reason)
+                    )
+        finally:
+            await events.aclose()
 
     async def GetVariableHistory(
         self, request: pb.GetVariableHistoryRequest, context: Ctx

@@ -42,7 +42,7 @@ from dspy_bridge_client.errors import (
     from_rpc_error,
     from_status,
 )
-from dspy_bridge_client.host import AsyncHostServer, HostServer
+from dspy_bridge_client.host import AsyncHostServer, HostCallContext, HostServer
 from dspy_bridge_client.jobs import (
     ApplyResult,
     Job,
@@ -116,6 +116,7 @@ __all__ = [
     "FieldRole",
     "FieldViolation",
     "HistoryEntry",
+    "HostCallContext",
     "HostServer",
     "InternalError",
     "InvalidArgumentError",
