@@ -104,12 +104,20 @@ class _Handle:
     owner: str = ""
     process: multiprocessing.process.BaseProcess | None = None
     cancelled: bool = False
+    #: Whether it got its slots; until then it is QUEUED and a cancel ends its task at once.
+    admitted: bool = False
     task: asyncio.Task[None] | None = None
     messages: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     #: Set once the manager is done with the job (it left `running_jobs()`).
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     #: Its process's `host:` calls in flight on the hub, cancelled when the job ends.
     host_calls: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def running_share(max_running: int, per_owner_running: int) -> int:
+    """Job slots one named caller may hold: `per_owner_running`, or (0) half of the server's
+    `max_running`, rounded up (GetServerInfo reports the same figure)."""
+    return per_owner_running or (max(1, max_running) + 1) // 2
 
 
 class JobManager:
@@ -135,7 +143,7 @@ class JobManager:
         self.max_running = max(1, max_running)
         self._slots = asyncio.Semaphore(self.max_running)
         #: Slots one named caller may hold (0: half of max_running, rounded up).
-        self.per_owner_running = per_owner_running or (self.max_running + 1) // 2
+        self.per_owner_running = running_share(self.max_running, per_owner_running)
         self._owner_slots: dict[str, asyncio.Semaphore] = {}
         #: Jobs one caller may have QUEUED or RUNNING (0: no limit).
         self.per_owner_jobs = per_owner_jobs
@@ -180,6 +188,7 @@ class JobManager:
     ) -> None:
         try:
             async with self._owner_slot(handle.owner), self._slots:
+                handle.admitted = True
                 if handle.cancelled or self._closed:
                     return
                 await self._execute_within_limit(handle, runner, payload, on_success)
@@ -561,6 +570,7 @@ class JobManager:
         handle = self._handles.get(job_id)
         if handle is not None:
             handle.cancelled = True
+            self._drop_if_queued(handle)
         try:
             job = await self._store.update_job(
                 session_id,
@@ -590,8 +600,16 @@ class JobManager:
         for handle in list(self._handles.values()):
             if handle.session_id == session_id:
                 handle.cancelled = True
+                self._drop_if_queued(handle)
                 self._stop_process(handle, wait=False)
                 handle.messages.put_nowait(None)
+
+    @staticmethod
+    def _drop_if_queued(handle: _Handle) -> None:
+        """A cancelled job still waiting for a slot leaves the queue now, not when a slot frees:
+        its place and its caller's quota (`per_owner_jobs`) are free at once."""
+        if handle.task is not None and not handle.admitted:
+            handle.task.cancel()
 
     def _stop_process(self, handle: _Handle, *, wait: bool) -> None:
         process = handle.process
