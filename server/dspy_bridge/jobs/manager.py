@@ -111,6 +111,12 @@ class _Handle:
     host_calls: set[asyncio.Task[None]] = field(default_factory=set)
 
 
+def running_share(max_running: int, per_owner_running: int) -> int:
+    """Job slots one named caller may hold: `per_owner_running`, or (0) half of the server's
+    `max_running`, rounded up (GetServerInfo reports the same figure)."""
+    return per_owner_running or (max(1, max_running) + 1) // 2
+
+
 class JobManager:
     """Starts, tracks, cancels and publishes jobs (see module docstring)."""
 
@@ -134,7 +140,7 @@ class JobManager:
         self.max_running = max(1, max_running)
         self._slots = asyncio.Semaphore(self.max_running)
         #: Slots one named caller may hold (0: half of max_running, rounded up).
-        self.per_owner_running = per_owner_running or (self.max_running + 1) // 2
+        self.per_owner_running = running_share(self.max_running, per_owner_running)
         self._owner_slots: dict[str, asyncio.Semaphore] = {}
         #: Jobs one caller may have QUEUED or RUNNING (0: no limit).
         self.per_owner_jobs = per_owner_jobs
