@@ -20,7 +20,9 @@ channels, for every other process):
   optimization) waits up to `host_reconnect_wait_seconds` for the name to be offered again.
 - **Bounds.** Everything a host controls is bounded by settings: connections per session,
   names per hello, schema size, calls in flight per connection, the size of one answer
-  (a bigger answer fails that call only, RESOURCE_EXHAUSTED `HOST_RESULT_TOO_LARGE`).
+  (a bigger answer fails that call only, RESOURCE_EXHAUSTED `HOST_RESULT_TOO_LARGE`), and the
+  numbers in an answer (token counts 0..2^31-1, finite scores; else that call fails UNKNOWN
+  `HOST_PROTOCOL_ERROR`).
 - **Isolation.** Names are per session: a session's host tools, metrics and LMs are invisible
   to every other session.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import secrets
 import time
@@ -73,6 +76,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _MAX_PROPERTIES = 64
 _MAX_DESCRIPTION = 4_000
 _MAX_TIMEOUT_MS = 3_600_000
+#: Most tokens one host LM answer may report per count (int32): sums over any evaluation or
+#: job stay far inside int64.
+MAX_REPORTED_TOKENS = 2**31 - 1
 
 
 _REPLY_TYPES: dict[Kind, type] = {"tool": ToolReply, "metric": MetricReply, "lm": LMReply}
@@ -427,7 +433,8 @@ class HostHub:
         self, connection: HostConnection, call_id: str, reply: HostReply, size: int
     ) -> None:
         """An answer from the host. Unknown, finished or late calls are ignored and logged; an
-        answer of the wrong kind or over `host_max_result_bytes` fails that call only."""
+        answer of the wrong kind, over `host_max_result_bytes` or with a number out of range (token
+        counts, a non-finite score) fails that call only."""
         pending = connection.pending.pop(call_id, None)
         if pending is None or pending.future.done():
             log.info(
@@ -455,6 +462,14 @@ class HostHub:
                     f"bytes; at most {limit} (host_max_result_bytes)",
                     limit=str(limit),
                     size=str(size),
+                )
+            )
+        elif (problem := _out_of_range(reply)) is not None:
+            pending.future.set_exception(
+                BridgeError(
+                    grpc.StatusCode.UNKNOWN,
+                    Reason.HOST_PROTOCOL_ERROR,
+                    f"the host's answer to {pending.kind} {PREFIX}{pending.name}: {problem}",
                 )
             )
         else:
@@ -633,6 +648,21 @@ class HostHub:
         task = asyncio.get_running_loop().create_task(notify())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _out_of_range(reply: HostReply) -> str | None:
+    """What is wrong with a number in an answer, or None. Token counts feed usage sums (int64
+    on the wire) and counters; scores feed means and optimizers, where a NaN poisons all."""
+    if isinstance(reply, LMReply):
+        for name, count in (
+            ("prompt_tokens", reply.prompt_tokens),
+            ("completion_tokens", reply.completion_tokens),
+        ):
+            if not 0 <= count <= MAX_REPORTED_TOKENS:
+                return f"usage.{name} is {count}; it must be 0..{MAX_REPORTED_TOKENS}"
+    if isinstance(reply, MetricReply) and not reply.error and not math.isfinite(reply.score):
+        return f"score is {reply.score}; it must be a finite number"
+    return None
 
 
 def _bad(path: str, message: str) -> BridgeError:
