@@ -7,7 +7,9 @@ starves `Execute` of CPU or of the event loop. The front:
 - creates the record QUEUED, waits for a free slot (`max_running` jobs at once; a named caller
   holds at most `per_owner_running` of them, so one caller cannot take every slot, and has at
   most `per_owner_jobs` jobs QUEUED or RUNNING — past it, RESOURCE_EXHAUSTED
-  `JOB_QUOTA_EXCEEDED`), starts the process and marks the job RUNNING;
+  `JOB_QUOTA_EXCEEDED`; on a shared store the store also counts them on every replica, in the
+  step that creates the record), starts the process and marks the job RUNNING. The slots and a
+  caller's share of them are this process's own: it runs its jobs on its own CPUs;
 - fails a job that runs longer than `max_seconds` (`JOB_TIMEOUT`) and kills its process, which
   frees its slot;
 - reads the process's messages (`child.py`) on a thread and writes progress, the result or the
@@ -47,7 +49,7 @@ from typing import Any
 import grpc
 
 from dspy_bridge import tracing
-from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
+from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.jobs.child import job_main
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import (
@@ -62,6 +64,7 @@ from dspy_bridge.runtime.host_calls import HostRequest, host_disconnected, kind_
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.store.base import SessionStore
+from dspy_bridge.store.quotas import job_quota_exceeded
 
 log = get_logger(__name__)
 
@@ -171,7 +174,10 @@ class JobManager:
                 grpc.StatusCode.UNAVAILABLE, Reason.DRAINING, "the server is shutting down"
             )
         self._check_quota(owner)
-        created = await self._store.create_job(job)
+        # A shared store counts the caller's active jobs on every replica in the same step.
+        created = await self._store.create_job(
+            job, owner=owner, max_active_per_owner=self.per_owner_jobs
+        )
         handle = _Handle(job.session_id, job.job_id, owner)
         self._handles[job.job_id] = handle
         handle.task = asyncio.create_task(self._run(handle, runner, payload, on_success))
@@ -207,14 +213,7 @@ class JobManager:
             return
         active = sum(1 for h in self._handles.values() if h.owner == owner)
         if active >= self.per_owner_jobs:
-            raise resource_exhausted(
-                Reason.JOB_QUOTA_EXCEEDED,
-                f"{active} of your jobs are queued or running, the most one caller may have "
-                f"(--max-queued-jobs-per-caller {self.per_owner_jobs}); wait for one to finish "
-                "or cancel one",
-                limit=str(self.per_owner_jobs),
-                active=str(active),
-            )
+            raise job_quota_exceeded(active, self.per_owner_jobs)
 
     def _owner_slot(self, owner: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """The named caller's share of the slots; callers that are not named share them all."""
