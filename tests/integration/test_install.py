@@ -1,14 +1,18 @@
 """The install paths work from a clean checkout, where the generated protobuf code (git-ignored)
-does not exist: `pip install ./clients/python` and `pip install ./clients/python .` build it at
-package build time, the client's sdist carries the contract, and `npm install ./clients/node`
-compiles the Node client. Runs with uv's and npm's caches; needs PyPI and npm reachable the
-first time."""
+does not exist: `pip install ./clients/python` builds it at package build time, `pip install .`
+installs the sidecar with the client built from its folder (`uv pip install .` through the
+workspace), the client's sdist carries the contract, a release build names no local path, and
+`npm install <checkout>/clients/node` from an unrelated project gives a compiled Node client.
+Runs with uv's and npm's caches and this project's installed dependencies; needs PyPI and npm
+reachable the first time."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,8 +33,8 @@ def readme_install_commands() -> list[list[str]]:
 def test_the_readme_install_commands_are_the_ones_tested() -> None:
     assert readme_install_commands() == [
         ["pip", "install", "./clients/python"],
-        ["pip", "install", "./clients/python", "."],
-        ["npm", "install", "./clients/node"],
+        ["pip", "install", "."],
+        ["npm", "install", "/path/to/dspy-bridge/clients/node"],
     ]
 
 
@@ -75,7 +79,7 @@ def _venv(path: Path) -> Path:
 @pytest.mark.timeout(600)
 def test_python_packages_install_from_a_clean_checkout(tmp_path: Path) -> None:
     repo = _clean_checkout(tmp_path / "repo")
-    client_line, server_line, _ = readme_install_commands()
+    client_line, _, _ = readme_install_commands()
     client_only = _venv(tmp_path / "client")
     _run(*_pip(client_only, client_line), cwd=repo)
     imported = _run(
@@ -95,11 +99,88 @@ def test_python_packages_install_from_a_clean_checkout(tmp_path: Path) -> None:
     _run(UV, "pip", "install", "-q", "--python", from_sdist, sdist, cwd=tmp_path)
     _run(from_sdist, "-c", "import dspy_bridge_client._proto.dspy_bridge.v1.job_pb2", cwd=tmp_path)
 
+    # uv resolves the sidecar's client through the workspace ([tool.uv.sources]).
     server = _venv(tmp_path / "server")
-    _run(*_pip(server, server_line), cwd=repo)
-    version = _run(tmp_path / "server/bin/dspy-bridge", "--version", cwd=tmp_path)
-    assert version.startswith("dspy-bridge ")
+    _run(UV, "pip", "install", "-q", "--python", server, ".", cwd=repo)
     _run(server, "-c", "import dspy_bridge.transport.server", cwd=tmp_path)
+
+
+def _pip_venv_sharing_installed_dependencies(path: Path) -> Path:
+    """`python -m venv` (with pip) whose path also holds this project's installed third-party
+    packages (the versions uv.lock pins, which are the ones pyproject.toml names), minus
+    dspy-bridge and its client: pip resolves every dependency as usual but finds them installed,
+    so the test builds and installs only the two packages under test instead of downloading
+    ~1 GB. The shared packages sit in a folder of symlinks named by a `.pth` file."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    (site,) = path.glob("lib/python3*/site-packages")
+    (installed,) = (ROOT / ".venv").glob("lib/python3*/site-packages")
+    shared = path / "shared-dependencies"
+    shared.mkdir()
+    for entry in installed.iterdir():
+        if not entry.name.startswith(_NOT_SHARED) and entry.suffix != ".pth":
+            (shared / entry.name).symlink_to(entry)
+    (site / "shared-dependencies.pth").write_text(f"{shared}\n")
+    return path / "bin" / "python"
+
+
+# This project's own packages (and their editable hooks) are what the test installs.
+_NOT_SHARED = ("dspy_bridge", "_editable_impl_dspy_bridge", "__editable__", "pip", "_distutils")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_pip_install_of_a_clean_checkout_installs_the_sidecar_and_its_client(
+    tmp_path: Path,
+) -> None:
+    repo = _clean_checkout(tmp_path / "repo")
+    _, server_line, _ = readme_install_commands()
+    python = _pip_venv_sharing_installed_dependencies(tmp_path / "x")
+    assert server_line[:2] == ["pip", "install"]
+    _run(python, "-m", "pip", "install", "-q", *server_line[2:], cwd=repo)
+
+    usage = _run(tmp_path / "x/bin/dspy-bridge", "--help", cwd=tmp_path)
+    assert "serve" in usage
+    where = _run(
+        python,
+        "-c",
+        "import dspy_bridge.transport.server, dspy_bridge_client, "
+        "dspy_bridge_client._proto.dspy_bridge.v1.bridge_service_pb2_grpc; "
+        "print(dspy_bridge.__file__); print(dspy_bridge_client.__file__)",
+        cwd=tmp_path,
+    )
+    for module_file in where.split():  # both installed into the new environment
+        assert Path(module_file).is_relative_to(tmp_path / "x/lib"), module_file
+
+
+def _wheel_requirements(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = (n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(metadata).decode()
+    return [
+        line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("Requires-Dist")
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_release_build_names_the_client_by_name_and_a_checkout_build_by_path(
+    tmp_path: Path,
+) -> None:
+    repo = _clean_checkout(tmp_path / "repo")
+    # The standard release build: the sdist, then the wheel from the sdist.
+    _run(UV, "build", "-q", "-o", tmp_path / "release", ".", cwd=repo)
+    (released,) = (tmp_path / "release").glob("dspy_bridge-*.whl")
+    requirements = _wheel_requirements(released)
+    assert "dspy-bridge-client" in requirements
+    assert not [r for r in requirements if "file:" in r or str(tmp_path) in r]
+
+    # Built straight from the checkout (what `pip install .` does): the client by its folder.
+    _run(UV, "build", "-q", "--wheel", "-o", tmp_path / "local", ".", cwd=repo)
+    (local,) = (tmp_path / "local").glob("dspy_bridge-*.whl")
+    client = (repo / "clients/python").resolve().as_uri()
+    assert [r for r in _wheel_requirements(local) if r.startswith("dspy-bridge-client")] == [
+        f"dspy-bridge-client @ {client}"
+    ]
 
 
 @pytest.mark.slow
