@@ -71,8 +71,17 @@ __all__ = ["AsyncHostServer", "HostCallContext", "HostServer", "json_schema", "t
 _UNIONS = (typing.Union, types.UnionType)
 
 ToolFn = Callable[..., Any]
-MetricFn = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]
-LMFn = Callable[[list[dict[str, Any]], dict[str, Any]], Any]
+_Example = dict[str, Any]
+_Messages = list[dict[str, Any]]
+# The second form of each takes the call's context (module docstring) as its last parameter.
+MetricFn = (
+    Callable[[_Example, _Example, _Example], Any]
+    | Callable[[_Example, _Example, _Example, "HostCallContext"], Any]
+)
+LMFn = (
+    Callable[[_Messages, dict[str, Any]], Any]
+    | Callable[[_Messages, dict[str, Any], "HostCallContext"], Any]
+)
 
 #: A refused `hello` is final: reconnecting would be refused again.
 _FINAL = {
