@@ -19,15 +19,14 @@ import grpc
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
-from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2 as vpb
 from tests.conftest import redis_store_url
-from tests.integration.rpc import expect_error, sv
+from tests.integration.rpc import expect_error
 from tests.integration.test_replicas import LEASE_S, Stub, replicas, stubs
+from tests.integration.test_session_budget import CHUNK, register_string, write_chunk
 from tests.jobs.helpers import TERMINAL, slow_session, start_request
 from tests.redis_server import RedisServer
 
 FULL = grpc.StatusCode.RESOURCE_EXHAUSTED
-CHUNK = 100_000  # bytes of one string value
 ANA = (("authorization", "Bearer ana-token"),)
 BO = (("authorization", "Bearer bo-token"),)
 
@@ -38,24 +37,6 @@ def _tokens(tmp_path: Path) -> str:
     return str(tokens)
 
 
-async def _write(stub: Stub, sid: str, name: str, size: int = CHUNK) -> vpb.Variable:
-    reply = await stub.UpdateVariable(
-        pb.UpdateVariableRequest(session_id=sid, name=name, value=sv("w" * size))
-    )
-    return reply.variable
-
-
-async def _register(stub: Stub, sid: str, name: str, size: int = 1) -> None:
-    await stub.RegisterVariable(
-        pb.RegisterVariableRequest(
-            session_id=sid,
-            name=name,
-            type=vpb.VARIABLE_TYPE_STRING,
-            initial_value=sv("v" * size),
-        )
-    )
-
-
 async def test_a_session_filled_through_one_replica_is_full_through_the_other(
     redis_server: RedisServer,
 ) -> None:
@@ -64,21 +45,21 @@ async def test_a_session_filled_through_one_replica_is_full_through_the_other(
         async with AsyncExitStack() as stack:
             a, b = await stubs(stack, servers)
             sid = (await a.CreateSession(pb.CreateSessionRequest())).session.session_id
-            await _register(a, sid, "x")
+            await register_string(a, sid, "x")
             written = 0
             for _ in range(20):  # bounded: the budget holds 9 such versions
                 try:
-                    await _write(a, sid, "x")
+                    await write_chunk(a, sid, "x")
                 except grpc.aio.AioRpcError as err:
                     assert err.code() == FULL, err
                     break
                 written += 1
             assert 5 <= written < 10
             # Through B (which never saw these writes): full, with A's count.
-            err = await expect_error(_write(b, sid, "x"), FULL, "SESSION_BUDGET_EXCEEDED")
+            err = await expect_error(write_chunk(b, sid, "x"), FULL, "SESSION_BUDGET_EXCEEDED")
             assert int(err.metadata["limit"]) == 1_000_000
             assert int(err.metadata["used"]) > 1_000_000 - CHUNK
-            await expect_error(_register(b, sid, "y", CHUNK), FULL, "SESSION_BUDGET_EXCEEDED")
+            await expect_error(register_string(b, sid, "y", CHUNK), FULL, "SESSION_BUDGET_EXCEEDED")
             got = await b.GetVariable(pb.GetVariableRequest(session_id=sid, name="x"))
             assert got.variable.version == written + 1  # the refused writes changed nothing
             listed = await a.ListVariables(pb.ListVariablesRequest(session_id=sid))
@@ -86,15 +67,15 @@ async def test_a_session_filled_through_one_replica_is_full_through_the_other(
 
             # A delete through B gives the bytes back on both replicas.
             await b.DeleteVariable(pb.DeleteVariableRequest(session_id=sid, name="x"))
-            await _register(a, sid, "x")
+            await register_string(a, sid, "x")
             for stub in (a, b, a, b):
-                await _write(stub, sid, "x")
+                await write_chunk(stub, sid, "x")
             # So does deleting the session: the id made anew starts from nothing.
             await a.DeleteSession(pb.DeleteSessionRequest(session_id=sid))
             await b.CreateSession(pb.CreateSessionRequest(session_id=sid))
-            await _register(b, sid, "x")
+            await register_string(b, sid, "x")
             for stub in (a, b) * 4:
-                await _write(stub, sid, "x")
+                await write_chunk(stub, sid, "x")
 
 
 async def test_a_callers_session_share_and_the_server_cap_span_replicas(

@@ -106,6 +106,23 @@ async def test_a_callers_live_sessions_are_capped_across_servers(
     assert caught.value.reason == Reason.SESSION_LIMIT
 
 
+async def test_a_session_counts_for_its_caller_until_it_expires_and_a_heartbeat_extends_it(
+    make_store: StoreFactory,
+) -> None:
+    a, b = await _pair(make_store)
+    one = {"max_sessions": 0, "max_per_owner": 1}
+    await a.create_session(a_session("a1", expire_time=1500.0, owner="ana"), **one)
+    with pytest.raises(BridgeError) as caught:
+        await b.create_session(a_session("a2", create_time=1400.0, owner="ana"), **one)
+    _refused(caught.value, Reason.SESSION_QUOTA_EXCEEDED)
+    await b.set_session_expiry("a1", 3000.0)  # a heartbeat through the other server
+    with pytest.raises(BridgeError) as caught:
+        await a.create_session(a_session("a2", create_time=2000.0, owner="ana"), **one)
+    _refused(caught.value, Reason.SESSION_QUOTA_EXCEEDED)
+    # Expired (not yet swept): it no longer counts.
+    await a.create_session(a_session("a2", create_time=3000.0, owner="ana"), **one)
+
+
 def _job(session_id: str, job_id: str) -> Job:
     return Job(job_id=job_id, session_id=session_id, module_id="qa", optimizer="BootstrapFewShot")
 

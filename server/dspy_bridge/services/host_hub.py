@@ -12,7 +12,8 @@ channels, for every other process):
 - **Deadlines.** A call's deadline is the smaller of the name's timeout (the tool's
   `timeout_ms`, or the server's metric / LM timeout) and the caller's remaining time. At the
   deadline the caller gets DEADLINE_EXCEEDED `HOST_CALL_TIMEOUT` and the host a `cancel`; an
-  answer after that (or for a call_id never sent on that stream) is ignored and logged.
+  answer after that (or for a call_id never sent on that stream) is ignored and logged (one
+  line a second at most, counting the rest).
 - **Cancellation.** A caller that goes away (its execution cancelled) sends `cancel` at once.
 - **Disconnects.** The calls of a connection that drops go to another live connection offering
   the name, within their deadline; with none, a tool call fails UNAVAILABLE
@@ -54,7 +55,7 @@ from dspy_bridge.errors import (
     resource_exhausted,
     session_not_found,
 )
-from dspy_bridge.log import get_logger
+from dspy_bridge.log import RateLimited, get_logger
 from dspy_bridge.runtime.host_calls import (
     PREFIX,
     HostReply,
@@ -70,6 +71,8 @@ from dspy_bridge.runtime.host_calls import (
 )
 
 log = get_logger(__name__)
+#: Answers to unknown or finished calls cost a host nothing to send: one line a second at most.
+IGNORED_LOG_EVERY_S = 1.0
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -202,6 +205,7 @@ class HostHub:
         self._settings = settings
         self._sessions: dict[str, _Session] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._ignored_log = RateLimited(log, IGNORED_LOG_EVERY_S)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -437,7 +441,7 @@ class HostHub:
         counts, a non-finite score) fails that call only."""
         pending = connection.pending.pop(call_id, None)
         if pending is None or pending.future.done():
-            log.info(
+            self._ignored_log.info(
                 "host answer ignored: unknown or finished call",
                 session_id=connection.session_id,
                 connection_id=connection.id,

@@ -830,7 +830,8 @@ class RedisStore(SessionStore):
             except BridgeError as exc:
                 if exc.code == grpc.StatusCode.UNAVAILABLE:
                     raise
-                await self.call("SREM", self.key("active_jobs"), f"{session_id}\n{job_id}")
+                # Gone, or no longer active: drop it from the active set and its caller's share.
+                await self._run(lua.DEACTIVATE_JOB, session_id, job_id)
                 continue
             marked.append(job)
         marked.sort(key=lambda job: (job.create_time, job.job_id))

@@ -510,6 +510,15 @@ return {'ok'}
 """
 )
 
+# ARGV: P, sid, job id. Drops a job that is gone or ended from the active set, its lease and
+# its caller's share.
+DEACTIVATE_JOB = _script(
+    r"""
+deactivate(ARGV[2], ARGV[3])
+return {'ok'}
+"""
+)
+
 # ARGV: P, sid. Returns ok + every job document.
 LIST_JOBS = _script(
     r"""
