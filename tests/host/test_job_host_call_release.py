@@ -81,3 +81,33 @@ async def test_a_job_process_that_dies_mid_call_cancels_its_host_metric_call(
         done = await wait_done(stub, sid, job_id)
         assert done.status == job_pb2.JOB_STATUS_FAILED
         assert _pending(server, sid) == 0
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "host_metric_timeout_ms": METRIC_TIMEOUT_MS,
+            "max_running_jobs": 1,
+            "max_queued_jobs_per_caller": 2,
+        }
+    ],
+)
+async def test_cancelling_a_queued_job_frees_its_place_at_once(
+    server: RunningServer, stub: Stub
+) -> None:
+    """The running job holds the only slot (its host metric is not answered); the caller
+    cancels its queued job and may start another straight away."""
+    sid = await setup(stub)
+    async with RawHost(stub, hello(sid, metrics=["quality"])) as host:
+        running = await _start(stub, sid)
+        await _metric_call(host)
+        queued = await _start(stub, sid)
+        await stub.CancelOptimization(pb.CancelOptimizationRequest(session_id=sid, job_id=queued))
+        assert server.jobs is not None
+        await server.jobs.wait_stopped(queued, within=30)
+        assert sorted(server.jobs.running_jobs()) == [running]
+        third = await _start(stub, sid)  # within the quota of 2 again
+        await stub.CancelOptimization(pb.CancelOptimizationRequest(session_id=sid, job_id=third))
+        await stub.CancelOptimization(pb.CancelOptimizationRequest(session_id=sid, job_id=running))
+        await _cancel_for(host)

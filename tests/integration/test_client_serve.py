@@ -4,6 +4,7 @@ tools, metrics and LMs answered; errors as observations; reconnecting; a refused
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from typing import Literal
@@ -16,6 +17,7 @@ from dspy_bridge_client import (
     AsyncBridgeClient,
     BridgeClient,
     HostCallContext,
+    HostServer,
     NotFoundError,
     UnavailableError,
 )
@@ -210,3 +212,30 @@ def test_an_optimization_calls_the_host_tools_of_the_module_it_optimizes(
     # Scoring before and after (and bootstrapping) ran the agent on these orders.
     assert {"11", "12"} <= set(seen)
     assert "13" in seen  # BootstrapFewShot ran the trainset's third example too
+
+
+async def test_closing_a_client_stops_what_it_serves(server: RunningServer) -> None:
+    """Both twins: `close` ends the client's `serve` connections (the sync one runs on a
+    channel and thread of its own, which closing the client's channel would not end)."""
+    assert server.hosts is not None
+    hosts = server.hosts
+
+    def sync_side() -> tuple[str, HostServer]:
+        client = BridgeClient(server.target)
+        session = client.create_session()
+        hosting = session.serve(tools={"lookup_order": lookup_order})
+        hosting.wait_connected()
+        client.close()
+        return session.session_id, hosting
+
+    session_id, hosting = await asyncio.to_thread(sync_side)
+    await hosts.wait_connections(session_id, lambda n: n == 0, within=30)
+    assert not hosting.connected
+
+    client = AsyncBridgeClient(server.target)
+    session = await client.create_session()
+    async_hosting = await session.serve(tools={"lookup_order": lookup_order})
+    await async_hosting.wait_connected()
+    await client.close()
+    await hosts.wait_connections(session.session_id, lambda n: n == 0, within=30)
+    assert not async_hosting.connected and async_hosting.error is None

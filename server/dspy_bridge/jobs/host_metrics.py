@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import dspy
+from opentelemetry.trace import Span
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import PyValue, Tensor
 from dspy_bridge.runtime.host_calls import (
@@ -94,11 +97,13 @@ class HostMetric:
         caller = self._caller or PROCESS_HOST.caller
         if caller is None:
             raise HostUnavailable(host_disconnected("metric", self.name))
-        try:
-            reply = caller.call_host_sync(self._session(), self._request(example, prediction), None)
-        except BridgeError as exc:
-            raise _unavailable(exc) from None
-        return self._scored(reply)
+        with self._span() as span:
+            try:
+                request = self._request(example, prediction)
+                reply = caller.call_host_sync(self._session(), request, None)
+            except BridgeError as exc:
+                raise _unavailable(exc) from None
+            return self._scored(reply, span)
 
     async def acall(self, example: Any, prediction: Any) -> Any:
         """The same score, awaited on this event loop through the hub when there is one (the
@@ -106,11 +111,21 @@ class HostMetric:
         if self._async_caller is None:
             return await asyncio.to_thread(self, example, prediction)
         request = self._request(example, prediction)
-        try:
-            reply = await self._async_caller.call_host(self._session(), request, None)
-        except BridgeError as exc:
-            raise _unavailable(exc) from None
-        return self._scored(reply)
+        with self._span() as span:
+            try:
+                reply = await self._async_caller.call_host(self._session(), request, None)
+            except BridgeError as exc:
+                raise _unavailable(exc) from None
+            return self._scored(reply, span)
+
+    def _span(self) -> AbstractContextManager[Span | None]:
+        """The call's span, `host_metric <name>` (nothing when tracing is off); a failed call
+        ends it with an error status."""
+        attributes = {"dspy_bridge.metric.name": self.name}
+        job_id = self.job_id or PROCESS_HOST.job_id
+        if job_id:
+            attributes["dspy_bridge.job_id"] = job_id
+        return tracing.span(f"host_metric {self.name}", attributes)
 
     def _session(self) -> str:
         return self.session_id or PROCESS_HOST.session_id
@@ -127,10 +142,12 @@ class HostMetric:
             self.job_id or PROCESS_HOST.job_id,
         )
 
-    def _scored(self, reply: HostReply) -> Any:
+    def _scored(self, reply: HostReply, span: Span | None) -> Any:
         assert isinstance(reply, MetricReply)
         if reply.error:
             raise ValueError(f"the host metric {PREFIX}{self.name} failed: {reply.error[:500]}")
+        if span is not None:
+            span.set_attribute("dspy_bridge.metric.score", float(reply.score))
         return dspy.Prediction(score=float(reply.score), feedback=reply.feedback)
 
 

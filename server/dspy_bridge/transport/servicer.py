@@ -25,6 +25,7 @@ from dspy_bridge.transport.connect_rpc import ConnectRpcs
 from dspy_bridge.transport.eval_rpcs import EvaluateRpcs
 from dspy_bridge.transport.job_rpcs import JobRpcs
 from dspy_bridge.transport.module_rpcs import ModuleRpcs
+from dspy_bridge.transport.server_limits import server_limits
 from dspy_bridge.transport.status import ok_status, to_status_proto
 from dspy_bridge.transport.stream_headers import send_headers, sends_headers_when_ready
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -92,12 +93,7 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
             variable_types=[variable_pb2.VariableType.ValueType(t.value) for t in VariableType],
             store_backend=self.facts.store_backend,
             pool=self.facts.pool_info(),
-            limits=pb.ServerLimits(
-                max_sessions=s.max_sessions,
-                max_variables_per_session=s.max_variables_per_session,
-                max_value_bytes=s.max_value_bytes,
-                max_message_bytes=s.max_message_bytes,
-            ),
+            limits=server_limits(s),
             default_lm_model=s.default_lm_model(),
             start_time=convert.timestamp_from_seconds(self.facts.start_time),
         )

@@ -52,6 +52,13 @@ from dspy_bridge_client.jobs import (
     Trial,
     VariableSearchResult,
 )
+from dspy_bridge_client.limits import (
+    HostCallLimits,
+    JobLimits,
+    LMAllowLists,
+    RequestLimits,
+    ServerLimits,
+)
 from dspy_bridge_client.search import search_spec
 from dspy_bridge_client.types import (
     BatchResult,
@@ -70,7 +77,6 @@ from dspy_bridge_client.types import (
     PingResult,
     PoolInfo,
     ServerInfo,
-    ServerLimits,
     Session,
     SessionEnded,
     Signature,
@@ -117,13 +123,16 @@ __all__ = [
     "FieldViolation",
     "HistoryEntry",
     "HostCallContext",
+    "HostCallLimits",
     "HostServer",
     "InternalError",
     "InvalidArgumentError",
     "Job",
+    "JobLimits",
     "JobProgress",
     "JobStatus",
     "Json",
+    "LMAllowLists",
     "LMCallTrace",
     "LMConfig",
     "Module",
@@ -133,6 +142,7 @@ __all__ = [
     "PermissionDeniedError",
     "PingResult",
     "PoolInfo",
+    "RequestLimits",
     "ResourceExhaustedError",
     "ServerInfo",
     "ServerLimits",

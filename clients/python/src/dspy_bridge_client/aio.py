@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -72,6 +73,9 @@ class _AsyncTransport:
         self.timeout = timeout
         self.metadata = metadata
         self.closed = False
+        #: `serve` connections made through this client: `close` stops them cleanly before
+        #: the channel they use goes.
+        self.hosts: weakref.WeakSet[host.AsyncHostServer] = weakref.WeakSet()
 
     def check_open(self) -> None:
         if self.closed:
@@ -153,8 +157,11 @@ class AsyncBridgeClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection; calls in flight are cancelled. Safe to call twice."""
+        """Close the connection; calls in flight are cancelled and `serve` connections made
+        through it stop serving. Safe to call twice."""
         self._transport.closed = True
+        for hosting in list(self._transport.hosts):
+            await hosting.stop()
         await self._transport.channel.close()
 
     # Same shape as the sync client, hence a `timeout` argument rather than asyncio.timeout().
@@ -873,7 +880,9 @@ class AsyncSessionHandle:
         self._transport.check_open()
         t = self._transport
         offered = host.functions(tools, metrics, lms, timeouts_ms, max_concurrency)
-        return host.AsyncHostServer(t.stub, self._session_id, offered, t.metadata, t.target).start()
+        hosting = host.AsyncHostServer(t.stub, self._session_id, offered, t.metadata, t.target)
+        t.hosts.add(hosting)
+        return hosting.start()
 
     async def revert_module(
         self, module_id: str, to_version: int, expected_version: int | None = None
