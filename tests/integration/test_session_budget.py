@@ -136,7 +136,7 @@ async def test_cancelled_writes_cannot_keep_more_than_the_budget(stub: Stub) -> 
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
     names = [f"v{i}" for i in range(20)]
     for name in names:
-        await _register(stub, sid, name)
+        await register_string(stub, sid, name)
     for round_ in range(60):
         calls = [
             stub.UpdateVariable(
