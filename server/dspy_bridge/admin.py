@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +264,8 @@ def jsonable(value: Any) -> Any:
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, timedelta):  # as protobuf's JSON form of a Duration: "3600s"
+        return f"{value.total_seconds():g}s"
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -336,9 +338,11 @@ def _pick(row: Mapping[str, Any], column: str) -> Any:
 
 
 def _record(data: Any) -> str:
-    """`key: value` lines; nested values as JSON."""
+    """`key  value` lines, nested records as dotted keys (`limits.jobs.max_running_jobs`);
+    lists as JSON."""
     if not isinstance(data, Mapping):
         return str(data)
+    data = _flat(data)
     width = max((len(k) for k in data), default=0)
     lines = []
     for key, value in data.items():

@@ -6,6 +6,8 @@ import logging
 import os
 import re
 import sys
+import threading
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -111,3 +113,32 @@ def configure_logging_as_parent() -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
+
+
+class RateLimited:
+    """At most one line per `every` seconds for an event a caller can repeat at will (garbage
+    request bytes, a host's answers to unknown calls): the lines in between are only counted,
+    and the next line says how many (`suppressed`), so a flood cannot flood the log."""
+
+    def __init__(self, logger: structlog.stdlib.BoundLogger, every: float) -> None:
+        self._log = logger
+        self._every = every
+        self._next = 0.0
+        self._suppressed = 0
+        self._lock = threading.Lock()  # may be called from gRPC's threads
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit(logging.WARNING, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit(logging.INFO, event, fields)
+
+    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed = self._suppressed, 0
+            self._next = now + self._every
+        self._log.log(level, event, suppressed=suppressed, **fields)

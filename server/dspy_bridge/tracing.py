@@ -9,26 +9,35 @@ at its first test of `enabled()`: no span objects, no context extraction.
 
 Spans: each RPC is a SERVER span whose parent is the W3C `traceparent` the host sent in gRPC
 metadata; an execution's `validate` (resolution of the module and its variables), `queue wait`
-(for a worker) and `execute` spans, and one span per LM call with the GenAI semantic-convention
-attributes. A worker process gets its parent in the request (`carrier()`) and exports its spans
-itself, to the same endpoint (it inherits the environment).
+(in the front, for a worker), `worker queue wait` (from the front handing the call to a worker
+to the worker starting it) and `execute` spans, one span per LM call with the GenAI
+semantic-convention attributes, one per tool call and one per host metric call
+(`host_metric <name>`, in the front for Evaluate, in the job process for optimizations). A
+worker or job process gets its parent in the request (`carrier()`) and exports its spans
+itself, to the same endpoint (it inherits the environment). In a job process, spans begun
+in the runner's thread or in DSPy's evaluator and optimizer threads (which do not carry the
+job's context) go under the job's current phase (`PhaseSpans.parent_new_spans`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from dspy.utils.callback import BaseCallback
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 _TRACER_NAME = "dspy_bridge"
 #: A started SERVER span and the context token to restore when it ends.
 ServerSpan = tuple[Span, object]
 _enabled = False
+#: In a job process: the job's span and its current phase's context. Spans begun where that
+#: span or none is current (the runner's thread, DSPy's threads) go under the phase.
+_phase_parent: tuple[Span, Callable[[], Context | None]] | None = None
 
 
 def wanted(environ: Mapping[str, str] = os.environ) -> bool:
@@ -138,11 +147,39 @@ def span(
     if not _enabled:
         yield None
         return
-    ctx = propagate.extract(dict(parent)) if parent else None
+    ctx = propagate.extract(dict(parent)) if parent else _phase_context()
     with _tracer().start_as_current_span(
         name, context=ctx, attributes=dict(attributes or {})
     ) as current:
         yield current
+
+
+def _phase_context() -> Context | None:
+    """The parent for a span begun here: in a job process, where the job's span or no span is
+    current, the job's current phase; else None (the current context)."""
+    if _phase_parent is None:
+        return None
+    job, phase = _phase_parent
+    current = trace.get_current_span()
+    if current is job or not current.get_span_context().is_valid:
+        return phase()
+    return None
+
+
+def elapsed_span(
+    name: str,
+    started_ns: int,
+    parent: Mapping[str, str] | None,
+    attributes: Mapping[str, Any] | None = None,
+) -> None:
+    """A span that began at `started_ns` (`time.time_ns()`, possibly in another process of
+    this machine) and ends now, a child of the `parent` carrier; nothing when off."""
+    if not _enabled:
+        return
+    ctx = propagate.extract(dict(parent)) if parent else None
+    _tracer().start_span(
+        name, context=ctx, start_time=started_ns, attributes=dict(attributes or {})
+    ).end()
 
 
 def carrier() -> dict[str, str]:
@@ -245,3 +282,17 @@ class PhaseSpans:
         if self._current is not None:
             self._current.end()
             self._current = None
+
+    def context(self) -> Context | None:
+        """The current phase's context (the job's before the first phase)."""
+        if self._current is None:
+            return self._parent
+        return trace.set_span_in_context(self._current, self._parent)
+
+    def parent_new_spans(self) -> None:
+        """Spans begun in this process where the job's span or no span is current (the
+        runner's thread; DSPy's threads, which do not carry the job's context) become children
+        of the current phase."""
+        global _phase_parent
+        if self._parent is not None:
+            _phase_parent = (trace.get_current_span(self._parent), self.context)

@@ -8,7 +8,8 @@ import pytest
 from google.protobuf import struct_pb2
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
-from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2, value_pb2, variable_pb2
+from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
+from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2, job_pb2, value_pb2, variable_pb2
 from tests.hostile.conftest import Sidecar
 from tests.hostile.strategies import VICTIM
 from tests.hostile.test_hostile_host import ensure_victim, snapshot
@@ -127,3 +128,22 @@ def test_a_thousand_one_megabyte_values_hit_the_session_budget(sidecar: Sidecar)
     assert refused is not None and refused[0] <= 8
     assert refused[1] == grpc.StatusCode.RESOURCE_EXHAUSTED
     stub.DeleteSession(pb.DeleteSessionRequest(session_id=sid), timeout=T)
+
+
+def test_connect_refuses_a_20000_character_session_id_before_any_lookup(
+    sidecar: Sidecar,
+) -> None:
+    """Connect's messages skip the per-field limits (the host hub bounds them), but its hello
+    names a session: an oversized id is refused by its grammar before the ownership check or
+    the store lookup could echo it (20 KB in the status trailers is RESOURCE_EXHAUSTED
+    "metadata size exceeds hard limit" on the client, and 20 KB in a log line)."""
+    big = "s" * 20_000
+    seen = len(sidecar.process.raw)
+    connect = pb_grpc.BridgeServiceStub(sidecar.attacker).Connect
+    hello = host_pb2.ConnectRequest(hello=host_pb2.HostHello(session_id=big))
+    err = _refused(
+        lambda: list(connect(iter([hello]), timeout=T)), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert len(err.details() or "") < 300
+    sidecar.owner_stub.Ping(pb.PingRequest(), timeout=T)  # the refusal's log line is written by now
+    assert all(len(line) < 4_096 for line in sidecar.process.raw[seen:])

@@ -54,7 +54,13 @@ def test_sessions_variables_and_modules(sidecar: ServerProcess, client: BridgeCl
     session.register_variable("temp", "float", 0.5, min=0, max=2)
     session.create_module("Predict", SIGNATURE, module_id="clf")
 
-    assert cli_json(sidecar, "info")["store_backend"] == "memory"
+    info = cli_json(sidecar, "info")
+    assert info["store_backend"] == "memory"
+    assert info["limits"]["jobs"]["max_running_jobs"] == 2  # the default
+    assert info["limits"]["jobs"]["max_job_duration"] == "3600s"
+    assert info["limits"]["lm_allow_lists"] == {"api_base_count": 0, "key_env_pattern_count": 1}
+    shown = cli(sidecar, "info").stdout.splitlines()  # nested records as dotted keys
+    assert any(line.split() == ["limits.jobs.max_running_jobs", "2"] for line in shown)
     listed = cli(sidecar, "sessions", "list")
     assert listed.returncode == 0
     header, *rows = listed.stdout.splitlines()

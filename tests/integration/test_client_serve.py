@@ -4,6 +4,7 @@ tools, metrics and LMs answered; errors as observations; reconnecting; a refused
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from typing import Literal
@@ -15,6 +16,8 @@ from dspy_bridge_client import (
     AlreadyExistsError,
     AsyncBridgeClient,
     BridgeClient,
+    HostCallContext,
+    HostServer,
     NotFoundError,
     UnavailableError,
 )
@@ -51,6 +54,17 @@ def test_type_hints_become_json_schema() -> None:
     assert json_schema(int | None) == {"type": "integer"}
 
 
+def test_a_call_context_parameter_is_not_part_of_the_schema() -> None:
+    def lookup(order_id: str, call: HostCallContext) -> str:
+        return order_id
+
+    assert tool_schema(lookup)[1] == {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}},
+        "required": ["order_id"],
+    }
+
+
 @pytest.fixture(scope="module")
 def sidecar() -> Iterator[ServerProcess]:
     with server_process("--workers", "1") as process:
@@ -80,6 +94,20 @@ def test_sync_serve_lends_a_tool_to_react_from_a_background_thread(
             assert failed["trajectory"]["observation_0"] == (
                 "Error from host:lookup_order: LookupError: order 99 does not exist"
             )
+        calls: list[HostCallContext] = []
+
+        def where(order_id: str, call: HostCallContext) -> str:
+            """Where an order is, and which call asked."""
+            calls.append(call)
+            return f"order {order_id} shipped"
+
+        with session.serve(tools={"lookup_order": where}):
+            result = session.execute("agent", order_id="7")
+            assert result["trajectory"]["observation_0"] == "order 7 shipped"
+        assert len(calls) == 1
+        call = calls[0]
+        assert (call.name, call.module_id, call.job_id) == ("lookup_order", "agent", "")
+        assert call.call_id and call.timeout_ms > 0 and call.deadline is not None
         with pytest.raises(UnavailableError) as gone:  # stopped: the tool is gone
             session.execute("agent", order_id="1")
         assert gone.value.reason == "HOST_DISCONNECTED"
@@ -105,7 +133,12 @@ def test_a_refused_hello_is_raised(sidecar: ServerProcess) -> None:
 
 
 async def test_async_serve_answers_metrics_and_lms_and_reconnects(server: RunningServer) -> None:
-    async def quality(inputs: dict, labels: dict, prediction: dict) -> tuple[float, str]:
+    scored: list[HostCallContext] = []
+
+    async def quality(
+        inputs: dict, labels: dict, prediction: dict, call: HostCallContext
+    ) -> tuple[float, str]:
+        scored.append(call)
         return (1.0 if prediction["answer"] == labels["answer"] else 0.5), "say Paris"
 
     def my_llm(messages: list[dict], options: dict) -> tuple[str, dict[str, int]]:
@@ -130,6 +163,7 @@ async def test_async_serve_answers_metrics_and_lms_and_reconnects(server: Runnin
                 metric="host:quality",
             )
             assert evaluation.score == 1.0
+            assert [(c.name, c.job_id) for c in scored] == [("quality", "")]  # not a job
             # The sidecar ends every host stream (as on a restart): the client reconnects.
             assert server.hosts is not None
             server.hosts.close()  # unregisters every connection: one more is the client's new one
@@ -144,12 +178,14 @@ def test_an_optimization_calls_the_host_tools_of_the_module_it_optimizes(
     """The job process builds the ReAct module with its host tools; DSPy's threads call them
     through the job's channel to the front and the host's stream."""
     seen: list[str] = []
+    jobs: set[tuple[str, str]] = set()  # (job_id, module_id) of every call
     lock = threading.Lock()
 
-    def lookup(order_id: str) -> str:
+    async def lookup(order_id: str, call: HostCallContext) -> str:
         """Where an order is."""
         with lock:
             seen.append(order_id)
+            jobs.add((call.job_id, call.module_id))
         return f"order {order_id} shipped"
 
     trainset = [({"order_id": str(n)}, {"answer": f"order {n} shipped"}) for n in (11, 12, 13)]
@@ -163,12 +199,43 @@ def test_an_optimization_calls_the_host_tools_of_the_module_it_optimizes(
                 module_id="agent",
                 config={"tools": ["host:lookup_order"], "max_iters": 3},
             )
+            job_ids = set()
             for optimizer in ("LabeledFewShot", "BootstrapFewShot"):
                 job = session.start_optimization(
                     "agent", optimizer, trainset, "contains", valset=trainset[:2]
                 )
                 done = session.wait_optimization(job.job_id, max_wait=180)
                 assert done.status == "SUCCEEDED", done.error
+                job_ids.add(job.job_id)
+    # Each call told the (async) tool which job and module it served.
+    assert jobs == {(job_id, "agent") for job_id in job_ids}
     # Scoring before and after (and bootstrapping) ran the agent on these orders.
     assert {"11", "12"} <= set(seen)
     assert "13" in seen  # BootstrapFewShot ran the trainset's third example too
+
+
+async def test_closing_a_client_stops_what_it_serves(server: RunningServer) -> None:
+    """Both twins: `close` ends the client's `serve` connections (the sync one runs on a
+    channel and thread of its own, which closing the client's channel would not end)."""
+    assert server.hosts is not None
+    hosts = server.hosts
+
+    def sync_side() -> tuple[str, HostServer]:
+        client = BridgeClient(server.target)
+        session = client.create_session()
+        hosting = session.serve(tools={"lookup_order": lookup_order})
+        hosting.wait_connected()
+        client.close()
+        return session.session_id, hosting
+
+    session_id, hosting = await asyncio.to_thread(sync_side)
+    await hosts.wait_connections(session_id, lambda n: n == 0, within=30)
+    assert not hosting.connected
+
+    client = AsyncBridgeClient(server.target)
+    session = await client.create_session()
+    async_hosting = await session.serve(tools={"lookup_order": lookup_order})
+    await async_hosting.wait_connected()
+    await client.close()
+    await hosts.wait_connections(session.session_id, lambda n: n == 0, within=30)
+    assert not async_hosting.connected and async_hosting.error is None

@@ -4,9 +4,11 @@ message and hand out a token for the rest; the clients follow the tokens."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
 import pytest
 
 from dspy_bridge.transport.server import RunningServer
@@ -14,7 +16,7 @@ from dspy_bridge_client import AsyncBridgeClient
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import module_pb2, variable_pb2
-from tests.integration.rpc import sv
+from tests.integration.rpc import expect_error, sv
 
 Stub = pb_grpc.BridgeServiceStub
 VALUE = 150_000  # bytes of one stored string; 10 of them are far past the 512 KiB limit
@@ -141,3 +143,25 @@ async def test_a_resync_larger_than_a_message_comes_in_parts(stub: Stub) -> None
     assert len(parts) > 1 and not parts[-1].more
     assert sorted(v.name for part in parts for v in part.variables) == sorted(large + small)
     stream.cancel()
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_a_forged_page_token_is_invalid_argument(stub: Stub) -> None:
+    """A token is an offset anyone can encode: one past what a store can take (SQLite's OFFSET
+    is a 64-bit integer) is refused as not issued, never INTERNAL."""
+    sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+    calls: dict[str, Callable[[str], Awaitable[Any]]] = {
+        "o": lambda t: stub.ListSessions(pb.ListSessionsRequest(page_token=t)),
+        "j": lambda t: stub.ListOptimizations(
+            pb.ListOptimizationsRequest(session_id=sid, page_token=t)
+        ),
+        "v": lambda t: stub.ListVariables(pb.ListVariablesRequest(session_id=sid, page_token=t)),
+        "m": lambda t: stub.ListModules(pb.ListModulesRequest(session_id=sid, page_token=t)),
+    }
+    for kind, call in calls.items():
+        for offset in ("9" * 30, "1_0", " 7", "+7", "٣"):
+            token = base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode()
+            rich = await expect_error(
+                call(token), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"
+            )
+            assert rich.fields == ["page_token"]

@@ -5,6 +5,7 @@ counts what a session already keeps."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -26,7 +27,7 @@ LIMITS = {"max_session_bytes": 1_000_000, "max_value_bytes": 200_000}
 ON_EVERY_STORE = pytest.mark.parametrize("store_url", ["memory", "redis"], indirect=True)
 
 
-async def _register(stub: Stub, sid: str, name: str, size: int = 1) -> None:
+async def register_string(stub: Stub, sid: str, name: str, size: int = 1) -> None:
     await stub.RegisterVariable(
         pb.RegisterVariableRequest(
             session_id=sid,
@@ -37,7 +38,7 @@ async def _register(stub: Stub, sid: str, name: str, size: int = 1) -> None:
     )
 
 
-async def _write(stub: Stub, sid: str, name: str, size: int = CHUNK) -> None:
+async def write_chunk(stub: Stub, sid: str, name: str, size: int = CHUNK) -> None:
     await stub.UpdateVariable(
         pb.UpdateVariableRequest(session_id=sid, name=name, value=sv("w" * size))
     )
@@ -47,29 +48,29 @@ async def _write(stub: Stub, sid: str, name: str, size: int = CHUNK) -> None:
 @pytest.mark.parametrize("settings_overrides", [LIMITS])
 async def test_history_counts_and_a_full_session_refuses_writes(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-    await _register(stub, sid, "x")
+    await register_string(stub, sid, "x")
     written = 0
     for _ in range(20):  # bounded: the budget holds 9 such versions
         try:
-            await _write(stub, sid, "x")
+            await write_chunk(stub, sid, "x")
         except grpc.aio.AioRpcError as err:
             assert err.code() == FULL
             break
         written += 1
     assert 5 <= written < 10, "history versions of one variable must count, not only its value"
-    err = await expect_error(_write(stub, sid, "x"), FULL, BUDGET)
+    err = await expect_error(write_chunk(stub, sid, "x"), FULL, BUDGET)
     assert int(err.metadata["limit"]) == 1_000_000 and int(err.metadata["used"]) > 500_000
     got = await stub.GetVariable(pb.GetVariableRequest(session_id=sid, name="x"))
     assert got.variable.version == written + 1  # the refused writes changed nothing
-    await expect_error(_register(stub, sid, "y", CHUNK), FULL, BUDGET)
+    await expect_error(register_string(stub, sid, "y", CHUNK), FULL, BUDGET)
     # Another session is not affected by this one being full.
     other = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-    await _register(stub, other, "x")
-    await _write(stub, other, "x")
+    await register_string(stub, other, "x")
+    await write_chunk(stub, other, "x")
     # Deleting the variable gives its bytes (all its kept versions) back.
     await stub.DeleteVariable(pb.DeleteVariableRequest(session_id=sid, name="x"))
-    await _register(stub, sid, "x")
-    await _write(stub, sid, "x")
+    await register_string(stub, sid, "x")
+    await write_chunk(stub, sid, "x")
 
 
 @ON_EVERY_STORE
@@ -93,9 +94,9 @@ async def test_module_versions_count(stub: Stub) -> None:
 @pytest.mark.parametrize("settings_overrides", [{**LIMITS, "history_limit": 2}])
 async def test_trimmed_history_gives_bytes_back(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-    await _register(stub, sid, "x")
+    await register_string(stub, sid, "x")
     for _ in range(30):  # far past the budget in total, but only 2 versions are kept
-        await _write(stub, sid, "x")
+        await write_chunk(stub, sid, "x")
     history = await stub.GetVariableHistory(pb.GetVariableHistoryRequest(session_id=sid, name="x"))
     assert len(history.entries) == 2
 
@@ -107,9 +108,9 @@ async def test_a_restarted_server_counts_what_a_session_keeps(tmp_path: Path) ->
         async with grpc.aio.insecure_channel(running.target) as channel:
             stub = Stub(channel)
             sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-            await _register(stub, sid, "x")
+            await register_string(stub, sid, "x")
             for _ in range(6):
-                await _write(stub, sid, "x")
+                await write_chunk(stub, sid, "x")
     finally:
         await running.stop(grace=0)
     running = await start_server(settings)
@@ -118,9 +119,46 @@ async def test_a_restarted_server_counts_what_a_session_keeps(tmp_path: Path) ->
             stub = Stub(channel)
             for _ in range(3):
                 try:
-                    await _write(stub, sid, "x")
+                    await write_chunk(stub, sid, "x")
                 except grpc.aio.AioRpcError:
                     break
-            await expect_error(_write(stub, sid, "x"), FULL, BUDGET)
+            await expect_error(write_chunk(stub, sid, "x"), FULL, BUDGET)
     finally:
         await running.stop(grace=0)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "redis"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [LIMITS])
+async def test_cancelled_writes_cannot_keep_more_than_the_budget(stub: Stub) -> None:
+    """A store write that is under way when its caller cancels commits anyway (SQLite finishes
+    the transaction on its thread, Redis has the command): it must be counted all the same,
+    or a host that cancels its writes keeps bytes the budget never saw."""
+    sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+    names = [f"v{i}" for i in range(20)]
+    for name in names:
+        await register_string(stub, sid, name)
+    for round_ in range(60):
+        calls = [
+            stub.UpdateVariable(
+                pb.UpdateVariableRequest(session_id=sid, name=name, value=sv("w" * CHUNK))
+            )
+            for name in names
+        ]
+        # Cancel at a different moment each round: some land while a write is committing.
+        for _ in range(round_ % 12):
+            await asyncio.sleep(0.0005)
+        for call in calls:
+            call.cancel()
+        await stub.Ping(pb.PingRequest())
+    kept = 0
+    for name in names:
+        token = ""
+        for _ in range(100):  # bounded paging
+            page = await stub.GetVariableHistory(
+                pb.GetVariableHistoryRequest(session_id=sid, name=name, page_token=token)
+            )
+            kept += sum(len(entry.value.string_value) for entry in page.entries)
+            token = page.next_page_token
+            if not token:
+                break
+    assert kept <= LIMITS["max_session_bytes"]

@@ -1,7 +1,9 @@
 """OpenTelemetry traces end to end: a sidecar started with the standard OTEL_* variables exports
 to an OTLP receiver (an in-process gRPC TraceService); the host's W3C `traceparent` parents the
-server span, under which come the validation, the queue wait, the worker's execution (exported
-by the worker process) and each LM call with GenAI attributes; log lines carry the trace id."""
+server span, under which come the validation, the front's and the worker's queue waits, the
+worker's execution (exported by the worker process) and each LM call with GenAI attributes;
+host metric calls are spans under Evaluate and under a job's phase; log lines carry the trace
+id."""
 
 from __future__ import annotations
 
@@ -112,18 +114,20 @@ def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Recei
             session.configure_lm("offline")
             session.create_module("Predict", "question -> answer", module_id="qa")
             traced = BridgeClient(server.target, timeout=120, metadata={"traceparent": traceparent})
-            with traced:
+            with traced, session.serve(metrics={"quality": _quality}):
                 mine = traced.session(session.session_id)
                 result = mine.execute("qa", question="Why?")
+                mine.evaluate("qa", [({"question": "a"}, {"answer": "b"})], "host:quality")
                 job = mine.start_optimization(
-                    "qa", "LabeledFewShot", [({"question": "a"}, {"answer": "b"})], "exact_match"
+                    "qa", "LabeledFewShot", [({"question": "a"}, {"answer": "b"})], "host:quality"
                 )
                 mine.wait_optimization(job.job_id, max_wait=120)
         rpc = "dspy_bridge.v1.BridgeService/Execute"
         spans = _collect(
             collector,
             bytes.fromhex(trace_id),
-            {rpc, "validate", "queue wait", "execute", "chat offline", *JOB_SPANS},
+            {rpc, "validate", "queue wait", "worker queue wait", "execute", "chat offline"}
+            | {EVALUATE, "host_metric quality", *JOB_SPANS},
             wait_s=120,
         )
         logged = [
@@ -136,10 +140,20 @@ def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Recei
     assert root.parent_span_id == bytes.fromhex(parent_id)  # the host's span is the parent
     assert root.kind == trace_pb2.Span.SPAN_KIND_SERVER
     assert _attributes(root)["rpc.grpc.status_code"] == "OK"
-    assert {"validate", "queue wait", "execute"} <= set(spans["children"][root.span_id])
+    assert {"validate", "queue wait", "worker queue wait", "execute"} <= set(
+        spans["children"][root.span_id]
+    )
     assert spans["execute"][1].parent_span_id == root.span_id  # the only execute span
     worker_pid = _attributes(spans["execute"][1])["process.pid"]
     assert worker_pid != server.proc.pid  # exported by the worker process
+    # The wait in the worker: from the front's handing the call over (after its own queue wait)
+    # to the worker starting it, exported by the worker.
+    _, front_wait = spans["queue wait"]
+    _, worker_wait = spans["worker queue wait"]
+    assert _attributes(worker_wait)["process.pid"] == worker_pid
+    assert front_wait.end_time_unix_nano <= worker_wait.start_time_unix_nano
+    assert worker_wait.start_time_unix_nano <= worker_wait.end_time_unix_nano
+    assert worker_wait.end_time_unix_nano <= spans["execute"][1].start_time_unix_nano
     # The Execute's LM call (the job's own LM calls come later, under its phases).
     execute_id = spans["execute"][1].span_id
     (lm_call,) = [
@@ -160,6 +174,30 @@ def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Recei
     started = spans["dspy_bridge.v1.BridgeService/StartOptimization"][1]
     assert job_span.parent_span_id == started.span_id
     assert {"job phase scoring", "job phase optimizing"} <= set(spans["children"][job_span.span_id])
+
+    # Host metric calls: Evaluate's in the front, under its RPC; the job's in its process (from
+    # DSPy's threads), under the phase that made them; each with the host's score.
+    metric_calls = [s for s in spans["all"] if s.name == "host_metric quality"]
+    by_parent = {s.parent_span_id: s for s in metric_calls}
+    assert spans[EVALUATE][1].span_id in by_parent
+    phases = {
+        spans[name][1].span_id for name in spans if isinstance(name, str) and "job phase" in name
+    }
+    in_job = [s for s in metric_calls if s.parent_span_id in phases]
+    assert in_job, [s.parent_span_id for s in metric_calls]
+    for call in (by_parent[spans[EVALUATE][1].span_id], in_job[0]):
+        attributes = _attributes(call)
+        assert attributes["dspy_bridge.metric.name"] == "quality"
+        assert attributes["dspy_bridge.metric.score"] == 1.0
+    assert _attributes(in_job[0])["dspy_bridge.job_id"] == job.job_id
+
+
+def _quality(inputs: dict[str, Any], labels: dict[str, Any], prediction: dict[str, Any]) -> float:
+    """The host's metric (any answer scores 1: the test follows the calls, not the scores)."""
+    return 1.0
+
+
+EVALUATE = "dspy_bridge.v1.BridgeService/Evaluate"
 
 
 JOB_SPANS = (

@@ -69,6 +69,27 @@ async def add_module(stub: Stub, sid: str, module_id: str) -> None:
     )
 
 
+async def slow_session(stub: Stub, who: tuple[tuple[str, str], ...]) -> str:
+    """A session with the job module whose offline LM answers slowly, created as `who`."""
+    sid = (await stub.CreateSession(pb.CreateSessionRequest(), metadata=who)).session.session_id
+    await stub.ConfigureLM(
+        pb.ConfigureLMRequest(
+            session_id=sid, lm=lm_pb2.LMConfig(model="offline", options={"latency_ms": "5000"})
+        ),
+        metadata=who,
+    )
+    await stub.CreateModule(
+        pb.CreateModuleRequest(
+            session_id=sid,
+            module_id="clf",
+            module_type="Predict",
+            signature=module_pb2.Signature(text=SIGNATURE),
+        ),
+        metadata=who,
+    )
+    return sid
+
+
 def start_request(
     sid: str,
     optimizer: str,

@@ -13,11 +13,10 @@ import pytest
 from dspy_bridge.transport.server import RunningServer, start_server
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
-from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2, lm_pb2, module_pb2
+from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
 from tests.conftest import test_settings
 from tests.integration.rpc import expect_error
-from tests.jobs.helpers import setup, start_request, wait_done
-from tests.jobs.task import SIGNATURE
+from tests.jobs.helpers import setup, slow_session, start_request, wait_done
 
 Stub = pb_grpc.BridgeServiceStub
 ANA = (("authorization", "Bearer ana-token"),)
@@ -93,7 +92,7 @@ async def test_a_caller_holds_its_share_of_slots_and_sessions(tmp_path: Path) ->
     try:
         async with grpc.aio.insecure_channel(running.target) as channel:
             stub = Stub(channel)
-            ana = await _slow_session(stub, ANA)
+            ana = await slow_session(stub, ANA)
             first = (
                 await stub.StartOptimization(start_request(ana, "BootstrapFewShot"), metadata=ANA)
             ).job
@@ -108,7 +107,7 @@ async def test_a_caller_holds_its_share_of_slots_and_sessions(tmp_path: Path) ->
             )
             assert err.metadata["limit"] == "2"
             # Ana holds one of the two slots; her second job waits, and Bo's job runs at once.
-            bo = await _slow_session(stub, BO)
+            bo = await slow_session(stub, BO)
             bos = (
                 await stub.StartOptimization(start_request(bo, "BootstrapFewShot"), metadata=BO)
             ).job
@@ -132,24 +131,3 @@ async def test_a_caller_holds_its_share_of_slots_and_sessions(tmp_path: Path) ->
                 )
     finally:
         await running.stop(grace=0)
-
-
-async def _slow_session(stub: Stub, who: tuple[tuple[str, str], ...]) -> str:
-    """A session with the job module whose offline LM answers slowly, created as `who`."""
-    sid = (await stub.CreateSession(pb.CreateSessionRequest(), metadata=who)).session.session_id
-    await stub.ConfigureLM(
-        pb.ConfigureLMRequest(
-            session_id=sid, lm=lm_pb2.LMConfig(model="offline", options={"latency_ms": "5000"})
-        ),
-        metadata=who,
-    )
-    await stub.CreateModule(
-        pb.CreateModuleRequest(
-            session_id=sid,
-            module_id="clf",
-            module_type="Predict",
-            signature=module_pb2.Signature(text=SIGNATURE),
-        ),
-        metadata=who,
-    )
-    return sid

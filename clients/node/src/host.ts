@@ -24,8 +24,16 @@ export interface HostCallContext {
   signal: AbortSignal;
 }
 
+/** What a tool gets besides its arguments: which execution or job called it. */
+export interface HostToolCallContext extends HostCallContext {
+  /** The module whose execution called the tool. */
+  moduleId: string;
+  /** The optimization job whose run called the tool; empty for `execute` and `evaluate`. */
+  jobId: string;
+}
+
 /** A tool: called with the arguments the LM gave (shaped by `parameters`); its return value is the observation. */
-export type HostToolFn = (args: { [key: string]: JsonValue }, call: HostCallContext & { moduleId: string }) => ValueInput | void | Promise<ValueInput | void>;
+export type HostToolFn = (args: { [key: string]: JsonValue }, call: HostToolCallContext) => ValueInput | void | Promise<ValueInput | void>;
 
 /** A tool with what the LM should know about it. */
 export interface HostTool {
@@ -373,7 +381,7 @@ export class HostServer {
       call,
       async (context) => {
         if (!fn) throw new Error(`this host offers no tool ${JSON.stringify(call.tool)}`);
-        return fn(fromStruct(call.arguments as PbStruct), { ...context, moduleId: call.module_id ?? "" });
+        return fn(fromStruct(call.arguments as PbStruct), { ...context, moduleId: call.module_id ?? "", jobId: call.job_id ?? "" });
       },
       (output) => ({ tool_result: { call_id: call.call_id, output: toValue(output === undefined ? null : output) } }),
       failure,

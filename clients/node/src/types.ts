@@ -245,6 +245,93 @@ export interface PingResult {
   latencyMs: number;
 }
 
+/** Limits on the fields of a request. */
+export interface RequestLimits {
+  maxMetadataEntries: number;
+  maxMetadataKeyChars: number;
+  maxMetadataValueChars: number;
+  /** Longest variable or signature field description. */
+  maxDescriptionChars: number;
+  /** Longest `reason` of a variable write. */
+  maxReasonChars: number;
+  /** Longest signature text or instructions. */
+  maxInstructionsChars: number;
+  /** Largest config or options object (module config, optimizer config, metric options), serialized. */
+  maxConfigBytes: number;
+  /** Most examples in a dataset, trainset or valset. */
+  maxDatasetExamples: number;
+}
+
+/** Limits on optimization, evaluation and search jobs. */
+export interface JobLimits {
+  /** Jobs running at once on the sidecar; more wait QUEUED. */
+  maxRunningJobs: number;
+  /** Job slots one named caller may hold at once; its further jobs wait QUEUED. */
+  maxRunningJobsPerCaller: number;
+  /** Jobs one caller may have QUEUED or RUNNING; past it `startOptimization` rejects with `ResourceExhaustedError` (`JOB_QUOTA_EXCEEDED`). */
+  maxQueuedJobsPerCaller: number;
+  /** Wall-clock limit of one job in milliseconds (past it the job fails `JOB_TIMEOUT`); undefined: no limit. */
+  maxJobDurationMs?: number;
+  /** Largest metric-call budget one optimization may ask for. */
+  maxMetricCalls: number;
+}
+
+/** Limits on host callbacks (`serve`). */
+export interface HostCallLimits {
+  /** Most `serve` connections open at once for one session. */
+  maxConnectionsPerSession: number;
+  /** Most tools + metrics + LMs one `serve` may offer. */
+  maxNames: number;
+  /** Largest JSON Schema of one tool, in bytes. */
+  maxSchemaBytes: number;
+  /** Most calls waiting for answers on one connection. */
+  maxCallsInFlight: number;
+  /** Largest answer to one call, in bytes. */
+  maxResultBytes: number;
+  /** Deadline of a tool call when the tool sets no `timeoutMs`. */
+  defaultToolTimeoutMs: number;
+  /** Calls of one tool in flight per connection when the tool sets no `maxConcurrency`. */
+  defaultToolMaxConcurrency: number;
+  metricTimeoutMs: number;
+  lmTimeoutMs: number;
+}
+
+/** How much the operator's LM allow-lists admit: counts, never the entries. */
+export interface LMAllowLists {
+  /** Entries of the api_base allow-list; 0: `configureLm`'s `apiBase` may only name the sidecar's own default endpoint (or none). */
+  apiBaseCount: number;
+  /** Patterns of the api_key_env allow-list; 0: `apiKeyEnv` may only name the sidecar's own default key variable (or none). */
+  keyEnvPatternCount: number;
+}
+
+/** The limits a sidecar enforces (`serverInfo().limits`); 0 means unlimited where a field says so. */
+export interface ServerLimits {
+  /** Most sessions at once; 0 = unlimited. */
+  maxSessions: number;
+  /** Most variables in one session; 0 = unlimited. */
+  maxVariablesPerSession: number;
+  /** Largest serialized variable value in bytes; 0 = unlimited. */
+  maxValueBytes: number;
+  /** Largest gRPC message in bytes. */
+  maxMessageBytes: number;
+  /** Most RPCs served at once; 0 = unlimited. */
+  maxConcurrentRpcs: number;
+  /** Per-session byte budget; past it writes reject with `ResourceExhaustedError` (`SESSION_BUDGET_EXCEEDED`). 0 = unlimited. */
+  maxSessionBytes: number;
+  /** Most live sessions one named caller may own; 0 = unlimited. */
+  maxSessionsPerCaller: number;
+  /** Idle time after which a session expires when `createSession` gives none; 0 = never. */
+  defaultSessionTtlSeconds: number;
+  /** Longest `ttlSeconds` `createSession` accepts. */
+  maxSessionTtlSeconds: number;
+  /** Versions kept per variable in history; 0 = all. */
+  maxHistoryVersions: number;
+  requests: RequestLimits;
+  jobs: JobLimits;
+  hostCalls: HostCallLimits;
+  lmAllowLists: LMAllowLists;
+}
+
 export interface ServerInfo {
   bridgeVersion: string;
   dspyVersion: string;
@@ -255,7 +342,8 @@ export interface ServerInfo {
   variableTypes: VariableType[];
   storeBackend: string;
   pool: { workers: number; workersAlive: number; restarts: number; queueDepth: number; inFlight: number };
-  limits: { maxSessions: number; maxVariablesPerSession: number; maxValueBytes: number; maxMessageBytes: number };
+  /** The limits the sidecar enforces (0 means unlimited where a field says so). */
+  limits: ServerLimits;
   defaultLmModel: string;
   startTime?: Date;
 }
@@ -487,6 +575,55 @@ export function streamEventFromProto(m: Pb): ExecuteStreamEvent | undefined {
   return undefined;
 }
 
+function serverLimitsFromProto(m: Pb): ServerLimits {
+  const requests = m.requests ?? {};
+  const jobs = m.jobs ?? {};
+  const host = m.host_calls ?? {};
+  const allowLists = m.lm_allow_lists ?? {};
+  const duration = jobs.max_job_duration;
+  return {
+    maxSessions: m.max_sessions ?? 0,
+    maxVariablesPerSession: m.max_variables_per_session ?? 0,
+    maxValueBytes: longToNumber(m.max_value_bytes),
+    maxMessageBytes: longToNumber(m.max_message_bytes),
+    maxConcurrentRpcs: m.max_concurrent_rpcs ?? 0,
+    maxSessionBytes: longToNumber(m.max_session_bytes),
+    maxSessionsPerCaller: m.max_sessions_per_caller ?? 0,
+    defaultSessionTtlSeconds: longToNumber(m.default_session_ttl_seconds),
+    maxSessionTtlSeconds: longToNumber(m.max_session_ttl_seconds),
+    maxHistoryVersions: m.max_history_versions ?? 0,
+    requests: {
+      maxMetadataEntries: requests.max_metadata_entries ?? 0,
+      maxMetadataKeyChars: requests.max_metadata_key_chars ?? 0,
+      maxMetadataValueChars: requests.max_metadata_value_chars ?? 0,
+      maxDescriptionChars: requests.max_description_chars ?? 0,
+      maxReasonChars: requests.max_reason_chars ?? 0,
+      maxInstructionsChars: requests.max_instructions_chars ?? 0,
+      maxConfigBytes: longToNumber(requests.max_config_bytes),
+      maxDatasetExamples: requests.max_dataset_examples ?? 0,
+    },
+    jobs: {
+      maxRunningJobs: jobs.max_running_jobs ?? 0,
+      maxRunningJobsPerCaller: jobs.max_running_jobs_per_caller ?? 0,
+      maxQueuedJobsPerCaller: jobs.max_queued_jobs_per_caller ?? 0,
+      maxJobDurationMs: duration ? longToNumber(duration.seconds) * 1000 + Math.round((duration.nanos ?? 0) / 1e6) : undefined,
+      maxMetricCalls: longToNumber(jobs.max_metric_calls),
+    },
+    hostCalls: {
+      maxConnectionsPerSession: host.max_connections_per_session ?? 0,
+      maxNames: host.max_names ?? 0,
+      maxSchemaBytes: longToNumber(host.max_schema_bytes),
+      maxCallsInFlight: host.max_calls_in_flight ?? 0,
+      maxResultBytes: longToNumber(host.max_result_bytes),
+      defaultToolTimeoutMs: longToNumber(host.default_tool_timeout_ms),
+      defaultToolMaxConcurrency: host.default_tool_max_concurrency ?? 0,
+      metricTimeoutMs: longToNumber(host.metric_timeout_ms),
+      lmTimeoutMs: longToNumber(host.lm_timeout_ms),
+    },
+    lmAllowLists: { apiBaseCount: allowLists.api_base_count ?? 0, keyEnvPatternCount: allowLists.key_env_pattern_count ?? 0 },
+  };
+}
+
 export function serverInfoFromProto(r: Pb): ServerInfo {
   const pool = r.pool ?? {};
   const limits = r.limits ?? {};
@@ -506,12 +643,7 @@ export function serverInfoFromProto(r: Pb): ServerInfo {
       queueDepth: longToNumber(pool.queue_depth),
       inFlight: longToNumber(pool.in_flight),
     },
-    limits: {
-      maxSessions: limits.max_sessions ?? 0,
-      maxVariablesPerSession: limits.max_variables_per_session ?? 0,
-      maxValueBytes: longToNumber(limits.max_value_bytes),
-      maxMessageBytes: longToNumber(limits.max_message_bytes),
-    },
+    limits: serverLimitsFromProto(limits),
     defaultLmModel: r.default_lm_model ?? "",
     startTime: toTimestamp(r.start_time),
   };

@@ -46,6 +46,28 @@ describe("server", () => {
     assert.ok(info.variableTypes.includes("integer"));
     assert.equal(info.pool.workers, 0);
     assert.equal(info.defaultLmModel, "offline");
+    // The defaults the sidecar enforces.
+    assert.equal(info.limits.maxSessions, 10_000);
+    assert.equal(info.limits.requests.maxDatasetExamples, 10_000);
+    assert.deepEqual([info.limits.jobs.maxRunningJobs, info.limits.jobs.maxRunningJobsPerCaller, info.limits.jobs.maxJobDurationMs], [2, 1, 3_600_000]);
+    assert.equal(info.limits.hostCalls.defaultToolTimeoutMs, 30_000);
+    assert.deepEqual(info.limits.lmAllowLists, { apiBaseCount: 0, keyEnvPatternCount: 1 });
+  });
+
+  it("reports the limits it was started with, and never the allow-lists' entries", async () => {
+    const gateway = "http://127.0.0.1:9/internal-gateway";
+    const tuned = await startSidecar(["--max-running-jobs", "5", "--max-job-seconds", "0", "--max-session-bytes", "1048576", "--lm-allowed-api-bases", gateway]);
+    const other = new BridgeClient(tuned.target, { timeoutMs: 20_000 });
+    try {
+      const { limits } = await other.serverInfo();
+      assert.deepEqual([limits.jobs.maxRunningJobs, limits.jobs.maxRunningJobsPerCaller, limits.jobs.maxJobDurationMs], [5, 3, undefined]);
+      assert.equal(limits.maxSessionBytes, 1_048_576);
+      assert.equal(limits.lmAllowLists.apiBaseCount, 1);
+      assert.ok(!JSON.stringify(limits).includes("internal-gateway"));
+    } finally {
+      other.close();
+      await tuned.stop();
+    }
   });
 
   it("reports an unreachable sidecar as UNAVAILABLE", async () => {

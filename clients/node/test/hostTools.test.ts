@@ -28,14 +28,14 @@ async function createAgent(session: SessionHandle): Promise<void> {
 describe("host tools", () => {
   it("a ReAct module calls a Node tool; its output is the observation and reaches the prediction", async () => {
     const session = await agentSession();
-    const seen: { args: unknown; moduleId: string; timeoutMs: number }[] = [];
+    const seen: { args: unknown; moduleId: string; jobId: string; timeoutMs: number }[] = [];
     const host = await session.serve({
       tools: {
         lookup_order: {
           description: "Look up an order's status by its id",
           parameters: ORDER_SCHEMA,
           fn: (args, call) => {
-            seen.push({ args, moduleId: call.moduleId, timeoutMs: call.timeoutMs });
+            seen.push({ args, moduleId: call.moduleId, jobId: call.jobId, timeoutMs: call.timeoutMs });
             return `order ${String(args.order_id)}: shipped on Tuesday`;
           },
         },
@@ -43,12 +43,36 @@ describe("host tools", () => {
     });
     await createAgent(session);
     const result = await session.execute("agent", { order_id: "A-17" });
-    assert.deepEqual(seen.map((s) => [s.args, s.moduleId]), [[{ order_id: "A-17" }, "agent"]]);
+    assert.deepEqual(seen.map((s) => [s.args, s.moduleId, s.jobId]), [[{ order_id: "A-17" }, "agent", ""]]);
     assert.ok(seen[0]!.timeoutMs > 0);
     assert.match(String(result.outputs.status), /order A-17: shipped on Tuesday/);
     const trajectory = JSON.stringify(result.outputs.trajectory ?? result.outputs);
     assert.match(trajectory, /lookup_order/);
     assert.match(trajectory, /shipped on Tuesday/);
+    await host.close();
+    await session.delete();
+  });
+
+  it("a tool called by an optimization's runs is told the job and the module", async () => {
+    const session = await agentSession();
+    const calls = new Set<string>();
+    const host = await session.serve({
+      tools: {
+        lookup_order: {
+          parameters: ORDER_SCHEMA,
+          fn: (args, call) => {
+            calls.add(`${call.jobId}/${call.moduleId}`);
+            return `order ${String(args.order_id)} shipped`;
+          },
+        },
+      },
+    });
+    await createAgent(session);
+    const orders = ["11", "12", "13"].map((id) => ({ inputs: { order_id: id }, labels: { status: `order ${id} shipped` } }));
+    const job = await session.startOptimization("agent", "LabeledFewShot", orders, "contains", { valset: orders.slice(0, 2) });
+    const done = await session.waitOptimization(job.jobId, { maxWaitMs: 120_000 });
+    assert.equal(done.status, "SUCCEEDED", done.error?.message);
+    assert.deepEqual([...calls], [`${job.jobId}/agent`]);
     await host.close();
     await session.delete();
   });
@@ -183,6 +207,20 @@ describe("host tools", () => {
     const gone = await rejectsWith(session.execute("agent", { order_id: "D-1" }), UnavailableError);
     assert.equal(gone.reason, "HOST_DISCONNECTED");
     assert.ok(gone.retryable);
+    await session.delete();
+  });
+});
+
+describe("host tools and the client's close", () => {
+  it("closing the client stops the serve connections made through it", async () => {
+    const session = await agentSession();
+    const own = new BridgeClient(env.sidecar.target, { timeoutMs: 30_000 });
+    const host = await own.session(session.sessionId).serve({ tools: { lookup_order: { parameters: ORDER_SCHEMA, fn: () => "served" } } });
+    await createAgent(session);
+    own.close();
+    await host.done; // resolves: serving ended as by host.close()
+    const gone = await rejectsWith(session.execute("agent", { order_id: "F-1" }), UnavailableError);
+    assert.equal(gone.reason, "HOST_DISCONNECTED");
     await session.delete();
   });
 });

@@ -162,6 +162,7 @@ def job_main(
         try:
             with tracing.span("job", {"dspy_bridge.runner": runner}, parent=trace_parent):
                 reporter.phases = tracing.PhaseSpans()
+                reporter.phases.parent_new_spans()  # e.g. host metric calls, from any thread
                 try:
                     result = load_runner(runner)(payload, reporter)
                 finally:

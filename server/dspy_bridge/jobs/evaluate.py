@@ -32,7 +32,7 @@ import dspy
 import grpc
 
 from dspy_bridge.errors import BridgeError, Reason, invalid_argument
-from dspy_bridge.jobs.host_metrics import FrontSyncCaller, check_offered
+from dspy_bridge.jobs.host_metrics import HostMetric, check_offered
 from dspy_bridge.jobs.metrics import BuiltinMetric, Metric, resolve_metric
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import LMSpec, PyValue
@@ -232,7 +232,7 @@ async def score_examples(
                 score = 0.0
                 error: BridgeError | None = None
                 try:
-                    score = float(await asyncio.to_thread(metric, ex, pred, None))
+                    score = float(await _score(metric, ex, pred))
                 except HostUnavailable as signal:  # never scored without the metric
                     raise signal.error from None
                 except Exception as exc:
@@ -255,6 +255,14 @@ async def score_examples(
         usage = usage + r.usage
     score = sum(r.score for r in results) / total if total else 0.0
     return Scored(results, score, usage, (time.perf_counter() - start) * 1000)
+
+
+async def _score(metric: Metric, example: dspy.Example, prediction: dspy.Prediction) -> Any:
+    """A host metric is awaited (its call is cancelled with the evaluation and holds no
+    thread); any other metric is sync code (an LM judge, a plugin) and runs in a thread."""
+    if isinstance(metric, HostMetric):
+        return await metric.acall(example, prediction)
+    return await asyncio.to_thread(metric, example, prediction, None)
 
 
 def with_params(
@@ -362,13 +370,10 @@ class Evaluator:
         judge = CallRecorder() if lm is not None else None  # counts the judge's LM calls
         if judge is not None and lm is not None:
             lm = judge.bind(lm)
-        caller = None
         if host is not None:  # the session's host metric: offered now, called through the hub
-            hosts = modules.hosts
-            check_offered(hosts.names(session_id, "metric") if hosts else [], host)
-            caller = FrontSyncCaller(hosts, asyncio.get_running_loop()) if hosts else None
+            check_offered(modules.hosts.names(session_id, "metric") if modules.hosts else [], host)
         metric = resolve_metric(
-            metric_name, metric_options, signature, lm, session_id=session_id, host=caller
+            metric_name, metric_options, signature, lm, session_id=session_id, host=modules.hosts
         )
         check_metric_labels(metric, dataset)
         requests: list[ExecutionRequest] = []

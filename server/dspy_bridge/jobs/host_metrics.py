@@ -7,10 +7,13 @@ labels, the prediction's fields, the options) to a connection of the session off
 returns `dspy.Prediction(score=..., feedback=...)`, which DSPy's evaluators and optimizers read
 as a number and GEPA reads as its textual feedback.
 
-Where it runs: Evaluate scores in the front (through the hub, `FrontSyncCaller`), optimizations
-in their job process (through the process's channel to the front, `jobs/host_channel.py`). A
-`HostMetric` pickles as its name, options, session and job, and finds its way to the host in
-whichever process it is unpickled.
+Where it runs: Evaluate scores in the front, awaiting the hub on the front's event loop
+(`acall`): no thread waits on the host, so a host that is slow or silent holds only its own
+evaluation, and a cancelled evaluation cancels its calls (the host gets `cancel`).
+Optimizations score in their job process, where DSPy calls the metric from its threads
+(through the process's channel to the front, `jobs/host_channel.py`). A `HostMetric` pickles
+as its name, options, session and job, and finds its way to the host in whichever process it
+is unpickled.
 
 A host error for one example fails that example (score 0, its error recorded). A host that is
 gone is different: the call waits up to `host_reconnect_wait_seconds` for the metric to be
@@ -23,10 +26,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import dspy
+from opentelemetry.trace import Span
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.model import PyValue, Tensor
 from dspy_bridge.runtime.host_calls import (
@@ -34,7 +40,6 @@ from dspy_bridge.runtime.host_calls import (
     PROCESS_HOST,
     HostCaller,
     HostReply,
-    HostRequest,
     HostUnavailable,
     MetricCall,
     MetricReply,
@@ -42,21 +47,6 @@ from dspy_bridge.runtime.host_calls import (
     host_disconnected,
     unavailable,
 )
-
-
-class FrontSyncCaller:
-    """`SyncHostCaller` for metric code running in a thread of the front process: the call runs
-    on the front's event loop (`hub.call`) and the thread waits for it."""
-
-    def __init__(self, host: HostCaller, loop: asyncio.AbstractEventLoop) -> None:
-        self._host = host
-        self._loop = loop
-
-    def call_host_sync(
-        self, session_id: str, request: HostRequest, timeout_s: float | None
-    ) -> HostReply:
-        coroutine = self._host.call_host(session_id, request, timeout_s)
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
 
 def _plain(value: Any) -> PyValue:
@@ -85,12 +75,16 @@ class HostMetric:
         session_id: str = "",
         job_id: str = "",
         caller: SyncHostCaller | None = None,
+        async_caller: HostCaller | None = None,
     ) -> None:
+        """`async_caller`: the hub, in the front (`acall` awaits it); `caller`: the way to the
+        host for sync calls (default: the job process's channel)."""
         self.name = name
         self.options = dict(options)
         self.session_id = session_id
         self.job_id = job_id
         self._caller = caller
+        self._async_caller = async_caller
 
     def __repr__(self) -> str:
         return f"HostMetric({PREFIX}{self.name})"
@@ -101,12 +95,45 @@ class HostMetric:
 
     def __call__(self, example: Any, prediction: Any, trace: Any = None, *args: Any) -> Any:
         caller = self._caller or PROCESS_HOST.caller
-        session = self.session_id or PROCESS_HOST.session_id
         if caller is None:
             raise HostUnavailable(host_disconnected("metric", self.name))
+        with self._span() as span:
+            try:
+                request = self._request(example, prediction)
+                reply = caller.call_host_sync(self._session(), request, None)
+            except BridgeError as exc:
+                raise _unavailable(exc) from None
+            return self._scored(reply, span)
+
+    async def acall(self, example: Any, prediction: Any) -> Any:
+        """The same score, awaited on this event loop through the hub when there is one (the
+        front); elsewhere the sync call in a thread."""
+        if self._async_caller is None:
+            return await asyncio.to_thread(self, example, prediction)
+        request = self._request(example, prediction)
+        with self._span() as span:
+            try:
+                reply = await self._async_caller.call_host(self._session(), request, None)
+            except BridgeError as exc:
+                raise _unavailable(exc) from None
+            return self._scored(reply, span)
+
+    def _span(self) -> AbstractContextManager[Span | None]:
+        """The call's span, `host_metric <name>` (nothing when tracing is off); a failed call
+        ends it with an error status."""
+        attributes = {"dspy_bridge.metric.name": self.name}
+        job_id = self.job_id or PROCESS_HOST.job_id
+        if job_id:
+            attributes["dspy_bridge.job_id"] = job_id
+        return tracing.span(f"host_metric {self.name}", attributes)
+
+    def _session(self) -> str:
+        return self.session_id or PROCESS_HOST.session_id
+
+    def _request(self, example: Any, prediction: Any) -> MetricCall:
         inputs = example.inputs() if hasattr(example, "inputs") else example
         labels = example.labels() if hasattr(example, "labels") else {}
-        request = MetricCall(
+        return MetricCall(
             self.name,
             _fields(inputs),
             _fields(labels),
@@ -114,16 +141,19 @@ class HostMetric:
             self.options,
             self.job_id or PROCESS_HOST.job_id,
         )
-        try:
-            reply = caller.call_host_sync(session, request, None)
-        except BridgeError as exc:
-            if exc.reason == Reason.HOST_DISCONNECTED:
-                raise HostUnavailable(exc) from None
-            raise
+
+    def _scored(self, reply: HostReply, span: Span | None) -> Any:
         assert isinstance(reply, MetricReply)
         if reply.error:
             raise ValueError(f"the host metric {PREFIX}{self.name} failed: {reply.error[:500]}")
+        if span is not None:
+            span.set_attribute("dspy_bridge.metric.score", float(reply.score))
         return dspy.Prediction(score=float(reply.score), feedback=reply.feedback)
+
+
+def _unavailable(exc: BridgeError) -> BaseException:
+    """A host that is gone ends the evaluation (`HostUnavailable`); other errors stay errors."""
+    return HostUnavailable(exc) if exc.reason == Reason.HOST_DISCONNECTED else exc
 
 
 def check_offered(offered: list[str], name: str) -> None:

@@ -7,13 +7,17 @@ starves `Execute` of CPU or of the event loop. The front:
 - creates the record QUEUED, waits for a free slot (`max_running` jobs at once; a named caller
   holds at most `per_owner_running` of them, so one caller cannot take every slot, and has at
   most `per_owner_jobs` jobs QUEUED or RUNNING — past it, RESOURCE_EXHAUSTED
-  `JOB_QUOTA_EXCEEDED`), starts the process and marks the job RUNNING;
+  `JOB_QUOTA_EXCEEDED`; on a shared store the store also counts them on every replica, in the
+  step that creates the record), starts the process and marks the job RUNNING. The slots and a
+  caller's share of them are this process's own: it runs its jobs on its own CPUs;
 - fails a job that runs longer than `max_seconds` (`JOB_TIMEOUT`) and kills its process, which
   frees its slot;
 - reads the process's messages (`child.py`) on a thread and writes progress, the result or the
   error to the store, publishing each new snapshot to `watch()` subscribers;
 - on cancel marks the job CANCELLED at once and stops the process (SIGTERM, then SIGKILL after
   `kill_grace` seconds);
+- however a job ends (done, failed, cancelled, timed out, its process dead), the `host:` calls
+  its process still has in flight are cancelled (the host gets `cancel`);
 - on close (server stop) kills every job process and marks the jobs INTERRUPTED; a server that
   died without closing has its jobs marked INTERRUPTED by `store.mark_running_jobs_interrupted`
   at the next start.
@@ -45,7 +49,7 @@ from typing import Any
 import grpc
 
 from dspy_bridge import tracing
-from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
+from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.jobs.child import job_main
 from dspy_bridge.log import get_logger
 from dspy_bridge.model import (
@@ -60,6 +64,7 @@ from dspy_bridge.runtime.host_calls import HostRequest, host_disconnected, kind_
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.host_hub import HostHub
 from dspy_bridge.store.base import SessionStore
+from dspy_bridge.store.quotas import job_quota_exceeded
 
 log = get_logger(__name__)
 
@@ -99,10 +104,20 @@ class _Handle:
     owner: str = ""
     process: multiprocessing.process.BaseProcess | None = None
     cancelled: bool = False
+    #: Whether it got its slots; until then it is QUEUED and a cancel ends its task at once.
+    admitted: bool = False
     task: asyncio.Task[None] | None = None
     messages: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     #: Set once the manager is done with the job (it left `running_jobs()`).
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Its process's `host:` calls in flight on the hub, cancelled when the job ends.
+    host_calls: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def running_share(max_running: int, per_owner_running: int) -> int:
+    """Job slots one named caller may hold: `per_owner_running`, or (0) half of the server's
+    `max_running`, rounded up (GetServerInfo reports the same figure)."""
+    return per_owner_running or (max(1, max_running) + 1) // 2
 
 
 class JobManager:
@@ -128,7 +143,7 @@ class JobManager:
         self.max_running = max(1, max_running)
         self._slots = asyncio.Semaphore(self.max_running)
         #: Slots one named caller may hold (0: half of max_running, rounded up).
-        self.per_owner_running = per_owner_running or (self.max_running + 1) // 2
+        self.per_owner_running = running_share(self.max_running, per_owner_running)
         self._owner_slots: dict[str, asyncio.Semaphore] = {}
         #: Jobs one caller may have QUEUED or RUNNING (0: no limit).
         self.per_owner_jobs = per_owner_jobs
@@ -159,7 +174,10 @@ class JobManager:
                 grpc.StatusCode.UNAVAILABLE, Reason.DRAINING, "the server is shutting down"
             )
         self._check_quota(owner)
-        created = await self._store.create_job(job)
+        # A shared store counts the caller's active jobs on every replica in the same step.
+        created = await self._store.create_job(
+            job, owner=owner, max_active_per_owner=self.per_owner_jobs
+        )
         handle = _Handle(job.session_id, job.job_id, owner)
         self._handles[job.job_id] = handle
         handle.task = asyncio.create_task(self._run(handle, runner, payload, on_success))
@@ -170,6 +188,7 @@ class JobManager:
     ) -> None:
         try:
             async with self._owner_slot(handle.owner), self._slots:
+                handle.admitted = True
                 if handle.cancelled or self._closed:
                     return
                 await self._execute_within_limit(handle, runner, payload, on_success)
@@ -184,6 +203,8 @@ class JobManager:
             )
         finally:
             self._stop_process(handle, wait=False)
+            for call in handle.host_calls:  # the host gets `cancel`; nobody awaits the answer
+                call.cancel()
             self._handles.pop(handle.job_id, None)
             handle.stopped.set()
 
@@ -192,14 +213,7 @@ class JobManager:
             return
         active = sum(1 for h in self._handles.values() if h.owner == owner)
         if active >= self.per_owner_jobs:
-            raise resource_exhausted(
-                Reason.JOB_QUOTA_EXCEEDED,
-                f"{active} of your jobs are queued or running, the most one caller may have "
-                f"(--max-queued-jobs-per-caller {self.per_owner_jobs}); wait for one to finish "
-                "or cancel one",
-                limit=str(self.per_owner_jobs),
-                active=str(active),
-            )
+            raise job_quota_exceeded(active, self.per_owner_jobs)
 
     def _owner_slot(self, owner: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """The named caller's share of the slots; callers that are not named share them all."""
@@ -280,7 +294,9 @@ class JobManager:
             count_reported_usage(message.get("usage"))
             kind = message.get("type")
             if kind == "host_call":
-                self._background(self._host_call(handle, parent, message))
+                call = self._background(self._host_call(handle, parent, message))
+                handle.host_calls.add(call)
+                call.add_done_callback(handle.host_calls.discard)
             elif kind == "progress":
                 await self._progress(handle, message)
             elif kind == "result":
@@ -307,10 +323,11 @@ class JobManager:
             ),
         )
 
-    def _background(self, coroutine: Any) -> None:
+    def _background(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _host_call(self, handle: _Handle, conn: Connection, message: dict[str, Any]) -> None:
         """Runs a job process's `host:` call on the hub and answers on its pipe. A host gone
@@ -553,6 +570,7 @@ class JobManager:
         handle = self._handles.get(job_id)
         if handle is not None:
             handle.cancelled = True
+            self._drop_if_queued(handle)
         try:
             job = await self._store.update_job(
                 session_id,
@@ -582,8 +600,16 @@ class JobManager:
         for handle in list(self._handles.values()):
             if handle.session_id == session_id:
                 handle.cancelled = True
+                self._drop_if_queued(handle)
                 self._stop_process(handle, wait=False)
                 handle.messages.put_nowait(None)
+
+    @staticmethod
+    def _drop_if_queued(handle: _Handle) -> None:
+        """A cancelled job still waiting for a slot leaves the queue now, not when a slot frees:
+        its place and its caller's quota (`per_owner_jobs`) are free at once."""
+        if handle.task is not None and not handle.admitted:
+            handle.task.cancel()
 
     def _stop_process(self, handle: _Handle, *, wait: bool) -> None:
         process = handle.process

@@ -56,7 +56,7 @@ from dspy.evaluate import metrics as dspy_metrics
 from dspy_bridge.errors import BridgeError, Reason, failed_precondition, invalid_argument
 from dspy_bridge.jobs.host_metrics import HostMetric
 from dspy_bridge.model.patterns import MAX_PATTERN_CHARS, HostPattern, PatternError, compile_pattern
-from dspy_bridge.runtime.host_calls import SyncHostCaller, host_name
+from dspy_bridge.runtime.host_calls import HostCaller, host_name
 from dspy_bridge.runtime.signatures import SignatureSpec
 
 __all__ = [
@@ -535,7 +535,7 @@ def resolve_metric(
     lm: dspy.BaseLM | None = None,
     *,
     session_id: str = "",
-    host: SyncHostCaller | None = None,
+    host: HostCaller | None = None,
 ) -> Metric:
     """The metric called `name` with validated `options`, for a module with `signature`.
 
@@ -545,7 +545,7 @@ def resolve_metric(
     (`UNKNOWN_METRIC`, `INVALID_METRIC_OPTIONS`)."""
     bare = host_name(name)
     if bare is not None:
-        return HostMetric(bare, options, session_id, caller=host)
+        return HostMetric(bare, options, session_id, async_caller=host)
     if name in _ALLOWED:
         validated = _validate(name, options, signature)
         return BuiltinMetric(name, options, signature, lm, validated)

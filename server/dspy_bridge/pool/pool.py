@@ -48,7 +48,14 @@ from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import POOL_QUEUE_DEPTH, WORKER_RESTARTS
 from dspy_bridge.pool.host_channel import FrontHostCalls
-from dspy_bridge.pool.protocol import Message, RecordKey, encode, read_message, record_key
+from dspy_bridge.pool.protocol import (
+    HANDED_OVER_NS,
+    Message,
+    RecordKey,
+    encode,
+    read_message,
+    record_key,
+)
 from dspy_bridge.pool.worker import RECORDS_KEPT
 from dspy_bridge.runtime.executor import (
     ExecutionEvent,
@@ -571,6 +578,8 @@ class WorkerPool:
             "host_tools": req.host_tools,
             "trace_parent": tracing.carrier(),  # the worker's spans join the caller's trace
         }
+        if tracing.enabled():  # the worker's `worker queue wait` span starts now
+            fields[HANDED_OVER_NS] = time.time_ns()
         call = _Call(next(self._ids), stream, record_key(req.record), req, fields)
         handle.in_flight[call.id] = call
         self._update_idle()

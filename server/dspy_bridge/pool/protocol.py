@@ -8,7 +8,9 @@ microseconds per execution, far below an execution's own cost (see docs/pool.md)
 Messages are tuples whose first item is the kind:
 
 front -> worker
-    ("exec", call_id, stream, key, record | None, request)  record None: the worker has `key`
+    ("exec", call_id, stream, key, record | None, request)  record None: the worker has `key`;
+                                                `request`: ExecutionRequest's fields, plus
+                                                HANDED_OVER_NS when tracing is on
     ("cancel", call_id)
     ("forget", session_id)
     ("drain",)                                  finish what is in flight, then exit
@@ -35,6 +37,10 @@ import struct
 from typing import Any
 
 from dspy_bridge.model import ModuleRecord
+
+#: In an `exec` request when tracing is on: `time.time_ns()` when the front handed the call to
+#: the worker, the start of the worker's `worker queue wait` span.
+HANDED_OVER_NS = "handed_over_ns"
 
 _HEADER = struct.Struct("!I")
 MAX_FRAME = 1 << 30

@@ -25,11 +25,12 @@ from typing import Any
 
 import grpc
 
+from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason
 from dspy_bridge.loop import EventLoopName, run
 from dspy_bridge.model import ModuleRecord
 from dspy_bridge.pool.host_channel import WorkerHostChannel
-from dspy_bridge.pool.protocol import Message, RecordKey, encode, read_message
+from dspy_bridge.pool.protocol import HANDED_OVER_NS, Message, RecordKey, encode, read_message
 from dspy_bridge.runtime.executor import (
     ExecutionRequest,
     InProcessExecutor,
@@ -125,9 +126,10 @@ class Worker:
         if known is None:
             self.send(("miss", call_id))
             return
+        handed_over_ns = fields.pop(HANDED_OVER_NS, 0)
         request = ExecutionRequest(record=known, **fields)
         self.idle.clear()
-        task = asyncio.create_task(self._call(call_id, stream, request))
+        task = asyncio.create_task(self._call(call_id, stream, request, handed_over_ns))
         self.tasks[call_id] = task
         task.add_done_callback(lambda done: self._finished(call_id, done))
 
@@ -146,7 +148,14 @@ class Worker:
             self._rss_sent = now
             self.send(("rss", rss_bytes()))
 
-    async def _call(self, call_id: int, stream: bool, request: ExecutionRequest) -> None:
+    async def _call(
+        self, call_id: int, stream: bool, request: ExecutionRequest, handed_over_ns: int = 0
+    ) -> None:
+        if handed_over_ns:  # tracing is on: the wait since the front handed the call over
+            attributes = {"process.pid": os.getpid()}
+            tracing.elapsed_span(
+                "worker queue wait", handed_over_ns, request.trace_parent, attributes
+            )
         try:
             if stream:
                 async for event in self.executor.execute_stream(request):
@@ -185,8 +194,6 @@ def main(argv: list[str]) -> None:
     if len(argv) > 3 and argv[3] in ("uvloop", "asyncio"):
         event_loop = "uvloop" if argv[3] == "uvloop" else "asyncio"
     configure_logging(level, "console" if fmt == "console" else "json")
-    from dspy_bridge import tracing
-
     tracing.configure_tracing()  # from the environment the front passed on
     try:
         run(serve(int(argv[0])), event_loop)

@@ -12,7 +12,8 @@ channels, for every other process):
 - **Deadlines.** A call's deadline is the smaller of the name's timeout (the tool's
   `timeout_ms`, or the server's metric / LM timeout) and the caller's remaining time. At the
   deadline the caller gets DEADLINE_EXCEEDED `HOST_CALL_TIMEOUT` and the host a `cancel`; an
-  answer after that (or for a call_id never sent on that stream) is ignored and logged.
+  answer after that (or for a call_id never sent on that stream) is ignored and logged (one
+  line a second at most, counting the rest).
 - **Cancellation.** A caller that goes away (its execution cancelled) sends `cancel` at once.
 - **Disconnects.** The calls of a connection that drops go to another live connection offering
   the name, within their deadline; with none, a tool call fails UNAVAILABLE
@@ -20,7 +21,9 @@ channels, for every other process):
   optimization) waits up to `host_reconnect_wait_seconds` for the name to be offered again.
 - **Bounds.** Everything a host controls is bounded by settings: connections per session,
   names per hello, schema size, calls in flight per connection, the size of one answer
-  (a bigger answer fails that call only, RESOURCE_EXHAUSTED `HOST_RESULT_TOO_LARGE`).
+  (a bigger answer fails that call only, RESOURCE_EXHAUSTED `HOST_RESULT_TOO_LARGE`), and the
+  numbers in an answer (token counts 0..2^31-1, finite scores; else that call fails UNKNOWN
+  `HOST_PROTOCOL_ERROR`).
 - **Isolation.** Names are per session: a session's host tools, metrics and LMs are invisible
   to every other session.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import secrets
 import time
@@ -51,7 +55,7 @@ from dspy_bridge.errors import (
     resource_exhausted,
     session_not_found,
 )
-from dspy_bridge.log import get_logger
+from dspy_bridge.log import RateLimited, get_logger
 from dspy_bridge.runtime.host_calls import (
     PREFIX,
     HostReply,
@@ -67,12 +71,17 @@ from dspy_bridge.runtime.host_calls import (
 )
 
 log = get_logger(__name__)
+#: Answers to unknown or finished calls cost a host nothing to send: one line a second at most.
+IGNORED_LOG_EVERY_S = 1.0
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _MAX_PROPERTIES = 64
 _MAX_DESCRIPTION = 4_000
 _MAX_TIMEOUT_MS = 3_600_000
+#: Most tokens one host LM answer may report per count (int32): sums over any evaluation or
+#: job stay far inside int64.
+MAX_REPORTED_TOKENS = 2**31 - 1
 
 
 _REPLY_TYPES: dict[Kind, type] = {"tool": ToolReply, "metric": MetricReply, "lm": LMReply}
@@ -196,6 +205,7 @@ class HostHub:
         self._settings = settings
         self._sessions: dict[str, _Session] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._ignored_log = RateLimited(log, IGNORED_LOG_EVERY_S)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -427,10 +437,11 @@ class HostHub:
         self, connection: HostConnection, call_id: str, reply: HostReply, size: int
     ) -> None:
         """An answer from the host. Unknown, finished or late calls are ignored and logged; an
-        answer of the wrong kind or over `host_max_result_bytes` fails that call only."""
+        answer of the wrong kind, over `host_max_result_bytes` or with a number out of range (token
+        counts, a non-finite score) fails that call only."""
         pending = connection.pending.pop(call_id, None)
         if pending is None or pending.future.done():
-            log.info(
+            self._ignored_log.info(
                 "host answer ignored: unknown or finished call",
                 session_id=connection.session_id,
                 connection_id=connection.id,
@@ -455,6 +466,14 @@ class HostHub:
                     f"bytes; at most {limit} (host_max_result_bytes)",
                     limit=str(limit),
                     size=str(size),
+                )
+            )
+        elif (problem := _out_of_range(reply)) is not None:
+            pending.future.set_exception(
+                BridgeError(
+                    grpc.StatusCode.UNKNOWN,
+                    Reason.HOST_PROTOCOL_ERROR,
+                    f"the host's answer to {pending.kind} {PREFIX}{pending.name}: {problem}",
                 )
             )
         else:
@@ -633,6 +652,21 @@ class HostHub:
         task = asyncio.get_running_loop().create_task(notify())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _out_of_range(reply: HostReply) -> str | None:
+    """What is wrong with a number in an answer, or None. Token counts feed usage sums (int64
+    on the wire) and counters; scores feed means and optimizers, where a NaN poisons all."""
+    if isinstance(reply, LMReply):
+        for name, count in (
+            ("prompt_tokens", reply.prompt_tokens),
+            ("completion_tokens", reply.completion_tokens),
+        ):
+            if not 0 <= count <= MAX_REPORTED_TOKENS:
+                return f"usage.{name} is {count}; it must be 0..{MAX_REPORTED_TOKENS}"
+    if isinstance(reply, MetricReply) and not reply.error and not math.isfinite(reply.score):
+        return f"score is {reply.score}; it must be a finite number"
+    return None
 
 
 def _bad(path: str, message: str) -> BridgeError:

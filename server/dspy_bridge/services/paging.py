@@ -5,6 +5,7 @@ state can make a read exceed the message limit."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -21,6 +22,11 @@ def page_token(kind: str, offset: int) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode()
 
 
+#: The offset a token may carry: its digits as this server writes them, short enough for any
+#: store's OFFSET (SQLite's is a signed 64-bit integer; a forged larger one was INTERNAL).
+_OFFSET = re.compile(r"[0-9]{1,18}")
+
+
 def offset_from_token(kind: str, token: str) -> int:
     """The offset a token stands for; INVALID_ARGUMENT for a token this server did not issue
     for this kind of list. An empty token is the first page."""
@@ -28,9 +34,9 @@ def offset_from_token(kind: str, token: str) -> int:
         return 0
     try:
         tag, _, raw = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        offset = int(raw)
-        if tag != kind or offset < 0:
+        if tag != kind or not _OFFSET.fullmatch(raw):
             raise ValueError(token)
+        offset = int(raw)
     except ValueError:
         raise invalid_argument(
             Reason.INVALID_REQUEST, "page_token is not one this server issued", "page_token"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import weakref
 from collections.abc import Awaitable, Callable
 
 from dspy_bridge.config import Settings
@@ -13,7 +12,6 @@ from dspy_bridge.errors import (
     BridgeError,
     Reason,
     invalid_argument,
-    resource_exhausted,
     session_not_found,
 )
 from dspy_bridge.log import get_logger
@@ -52,9 +50,6 @@ class SessionService:
         self._clock = clock
         self._gone_hooks: list[SessionGoneHook] = []
         self._owners: dict[str, str] = {}  # session id -> owner, for check_owner
-        self._create_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
 
     def on_session_gone(self, hook: SessionGoneHook) -> None:
         self._gone_hooks.append(hook)
@@ -85,45 +80,16 @@ class SessionService:
             expire_time=now + ttl if ttl else None,
             owner=owner,
         )
-        if owner and self._settings.max_sessions_per_caller:
-            async with self._owner_lock(owner):  # count and create as one step per caller
-                await self._check_caller_quota(owner)
-                created = await self._store.create_session(
-                    session, max_sessions=self._settings.max_sessions
-                )
-        else:
-            created = await self._store.create_session(
-                session, max_sessions=self._settings.max_sessions
-            )
+        # The caller's share is counted by the store in the same step as the create, so it
+        # holds across replicas on a shared store.
+        created = await self._store.create_session(
+            session,
+            max_sessions=self._settings.max_sessions,
+            max_per_owner=self._settings.max_sessions_per_caller if owner else 0,
+        )
         if not self._store.shared:
             self._owners[created.session_id] = created.owner
         return created
-
-    def _owner_lock(self, owner: str) -> asyncio.Lock:
-        lock = self._create_locks.get(owner)
-        if lock is None:
-            lock = self._create_locks[owner] = asyncio.Lock()
-        return lock
-
-    async def _check_caller_quota(self, owner: str) -> None:
-        """RESOURCE_EXHAUSTED `SESSION_QUOTA_EXCEEDED` when `owner` owns its most live sessions
-        (`max_sessions_per_caller`): one caller must not fill the server for the others."""
-        limit = self._settings.max_sessions_per_caller
-        now = self._clock()
-        owned, offset = 0, 0
-        while True:  # pages of the sessions `owner` sees (its own and unowned ones)
-            rows = await self._store.list_sessions(offset=offset, limit=1_000, visible_to=owner)
-            owned += sum(1 for s in rows if s.owner == owner and not s.expired(now))
-            if owned >= limit:
-                raise resource_exhausted(
-                    Reason.SESSION_QUOTA_EXCEEDED,
-                    f"you own {owned} live sessions, the most one caller may "
-                    f"(--max-sessions-per-caller {limit}); delete one or let one expire",
-                    limit=str(limit),
-                )
-            if len(rows) < 1_000:
-                return
-            offset += len(rows)
 
     async def get(self, session_id: str) -> Session:
         session = await self._store.get_session(session_id)

@@ -13,7 +13,7 @@ import fnmatch
 import secrets
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -74,6 +74,30 @@ class SessionGone:
 
 
 WatchEvent = Change | Resync | SessionGone
+
+
+class WatchStream(AsyncIterator[WatchEvent]):
+    """A watch's events. `aclose()` ends the subscription even if no event was ever read: a
+    call cancelled between subscribing and its first event (while sending its headers) never
+    starts the generator, so the generator's own `finally` would not run and the watcher would
+    stay in the hub, offered every later change, until the session ends."""
+
+    def __init__(
+        self, events: AsyncGenerator[WatchEvent, None], watcher: Watcher, hub: WatchHub
+    ) -> None:
+        self._events = events
+        self._watcher = watcher
+        self._hub = hub
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        self._hub.unsubscribe(self._watcher)  # idempotent: the generator may have done it
 
 
 class VariableService:
@@ -322,20 +346,25 @@ class VariableService:
         include_initial: bool,
         *,
         resume_token: str = "",
-    ) -> AsyncIterator[WatchEvent]:
-        """Validates the request, then returns the event stream (so errors surface before it).
-        With `resume_token`, the stream continues right after the event that carried it."""
+    ) -> WatchStream:
+        """Validates the request, then returns the event stream (so errors surface before it);
+        the caller must `aclose()` it. With `resume_token`, the stream continues right after
+        the event that carried it."""
         resume = Position.parse(resume_token) if resume_token else None
         await self._store.get_session(session_id)
         wanted = [await self._store.get_variable(session_id, n) for n in names]
         ids = [v.id for v in wanted] if names else None
         watcher = await self._hub.subscribe(session_id, ids, resume)
         initial: list[Variable] = []
-        if include_initial:
-            # Read after subscribing: a change racing with this read is then either in the
-            # snapshot or in the queue, and the version filter below drops the duplicate.
-            initial = await self._current(session_id, watcher.ids)
-        return self._stream(session_id, watcher, initial)
+        try:
+            if include_initial:
+                # Read after subscribing: a change racing with this read is then either in the
+                # snapshot or in the queue, and the version filter below drops the duplicate.
+                initial = await self._current(session_id, watcher.ids)
+        except BaseException:  # refused or cancelled: the subscription must not outlive it
+            self._hub.unsubscribe(watcher)
+            raise
+        return WatchStream(self._stream(session_id, watcher, initial), watcher, self._hub)
 
     async def _current(self, session_id: str, ids: frozenset[str] | None) -> list[Variable]:
         variables = await self._store.list_variables(session_id)
@@ -343,7 +372,7 @@ class VariableService:
 
     async def _stream(
         self, session_id: str, watcher: Watcher, initial: list[Variable]
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         last_sent: dict[str, int] = {}
         WATCHERS.inc()
         try:

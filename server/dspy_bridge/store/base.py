@@ -36,9 +36,14 @@ class SessionStore(ABC):
     # -- sessions -------------------------------------------------------------------------
 
     @abstractmethod
-    async def create_session(self, session: Session, *, max_sessions: int) -> Session:
+    async def create_session(
+        self, session: Session, *, max_sessions: int, max_per_owner: int = 0
+    ) -> Session:
         """Stores a new session. ALREADY_EXISTS if the id is taken; RESOURCE_EXHAUSTED when
-        `max_sessions` (0 = unlimited) live sessions exist already."""
+        `max_sessions` (0 = unlimited) sessions exist already (SESSION_LIMIT), or when
+        `session.owner` (if named) owns `max_per_owner` (0 = unlimited) sessions unexpired at
+        `session.create_time` (SESSION_QUOTA_EXCEEDED, `quotas`). Counted and created as one
+        step."""
 
     @abstractmethod
     async def get_session(self, session_id: str) -> Session:
@@ -155,9 +160,12 @@ class SessionStore(ABC):
     # -- jobs -----------------------------------------------------------------------------
 
     @abstractmethod
-    async def create_job(self, job: Job) -> Job:
+    async def create_job(self, job: Job, *, owner: str = "", max_active_per_owner: int = 0) -> Job:
         """Stores a new job record. NOT_FOUND (session), ALREADY_EXISTS (job_id, reason
-        JOB_ALREADY_EXISTS). Jobs are owned by their session: deleting it deletes them."""
+        JOB_ALREADY_EXISTS). Jobs are owned by their session: deleting it deletes them.
+        A shared store also refuses it (JOB_QUOTA_EXCEEDED, `quotas`) when the named `owner` has
+        `max_active_per_owner` (0 = unlimited) active jobs on any server; a single-server store
+        leaves that count to the `JobManager`, which sees all of its server's jobs."""
 
     @abstractmethod
     async def get_job(self, session_id: str, job_id: str) -> Job:
@@ -200,6 +208,16 @@ class SessionStore(ABC):
         """Marks INTERRUPTED the active jobs whose server is gone (lease lapsed); returns them.
         A single-server store has none (its jobs are marked at start)."""
         return []
+
+    # -- the per-session byte budget -------------------------------------------------------
+
+    def keep_budget(self, max_bytes: int) -> bool:
+        """Asks the store to keep the per-session byte budget itself (`sizes`: checked and
+        counted in the same step as each write, next to the data). True when it does: a shared
+        store must, or a session could hold its budget once per replica. False (the default):
+        the server wraps the store in a `BudgetedStore`, which counts in its own memory."""
+        del max_bytes
+        return False
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""A per-session byte budget around any store: what one session may keep, history included.
+"""A per-session byte budget kept in this process, around a store one server owns.
 
-`BudgetedStore` wraps a `SessionStore` and counts, per session, the bytes it keeps:
+`BudgetedStore` wraps a single-server `SessionStore` (memory, sqlite) and counts, per session,
+the bytes it keeps (the measure is `sizes`'s, shared with every store):
 
 - every variable's name, description, metadata and constraints, and every *kept* history entry
   (value, source, reason) — the store keeps the last `history_limit` versions, and so does the
@@ -13,24 +14,27 @@ A write that would take the session past `max_bytes` fails RESOURCE_EXHAUSTED
 `SESSION_BUDGET_EXCEEDED` (with `limit`, `used` and `needed` in the metadata) and changes
 nothing. The count starts from the session's stored contents the first time a session from an
 earlier run is written to (one read of its variables, history, modules and jobs), and is
-dropped with the session. Deleting a large session also asks the C allocator to hand its freed
-memory back to the OS (glibc's `malloc_trim`), so a deleted session's bytes do not stay resident.
+dropped with the session. A write and its count are one step that runs to its end even when the
+caller is cancelled (`_to_the_end`): a store whose write is under way commits it anyway (SQLite
+finishes its transaction on its thread), and a commit the count missed would let a host that
+cancels its writes keep far more than the budget. Deleting a large session also asks the C
+allocator to hand its freed memory back to the OS (glibc's `malloc_trim`), so a deleted
+session's bytes do not stay resident.
+
+A shared store keeps the count itself, next to the data (`SessionStore.keep_budget`): a count
+in one replica's memory would let a session hold its budget once per replica.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
-import json
 import weakref
 from collections import deque
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Collection, Sequence
+from typing import Any, TypeVar
 
-from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
 from dspy_bridge.model import (
     HistoryEntry,
     Job,
@@ -38,76 +42,34 @@ from dspy_bridge.model import (
     JobUpdate,
     LMSpec,
     ModuleRecord,
-    PyValue,
     Session,
     Variable,
     VariableWrite,
 )
-from dspy_bridge.model.validation import value_size
 from dspy_bridge.store.base import SessionStore
+from dspy_bridge.store.sizes import (
+    SessionUsage,
+    budget_exceeded,
+    entry_size,
+    job_size,
+    measure,
+    module_size,
+    session_size,
+    variable_size,
+)
 
-__all__ = ["BudgetedStore"]
+__all__ = ["BudgetedStore", "with_session_budget"]
 
-#: Bytes counted for a record's fixed fields (ids, times, version numbers) on top of its texts.
-RECORD_OVERHEAD = 256
-#: Bytes counted for a job record beyond its config and metric (progress, times, its result's
-#: summary); a job's result is the server's output and is not refused.
-JOB_OVERHEAD = 1_024
 #: Freed bytes past which a session delete asks the allocator to return memory to the OS.
 _TRIM_AFTER_BYTES = 8 << 20
 
-
-def _json_size(data: Any) -> int:
-    if not data:
-        return 0
-    return len(json.dumps(data, separators=(",", ":"), default=str).encode("utf-8", "replace"))
+T = TypeVar("T")
 
 
-def _texts_size(*texts: str) -> int:
-    return sum(len(t.encode("utf-8", "replace")) for t in texts)
-
-
-def _entry_size(value: PyValue, source: str, reason: str) -> int:
-    return value_size(value) + _texts_size(source, reason) + 32
-
-
-def _variable_size(v: Variable) -> int:
-    meta = sum(_texts_size(k, x) for k, x in v.metadata.items())
-    return (
-        RECORD_OVERHEAD
-        + _texts_size(v.name, v.description)
-        + meta
-        + _json_size(v.constraints.to_dict())
-    )
-
-
-def _module_size(record: ModuleRecord) -> int:
-    return RECORD_OVERHEAD + _json_size(record.spec) + _json_size(record.state)
-
-
-def _job_size(job: Job) -> int:
-    return JOB_OVERHEAD + _json_size(job.config) + _json_size(job.metric)
-
-
-@dataclass
-class _Usage:
-    """What one session keeps, in bytes, kept per item so deletes and trims give bytes back."""
-
-    base: int = 0  # the session record and its metadata
-    variables: dict[str, int] = field(default_factory=dict)  # id -> record bytes
-    history: dict[str, deque[int]] = field(default_factory=dict)  # id -> kept entry bytes
-    history_bytes: dict[str, int] = field(default_factory=dict)
-    modules: dict[str, int] = field(default_factory=dict)  # module_id -> all its versions
-    jobs: int = 0
-
-    def total(self) -> int:
-        return (
-            self.base
-            + sum(self.variables.values())
-            + sum(self.history_bytes.values())
-            + sum(self.modules.values())
-            + self.jobs
-        )
+def _outcome_read(task: asyncio.Future[Any]) -> None:
+    """Marks a step's outcome as read: a cancelled caller never reads it."""
+    if not task.cancelled():
+        task.exception()
 
 
 class BudgetedStore(SessionStore):
@@ -119,8 +81,11 @@ class BudgetedStore(SessionStore):
         self.shared = inner.shared
         self._max = max_bytes
         self._keep = history_limit or None
-        self._usage: dict[str, _Usage] = {}
+        self._usage: dict[str, SessionUsage] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # The memory store's methods never yield the loop, so no cancel can fall between its
+        # write and the count: its writes skip the extra task.
+        self._writes_yield = inner.backend != "memory"
 
     @property
     def inner(self) -> SessionStore:
@@ -133,71 +98,41 @@ class BudgetedStore(SessionStore):
 
     # -- accounting -------------------------------------------------------------------------
 
-    def _lock(self, session_id: str) -> contextlib.AbstractAsyncContextManager[object]:
-        # A shared store: other replicas write too, so this count is this replica's view and a
-        # lock here would only serialize this replica's writes (and their disk syncs) for nothing.
-        if self.shared:
-            return contextlib.nullcontext()
+    async def _to_the_end(self, step: Awaitable[T]) -> T:
+        """`step` (a write and its count) run to its end even if the caller is cancelled."""
+        if not self._writes_yield:
+            return await step
+        task = asyncio.ensure_future(step)
+        task.add_done_callback(_outcome_read)
+        return await asyncio.shield(task)
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
         lock = self._locks.get(session_id)
         if lock is None:
             lock = self._locks[session_id] = asyncio.Lock()
         return lock
 
-    async def _counted(self, session_id: str) -> _Usage:
+    async def _counted(self, session_id: str) -> SessionUsage:
         usage = self._usage.get(session_id)
         if usage is None:
-            usage = await self._count(session_id)
+            usage = await measure(self._inner, session_id, self._keep)
             self._usage[session_id] = usage
         return usage
 
-    async def _count(self, session_id: str) -> _Usage:
-        """The usage of a session stored by an earlier run (or another server)."""
-        session = await self._inner.get_session(session_id)
-        usage = _Usage(base=_session_size(session))
-        for variable in await self._inner.list_variables(session_id):
-            usage.variables[variable.id] = _variable_size(variable)
-            entries = await self._inner.variable_history(session_id, variable.id, limit=0)
-            sizes = deque(
-                (_entry_size(e.value, e.source, e.reason) for e in reversed(entries)),
-                maxlen=self._keep,
-            )
-            usage.history[variable.id] = sizes
-            usage.history_bytes[variable.id] = sum(sizes)
-        for module in await self._inner.list_modules(session_id):
-            total = 0
-            for version in range(1, module.version + 1):
-                try:
-                    total += _module_size(
-                        await self._inner.get_module(session_id, module.module_id, version)
-                    )
-                except BridgeError:
-                    continue
-            usage.modules[module.module_id] = total
-        usage.jobs = sum(_job_size(j) for j in await self._inner.list_jobs(session_id))
-        return usage
-
-    def _admit(self, session_id: str, usage: _Usage, needed: int) -> None:
+    def _admit(self, session_id: str, usage: SessionUsage, needed: int) -> None:
         if self._max <= 0 or needed <= 0:
             return
         used = usage.total()
         if used + needed > self._max:
-            raise resource_exhausted(
-                Reason.SESSION_BUDGET_EXCEEDED,
-                f"session {session_id!r} keeps {used:,} bytes; this write needs {needed:,} more "
-                f"and the per-session budget is {self._max:,} bytes (--max-session-bytes). "
-                "Delete variables, modules or the session, or write smaller values",
-                limit=str(self._max),
-                used=str(used),
-                needed=str(needed),
-            )
+            raise budget_exceeded(session_id, used, needed, self._max)
 
-    def _add_entry(self, usage: _Usage, variable_id: str, size: int) -> None:
+    def _add_entry(self, usage: SessionUsage, variable_id: str, size: int) -> None:
         sizes = usage.history.setdefault(variable_id, deque(maxlen=self._keep))
         dropped = sizes[0] if sizes.maxlen is not None and len(sizes) == sizes.maxlen else 0
         sizes.append(size)
         usage.history_bytes[variable_id] = usage.history_bytes.get(variable_id, 0) + size - dropped
 
-    def _growth(self, usage: _Usage, variable_id: str, size: int) -> int:
+    def _growth(self, usage: SessionUsage, variable_id: str, size: int) -> int:
         """Bytes a new history entry adds once the oldest kept one (if full) is dropped."""
         sizes = usage.history.get(variable_id)
         if sizes is not None and sizes.maxlen is not None and len(sizes) == sizes.maxlen:
@@ -206,9 +141,13 @@ class BudgetedStore(SessionStore):
 
     # -- sessions ---------------------------------------------------------------------------
 
-    async def create_session(self, session: Session, *, max_sessions: int) -> Session:
-        created = await self._inner.create_session(session, max_sessions=max_sessions)
-        self._usage[created.session_id] = _Usage(base=_session_size(created))
+    async def create_session(
+        self, session: Session, *, max_sessions: int, max_per_owner: int = 0
+    ) -> Session:
+        created = await self._inner.create_session(
+            session, max_sessions=max_sessions, max_per_owner=max_per_owner
+        )
+        self._usage[created.session_id] = SessionUsage(base=session_size(created))
         return created
 
     async def get_session(self, session_id: str) -> Session:
@@ -223,6 +162,9 @@ class BudgetedStore(SessionStore):
         return await self._inner.count_sessions()
 
     async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
+        await self._to_the_end(self._delete_session(session_id, reason))
+
+    async def _delete_session(self, session_id: str, reason: str) -> None:
         await self._inner.delete_session(session_id, reason)
         usage = self._usage.pop(session_id, None)
         if usage is not None and usage.total() >= _TRIM_AFTER_BYTES:
@@ -240,11 +182,14 @@ class BudgetedStore(SessionStore):
     # -- variables --------------------------------------------------------------------------
 
     async def create_variable(self, variable: Variable, *, max_variables: int) -> Variable:
+        return await self._to_the_end(self._create_variable(variable, max_variables))
+
+    async def _create_variable(self, variable: Variable, max_variables: int) -> Variable:
         sid = variable.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)
-            record = _variable_size(variable)
-            entry = _entry_size(variable.value, variable.source, "")
+            record = variable_size(variable)
+            entry = entry_size(variable.value, variable.source, "")
             self._admit(sid, usage, record + entry)
             created = await self._inner.create_variable(variable, max_variables=max_variables)
             usage.variables[created.id] = record
@@ -260,6 +205,9 @@ class BudgetedStore(SessionStore):
         return await self._inner.list_variables(session_id)
 
     async def delete_variable(self, session_id: str, variable_id: str) -> Variable:
+        return await self._to_the_end(self._delete_variable(session_id, variable_id))
+
+    async def _delete_variable(self, session_id: str, variable_id: str) -> Variable:
         async with self._lock(session_id):
             gone = await self._inner.delete_variable(session_id, variable_id)
             usage = self._usage.get(session_id)
@@ -272,9 +220,14 @@ class BudgetedStore(SessionStore):
     async def write_variables(
         self, session_id: str, writes: Sequence[VariableWrite], *, now: float
     ) -> list[Variable]:
+        return await self._to_the_end(self._write_variables(session_id, writes, now))
+
+    async def _write_variables(
+        self, session_id: str, writes: Sequence[VariableWrite], now: float
+    ) -> list[Variable]:
         async with self._lock(session_id):
             usage = await self._counted(session_id)
-            sizes = [_entry_size(w.value, w.source, w.reason) for w in writes]
+            sizes = [entry_size(w.value, w.source, w.reason) for w in writes]
             needed = sum(
                 self._growth(usage, w.variable_id, size)
                 for w, size in zip(writes, sizes, strict=True)
@@ -293,10 +246,13 @@ class BudgetedStore(SessionStore):
     # -- modules ----------------------------------------------------------------------------
 
     async def create_module(self, record: ModuleRecord) -> ModuleRecord:
+        return await self._to_the_end(self._create_module(record))
+
+    async def _create_module(self, record: ModuleRecord) -> ModuleRecord:
         sid = record.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)
-            size = _module_size(record)
+            size = module_size(record)
             self._admit(sid, usage, size)
             created = await self._inner.create_module(record)
             usage.modules[created.module_id] = size
@@ -316,16 +272,24 @@ class BudgetedStore(SessionStore):
     async def put_module_version(
         self, record: ModuleRecord, *, expected_version: int
     ) -> ModuleRecord:
+        return await self._to_the_end(self._put_module_version(record, expected_version))
+
+    async def _put_module_version(
+        self, record: ModuleRecord, expected_version: int
+    ) -> ModuleRecord:
         sid = record.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)
-            size = _module_size(record)
+            size = module_size(record)
             self._admit(sid, usage, size)
             stored = await self._inner.put_module_version(record, expected_version=expected_version)
             usage.modules[stored.module_id] = usage.modules.get(stored.module_id, 0) + size
         return stored
 
     async def delete_module(self, session_id: str, module_id: str) -> None:
+        await self._to_the_end(self._delete_module(session_id, module_id))
+
+    async def _delete_module(self, session_id: str, module_id: str) -> None:
         async with self._lock(session_id):
             await self._inner.delete_module(session_id, module_id)
             usage = self._usage.get(session_id)
@@ -334,13 +298,18 @@ class BudgetedStore(SessionStore):
 
     # -- jobs -------------------------------------------------------------------------------
 
-    async def create_job(self, job: Job) -> Job:
+    async def create_job(self, job: Job, *, owner: str = "", max_active_per_owner: int = 0) -> Job:
+        return await self._to_the_end(self._create_job(job, owner, max_active_per_owner))
+
+    async def _create_job(self, job: Job, owner: str, max_active_per_owner: int) -> Job:
         sid = job.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)
-            size = _job_size(job)
+            size = job_size(job)
             self._admit(sid, usage, size)
-            created = await self._inner.create_job(job)
+            created = await self._inner.create_job(
+                job, owner=owner, max_active_per_owner=max_active_per_owner
+            )
             usage.jobs += size
         return created
 
@@ -379,10 +348,6 @@ class BudgetedStore(SessionStore):
         await self._inner.close()
 
 
-def _session_size(session: Session) -> int:
-    return RECORD_OVERHEAD + sum(_texts_size(k, v) for k, v in session.metadata.items())
-
-
 def _return_freed_memory() -> None:
     """glibc keeps freed heap pages mapped; `malloc_trim(0)` gives them back (no-op elsewhere)."""
     name = ctypes.util.find_library("c")
@@ -393,3 +358,12 @@ def _return_freed_memory() -> None:
     except (OSError, AttributeError):
         return
     trim(0)
+
+
+def with_session_budget(store: SessionStore, *, max_bytes: int, history_limit: int) -> SessionStore:
+    """`store` with the per-session byte budget `max_bytes` (0 = none): kept by the store itself
+    when it can (`SessionStore.keep_budget`: a shared store, next to its data), otherwise
+    counted in this process by a `BudgetedStore` around it."""
+    if store.keep_budget(max_bytes):
+        return store
+    return BudgetedStore(store, max_bytes=max_bytes, history_limit=history_limit)

@@ -40,6 +40,7 @@ from dspy_bridge.model import (
 )
 from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
+from dspy_bridge.store.quotas import session_quota_exceeded
 
 # The copy helpers under the names this file has always used.
 from dspy_bridge.store.record_copies import IMMUTABLE as _IMMUTABLE
@@ -124,7 +125,9 @@ class MemoryStore(SessionStore):
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def create_session(self, session: Session, *, max_sessions: int) -> Session:
+    async def create_session(
+        self, session: Session, *, max_sessions: int, max_per_owner: int = 0
+    ) -> Session:
         if session.session_id in self._sessions:
             raise already_exists(
                 Reason.SESSION_ALREADY_EXISTS,
@@ -137,6 +140,15 @@ class MemoryStore(SessionStore):
                 f"the server holds its maximum of {max_sessions} sessions",
                 limit=str(max_sessions),
             )
+        if session.owner and max_per_owner > 0:
+            owned = sum(
+                1
+                for slot in self._sessions.values()
+                if slot.session.owner == session.owner
+                and not slot.session.expired(session.create_time)
+            )
+            if owned >= max_per_owner:
+                raise session_quota_exceeded(owned, max_per_owner)
         stored = replace(
             session,
             metadata=dict(session.metadata),
@@ -336,7 +348,7 @@ class MemoryStore(SessionStore):
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def create_job(self, job: Job) -> Job:
+    async def create_job(self, job: Job, *, owner: str = "", max_active_per_owner: int = 0) -> Job:
         slot = self._slot(job.session_id)
         if job.job_id in slot.jobs:
             raise job_exists(job.session_id, job.job_id)

@@ -15,6 +15,10 @@ Jobs are leased: the replica that creates an active job holds `P:lease:S:JID` (i
 with a TTL) and renews it while the job runs (`renew_job_leases`); a job whose lease lapsed lost
 its replica, and any replica marks it INTERRUPTED (`interrupt_orphaned_jobs`).
 
+The per-session byte budget (`sizes`) and the per-caller shares of sessions and jobs (`quotas`)
+are kept in Redis and checked by the script of the write they admit, so they hold across
+replicas: a session holds its budget once, not once per replica.
+
 Key layout: see `redis_scripts`. `?key_prefix=NAME` in the URL (default `dspyb`) lets several
 deployments share one Redis database.
 """
@@ -72,7 +76,17 @@ from dspy_bridge.model import (
 from dspy_bridge.store import redis_scripts as lua
 from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
+from dspy_bridge.store.quotas import job_quota_exceeded, session_quota_exceeded
 from dspy_bridge.store.redis_views import ExecutionView, ExecutionViews, ViewKey
+from dspy_bridge.store.sizes import (
+    budget_exceeded,
+    entry_size,
+    job_size,
+    measure,
+    module_size,
+    session_size,
+    variable_size,
+)
 
 #: `ErrorInfo.reason` when the shared store cannot be reached (UNAVAILABLE: retry later).
 STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
@@ -81,6 +95,8 @@ DEFAULT_PREFIX = "dspyb"
 _ENDED_STREAM_TTL_S = 3600
 #: Compare-and-set rounds of a job update before it gives up (only under heavy contention).
 _JOB_CAS_ROUNDS = 64
+#: Times a write is tried on a session whose byte count it had to start first (`uncounted`).
+_COUNT_ROUNDS = 3
 
 _UNAVAILABLE_ERRORS = (
     RedisConnectionError,
@@ -240,6 +256,23 @@ def _job_doc(job: Job) -> str:
     return _dumps(job.to_dict())
 
 
+def _raise_module_error(reply: list[Any], session_id: str, module_id: str, version: int) -> None:
+    """The error a module read's script answered (`session`, `module`, `version`), if any."""
+    kind = reply[0]
+    if kind == "session":
+        raise session_not_found(session_id)
+    if kind == "module":
+        raise module_not_found(session_id, module_id)
+    if kind == "version":
+        raise not_found(
+            Reason.VERSION_NOT_FOUND,
+            f"module {module_id!r} has no version {version} (current is {reply[1]})",
+            session_id=session_id,
+            module_id=module_id,
+            version=str(version),
+        )
+
+
 class RedisStore(SessionStore):
     """`SessionStore` on one Redis database, shared by every replica. Use `RedisStore.open`."""
 
@@ -265,6 +298,8 @@ class RedisStore(SessionStore):
         self._scripts: dict[str, AsyncScript] = {}
         #: Active jobs this replica created (and so leases): released when it closes.
         self._leased: set[tuple[str, str]] = set()
+        #: The per-session byte budget the scripts enforce (`keep_budget`; 0 = none).
+        self._max_bytes = 0
         #: What Executes read, kept between them and checked against Redis on each (stamps).
         self._views = ExecutionViews()
 
@@ -355,6 +390,37 @@ class RedisStore(SessionStore):
         except _UNAVAILABLE_ERRORS as exc:
             raise unavailable_from(exc) from None
 
+    def keep_budget(self, max_bytes: int) -> bool:
+        """The budget is kept in Redis, checked and counted by each write's script."""
+        self._max_bytes = max(0, max_bytes)
+        return True
+
+    async def _admitted(self, source: str, session_id: str, *args: str | int | float) -> Any:
+        """Runs a script that admits a write against the session's byte budget (its arguments
+        after the session id); starts the count of a session stored before it existed. Raises
+        SESSION_BUDGET_EXCEEDED when the write does not fit."""
+        for _ in range(_COUNT_ROUNDS):
+            reply = await self._run(source, session_id, *args)
+            if reply[0] == "budget":
+                raise budget_exceeded(session_id, int(reply[1]), int(reply[2]), self._max_bytes)
+            if reply[0] != "uncounted":
+                return reply
+            await self._start_count(session_id)
+        raise store_unavailable(f"session {session_id!r} could not be counted")
+
+    async def _start_count(self, session_id: str) -> None:
+        """Counts a session from its stored contents (`sizes.measure`) into Redis."""
+        usage = await measure(self, session_id, self._history_limit or None)
+        args: list[str | int | float] = [session_id, usage.base + usage.jobs, len(usage.variables)]
+        for variable_id, record in usage.variables.items():
+            sizes = usage.history.get(variable_id, ())
+            args += [variable_id, record, len(sizes), *sizes]
+        for module_id, size in usage.modules.items():
+            args += [module_id, size]
+        reply = await self._run(lua.INIT_BUDGET, *args)
+        if reply[0] == "session":
+            raise session_not_found(session_id)
+
     async def close(self) -> None:
         """Releases this replica's job leases (its jobs are orphaned now: any replica marks
         them INTERRUPTED at once, not a lease later), then the connections."""
@@ -371,7 +437,9 @@ class RedisStore(SessionStore):
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def create_session(self, session: Session, *, max_sessions: int) -> Session:
+    async def create_session(
+        self, session: Session, *, max_sessions: int, max_per_owner: int = 0
+    ) -> Session:
         expire = "" if session.expire_time is None else _num(session.expire_time)
         reply = await self._run(
             lua.CREATE_SESSION,
@@ -379,6 +447,9 @@ class RedisStore(SessionStore):
             max_sessions,
             _num(session.create_time),
             expire,
+            session_size(session),
+            session.owner,
+            max_per_owner,
             *_session_fields(session, secrets.token_hex(8)),
         )
         if reply[0] == "exists":
@@ -393,6 +464,8 @@ class RedisStore(SessionStore):
                 f"the server holds its maximum of {max_sessions} sessions",
                 limit=str(max_sessions),
             )
+        if reply[0] == "quota":
+            raise session_quota_exceeded(int(reply[1]), max_per_owner)
         return await self.get_session(session.session_id)
 
     async def get_session(self, session_id: str) -> Session:
@@ -462,7 +535,7 @@ class RedisStore(SessionStore):
         value = encode_value(variable.value)
         ut = _num(variable.update_time)
         entry = _dumps(["1", value, variable.source, "", ut])
-        reply = await self._run(
+        reply = await self._admitted(
             lua.CREATE_VARIABLE,
             variable.session_id,
             variable.id,
@@ -470,6 +543,9 @@ class RedisStore(SessionStore):
             max_variables,
             self._stream_length,
             entry,
+            self._max_bytes,
+            variable_size(variable),
+            entry_size(variable.value, variable.source, ""),
             "meta",
             variable_meta(variable),
             "value",
@@ -532,18 +608,19 @@ class RedisStore(SessionStore):
         self, session_id: str, writes: Sequence[VariableWrite], *, now: float
     ) -> list[Variable]:
         args: list[str | int | float] = [
-            session_id,
             _num(now),
             self._history_limit,
             self._stream_length,
+            self._max_bytes,
         ]
         encoded = []
         for write in writes:
             value = encode_value(write.value)
             encoded.append(value)
             expected = "" if write.expected_version is None else str(write.expected_version)
-            args += [write.variable_id, value, write.source, write.reason, expected]
-        reply = await self._run(lua.WRITE_VARIABLES, *args)
+            size = entry_size(write.value, write.source, write.reason)
+            args += [write.variable_id, value, write.source, write.reason, expected, size]
+        reply = await self._admitted(lua.WRITE_VARIABLES, session_id, *args)
         kind = reply[0]
         if kind == "session":
             raise session_not_found(session_id)
@@ -584,7 +661,14 @@ class RedisStore(SessionStore):
 
     async def create_module(self, record: ModuleRecord) -> ModuleRecord:
         doc = _module_doc(record, 1)
-        reply = await self._run(lua.CREATE_MODULE, record.session_id, record.module_id, doc)
+        reply = await self._admitted(
+            lua.CREATE_MODULE,
+            record.session_id,
+            record.module_id,
+            doc,
+            self._max_bytes,
+            module_size(record),
+        )
         if reply[0] == "session":
             raise session_not_found(record.session_id)
         if reply[0] == "exists":
@@ -598,19 +682,7 @@ class RedisStore(SessionStore):
 
     async def get_module(self, session_id: str, module_id: str, version: int = 0) -> ModuleRecord:
         reply = await self._run(lua.GET_MODULE, session_id, module_id, version)
-        kind = reply[0]
-        if kind == "session":
-            raise session_not_found(session_id)
-        if kind == "module":
-            raise module_not_found(session_id, module_id)
-        if kind == "version":
-            raise not_found(
-                Reason.VERSION_NOT_FOUND,
-                f"module {module_id!r} has no version {version} (current is {reply[1]})",
-                session_id=session_id,
-                module_id=module_id,
-                version=str(version),
-            )
+        _raise_module_error(reply, session_id, module_id, version)
         return _module_from_doc(reply[1])
 
     async def list_modules(self, session_id: str) -> list[ModuleRecord]:
@@ -638,22 +710,10 @@ class RedisStore(SessionStore):
         held = self._views.get(key)
         stamp = ("", "", "") if held is None else held.stamp
         reply = await self._run(lua.EXECUTION_VIEW, session_id, module_id, version, *stamp)
-        kind = reply[0]
-        if kind == "same" and held is not None:
+        if reply[0] == "same" and held is not None:
             return held, float(reply[1]) if reply[1] else None
         self._views.drop(key)
-        if kind == "session":
-            raise session_not_found(session_id)
-        if kind == "module":
-            raise module_not_found(session_id, module_id)
-        if kind == "version":
-            raise not_found(
-                Reason.VERSION_NOT_FOUND,
-                f"module {module_id!r} has no version {version} (current is {reply[1]})",
-                session_id=session_id,
-                module_id=module_id,
-                version=str(version),
-            )
+        _raise_module_error(reply, session_id, module_id, version)
         stored = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
         session = session_from_reply(reply[1], reply[2], reply[3])
         variables = [variable_from_fields(*fields) for fields in reply[5:]]
@@ -671,8 +731,14 @@ class RedisStore(SessionStore):
         self, record: ModuleRecord, *, expected_version: int
     ) -> ModuleRecord:
         doc = _module_doc(record, expected_version + 1)
-        reply = await self._run(
-            lua.PUT_MODULE_VERSION, record.session_id, record.module_id, expected_version, doc
+        reply = await self._admitted(
+            lua.PUT_MODULE_VERSION,
+            record.session_id,
+            record.module_id,
+            expected_version,
+            doc,
+            self._max_bytes,
+            module_size(record),
         )
         if reply[0] == "session":
             raise session_not_found(record.session_id)
@@ -691,10 +757,10 @@ class RedisStore(SessionStore):
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def create_job(self, job: Job) -> Job:
+    async def create_job(self, job: Job, *, owner: str = "", max_active_per_owner: int = 0) -> Job:
         doc = _job_doc(job)
         active = "1" if job.status in ACTIVE_STATUSES else "0"
-        reply = await self._run(
+        reply = await self._admitted(
             lua.CREATE_JOB,
             job.session_id,
             job.job_id,
@@ -702,11 +768,17 @@ class RedisStore(SessionStore):
             active,
             self.replica_id,
             self._lease_ms,
+            self._max_bytes,
+            job_size(job),
+            owner,
+            max_active_per_owner,
         )
         if reply[0] == "session":
             raise session_not_found(job.session_id)
         if reply[0] == "exists":
             raise job_exists(job.session_id, job.job_id)
+        if reply[0] == "quota":
+            raise job_quota_exceeded(int(reply[1]), max_active_per_owner)
         if active == "1":
             self._leased.add((job.session_id, job.job_id))
         return Job.from_dict(json.loads(doc))
@@ -786,7 +858,8 @@ class RedisStore(SessionStore):
             except BridgeError as exc:
                 if exc.code == grpc.StatusCode.UNAVAILABLE:
                     raise
-                await self.call("SREM", self.key("active_jobs"), f"{session_id}\n{job_id}")
+                # Gone, or no longer active: drop it from the active set and its caller's share.
+                await self._run(lua.DEACTIVATE_JOB, session_id, job_id)
                 continue
             marked.append(job)
         marked.sort(key=lambda job: (job.create_time, job.job_id))

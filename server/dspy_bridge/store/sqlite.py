@@ -54,6 +54,7 @@ from dspy_bridge.model import (
 )
 from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
+from dspy_bridge.store.quotas import session_quota_exceeded
 from dspy_bridge.store.single_server import release_lock, take_lock
 
 T = TypeVar("T")
@@ -332,7 +333,9 @@ class SqliteStore(SessionStore):
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def create_session(self, session: Session, *, max_sessions: int) -> Session:
+    async def create_session(
+        self, session: Session, *, max_sessions: int, max_per_owner: int = 0
+    ) -> Session:
         def tx(conn: sqlite3.Connection) -> Session:
             taken = conn.execute(
                 "SELECT 1 FROM sessions WHERE session_id = ?", (session.session_id,)
@@ -351,6 +354,14 @@ class SqliteStore(SessionStore):
                         f"the server holds its maximum of {max_sessions} sessions",
                         limit=str(max_sessions),
                     )
+            if session.owner and max_per_owner > 0:
+                (owned,) = conn.execute(
+                    "SELECT COUNT(*) FROM sessions WHERE owner = ?"
+                    " AND (expire_time IS NULL OR expire_time > ?)",
+                    (session.owner, session.create_time),
+                ).fetchone()
+                if owned >= max_per_owner:
+                    raise session_quota_exceeded(owned, max_per_owner)
             conn.execute(
                 "INSERT INTO sessions (session_id, metadata, ttl_seconds, create_time,"
                 " expire_time, lm, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -672,7 +683,7 @@ class SqliteStore(SessionStore):
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def create_job(self, job: Job) -> Job:
+    async def create_job(self, job: Job, *, owner: str = "", max_active_per_owner: int = 0) -> Job:
         record = _dumps(job.to_dict())
 
         def tx(conn: sqlite3.Connection) -> Job:

@@ -11,8 +11,6 @@ violation on `request` — and logs as one structured line, at most one per `LOG
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +19,7 @@ import grpc
 from google.protobuf import message_factory
 
 from dspy_bridge.errors import BridgeError, Reason, invalid_argument
-from dspy_bridge.log import get_logger
+from dspy_bridge.log import RateLimited, get_logger
 
 __all__ = ["LOG_EVERY_SECONDS", "MalformedRequest", "add_service"]
 
@@ -47,33 +45,14 @@ class MalformedRequest:
         )
 
 
-class _RateLimitedLog:
-    """One `malformed request` line per interval; the lines in between are counted."""
-
-    def __init__(self, every: float) -> None:
-        self._every = every
-        self._next = 0.0
-        self._suppressed = 0
-        self._lock = threading.Lock()  # deserializers may run on gRPC's threads
-
-    def __call__(self, bad: MalformedRequest) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now < self._next:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._next = now + self._every
-        log.warning(
-            "malformed request",
-            rpc=bad.rpc,
-            bytes=bad.size,
-            error_type=bad.error_type,
-            suppressed=suppressed,
-        )
+_malformed_log = RateLimited(log, LOG_EVERY_SECONDS)
 
 
-log_malformed = _RateLimitedLog(LOG_EVERY_SECONDS)
+def log_malformed(bad: MalformedRequest) -> None:
+    """One `malformed request` line per `LOG_EVERY_SECONDS` (see the module docstring)."""
+    _malformed_log.warning(
+        "malformed request", rpc=bad.rpc, bytes=bad.size, error_type=bad.error_type
+    )
 
 
 def _tolerant(rpc: str, cls: Any) -> Callable[[bytes], Any]:

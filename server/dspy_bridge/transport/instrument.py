@@ -255,9 +255,11 @@ def _wrap_bidi(
     behavior: Callable[..., AsyncIterator[Any]],
     auth: Authenticator | None,
     owner_check: OwnerCheck | None,
+    check: RequestCheck | None,
 ) -> Callable[..., AsyncIterator[Any]]:
     """A bidirectional stream (Connect): the caller is admitted on its first message (which
-    names the session), and the handler then gets every message, the first included."""
+    names the session; `check` bounds its ids before the ownership check or a handler's lookup
+    could echo them), and the handler then gets every message, the first included."""
 
     async def handler(
         requests: AsyncIterator[Any], context: ServicerContext[Any, Any]
@@ -275,8 +277,8 @@ def _wrap_bidi(
                 _bind(rpc, first, context)
                 if isinstance(first, MalformedRequest):
                     await _refuse_malformed(first, context, auth)
-                if auth is not None and first is not None:
-                    await _admit(rpc, first, context, auth, owner_check, None)
+                if first is not None and (auth is not None or check is not None):
+                    await _admit(rpc, first, context, auth, owner_check, check)
                 stream = _chain(first, iterator) if first is not None else _chain_empty()
                 async for response in behavior(stream, context):
                     yield response
@@ -316,7 +318,7 @@ def instrumented(
         if method.server_streaming or method.client_streaming:
             _STREAMING.add(method.name)
         if method.client_streaming and method.server_streaming:
-            methods[method.name] = _wrap_bidi(method.name, behavior, auth, owner_check)
+            methods[method.name] = _wrap_bidi(method.name, behavior, auth, owner_check, check)
         elif method.client_streaming:
             # None today. Unwrapped it would skip auth, logs and status mapping: fail loudly.
             raise NotImplementedError(f"{method.name}: client-streaming RPCs are not wrapped")

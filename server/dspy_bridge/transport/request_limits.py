@@ -11,7 +11,8 @@ Rules are keyed by `Message.field`, or by a field name alone for the names many 
 (`session_id`, `module_id`, `reason`, ...). Every field a request can reach must have a rule:
 `tests/unit/test_request_limits.py` walks the proto descriptors, so a new RPC or field without
 one fails the tests instead of going unchecked. The one exception is the `Connect` stream, whose
-messages the host hub bounds itself (`host_max_*` settings), failing one call and not the stream.
+messages the host hub bounds itself (`host_max_*` settings), failing one call and not the stream;
+only its first message's `hello.session_id` is checked here, before the ownership check.
 Values (`dspy_bridge.v1.Value`) are bounded by
 `max_value_bytes` and the message size where they are used; inside them only tensor shapes and
 dtypes are checked here.
@@ -105,7 +106,7 @@ def build_rules(s: Settings) -> dict[str, Rule]:
         "source": _text(min(128, s.max_reason_chars)),
         "reason": _text(s.max_reason_chars),
         "page_token": _text(256),
-        "page_size": _ints(0, INT32_MAX, "0 = the default page (100); above 1000 = 1000"),
+        "page_size": _ints(0, INT32_MAX, "each List RPC says what 0 and large sizes mean"),
         "expected_version": expected,
         "metadata": metadata,
         "description": _text(s.max_description_chars),
@@ -198,6 +199,12 @@ def build_rules(s: Settings) -> dict[str, Rule]:
         "SearchObjective.direction": FREE,  # enum: the search check names the directions
         "VariableSearchSpec.seed": _ints(0, 2**32 - 1),
         "ApplyOptimizationRequest.trial_number": _ints(0, INT32_MAX),
+        # -- Connect: only the first message's `hello.session_id` (what it offers and every
+        # later message are bounded by the host hub, `host_max_*`)
+        "ConnectRequest.hello": WALK,
+        "HostHello.tools": FREE,
+        "HostHello.metrics": FREE,
+        "HostHello.lms": FREE,
     }
 
 

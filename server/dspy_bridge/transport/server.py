@@ -35,7 +35,7 @@ from dspy_bridge.services.shared_watch import RedisWatchHub
 from dspy_bridge.services.variables import VariableService
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store import RedisStore, SessionStore, open_store
-from dspy_bridge.store.budget import BudgetedStore
+from dspy_bridge.store.budget import with_session_budget
 from dspy_bridge.transport import tls
 from dspy_bridge.transport.auth import Authenticator
 from dspy_bridge.transport.decode import add_service
@@ -218,9 +218,10 @@ async def start_server(settings: Settings) -> RunningServer:
         stop_metrics = _metrics_endpoint(settings)
         if stop_metrics is not None:
             undo.callback(stop_metrics)
-        # Every session's bytes are counted and capped (--max-session-bytes), history included.
+        # Every session's bytes are counted and capped (--max-session-bytes), history included:
+        # by a shared store next to its data (one count for every replica), else in-process.
         backend = await _opened_store(settings)
-        store: SessionStore = BudgetedStore(
+        store = with_session_budget(
             backend,
             max_bytes=settings.max_session_bytes,
             history_limit=settings.history_limit,

@@ -25,6 +25,7 @@ from dspy_bridge.transport.connect_rpc import ConnectRpcs
 from dspy_bridge.transport.eval_rpcs import EvaluateRpcs
 from dspy_bridge.transport.job_rpcs import JobRpcs
 from dspy_bridge.transport.module_rpcs import ModuleRpcs
+from dspy_bridge.transport.server_limits import server_limits
 from dspy_bridge.transport.status import ok_status, to_status_proto
 from dspy_bridge.transport.stream_headers import send_headers, sends_headers_when_ready
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -92,12 +93,7 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
             variable_types=[variable_pb2.VariableType.ValueType(t.value) for t in VariableType],
             store_backend=self.facts.store_backend,
             pool=self.facts.pool_info(),
-            limits=pb.ServerLimits(
-                max_sessions=s.max_sessions,
-                max_variables_per_session=s.max_variables_per_session,
-                max_value_bytes=s.max_value_bytes,
-                max_message_bytes=s.max_message_bytes,
-            ),
+            limits=server_limits(s),
             default_lm_model=s.default_lm_model(),
             start_time=convert.timestamp_from_seconds(self.facts.start_time),
         )
@@ -227,34 +223,39 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
             request.include_initial,
             resume_token=request.resume_token,
         )
-        # Subscribed: from here on no change can be missed, so the client may be told.
-        await send_headers(context)
-        async for event in events:
-            if isinstance(event, Change):
-                yield pb.WatchVariablesResponse(
-                    change=variable_pb2.VariableChange(
-                        kind=variable_pb2.VariableChangeKind.ValueType(event.kind.value),
-                        variable=convert.variable_to_proto(event.variable),
-                        reason=event.reason,
-                    ),
-                    resume_token=event.position.token if event.position else "",
-                )
-            elif isinstance(event, Resync):
-                # In parts when the state is larger than one message (`more` on all but the
-                # last); only the last carries the resume token (resuming mid-state loses it).
-                state = [convert.variable_to_proto(v) for v in event.variables]
-                pieces = paging.parts(state, self.page_bytes)
-                token = event.position.token if event.position else ""
-                for i, piece in enumerate(pieces):
-                    last = i == len(pieces) - 1
+        try:
+            # Subscribed: from here on no change can be missed, so the client may be told.
+            await send_headers(context)
+            async for event in events:
+                if isinstance(event, Change):
                     yield pb.WatchVariablesResponse(
-                        resync=pb.WatchResync(
-                            variables=piece, skipped_changes=event.skipped, more=not last
+                        change=variable_pb2.VariableChange(
+                            kind=variable_pb2.VariableChangeKind.ValueType(event.kind.value),
+                            variable=convert.variable_to_proto(event.variable),
+                            reason=event.reason,
                         ),
-                        resume_token=token if last else "",
+                        resume_token=event.position.token if event.position else "",
                     )
-            elif isinstance(event, SessionGone):
-                yield pb.WatchVariablesResponse(session_ended=pb.SessionEnded(reason=event.reason))
+                elif isinstance(event, Resync):
+                    # In parts when the state is larger than one message (`more` on all but the
+                    # last); only the last carries the resume token (resuming mid-state loses it).
+                    state = [convert.variable_to_proto(v) for v in event.variables]
+                    pieces = paging.parts(state, self.page_bytes)
+                    token = event.position.token if event.position else ""
+                    for i, piece in enumerate(pieces):
+                        last = i == len(pieces) - 1
+                        yield pb.WatchVariablesResponse(
+                            resync=pb.WatchResync(
+                                variables=piece, skipped_changes=event.skipped, more=not last
+                            ),
+                            resume_token=token if last else "",
+                        )
+                elif isinstance(event, SessionGone):
+                    yield pb.WatchVariablesResponse(
+                        session_ended=pb.SessionEnded(reason=event.reason)
+                    )
+        finally:
+            await events.aclose()
 
     async def GetVariableHistory(
         self, request: pb.GetVariableHistoryRequest, context: Ctx

@@ -42,7 +42,7 @@ from dspy_bridge_client.errors import (
     from_rpc_error,
     from_status,
 )
-from dspy_bridge_client.host import AsyncHostServer, HostServer
+from dspy_bridge_client.host import AsyncHostServer, HostCallContext, HostServer
 from dspy_bridge_client.jobs import (
     ApplyResult,
     Job,
@@ -51,6 +51,13 @@ from dspy_bridge_client.jobs import (
     ModuleVersionResult,
     Trial,
     VariableSearchResult,
+)
+from dspy_bridge_client.limits import (
+    HostCallLimits,
+    JobLimits,
+    LMAllowLists,
+    RequestLimits,
+    ServerLimits,
 )
 from dspy_bridge_client.search import search_spec
 from dspy_bridge_client.types import (
@@ -70,7 +77,6 @@ from dspy_bridge_client.types import (
     PingResult,
     PoolInfo,
     ServerInfo,
-    ServerLimits,
     Session,
     SessionEnded,
     Signature,
@@ -116,13 +122,17 @@ __all__ = [
     "FieldRole",
     "FieldViolation",
     "HistoryEntry",
+    "HostCallContext",
+    "HostCallLimits",
     "HostServer",
     "InternalError",
     "InvalidArgumentError",
     "Job",
+    "JobLimits",
     "JobProgress",
     "JobStatus",
     "Json",
+    "LMAllowLists",
     "LMCallTrace",
     "LMConfig",
     "Module",
@@ -132,6 +142,7 @@ __all__ = [
     "PermissionDeniedError",
     "PingResult",
     "PoolInfo",
+    "RequestLimits",
     "ResourceExhaustedError",
     "ServerInfo",
     "ServerLimits",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -72,6 +73,9 @@ class _AsyncTransport:
         self.timeout = timeout
         self.metadata = metadata
         self.closed = False
+        #: `serve` connections made through this client: `close` stops them cleanly before
+        #: the channel they use goes.
+        self.hosts: weakref.WeakSet[host.AsyncHostServer] = weakref.WeakSet()
 
     def check_open(self) -> None:
         if self.closed:
@@ -153,8 +157,11 @@ class AsyncBridgeClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection; calls in flight are cancelled. Safe to call twice."""
+        """Close the connection; calls in flight are cancelled and `serve` connections made
+        through it stop serving. Safe to call twice."""
         self._transport.closed = True
+        for hosting in list(self._transport.hosts):
+            await hosting.stop()
         await self._transport.channel.close()
 
     # Same shape as the sync client, hence a `timeout` argument rather than asyncio.timeout().
@@ -690,6 +697,7 @@ class AsyncSessionHandle:
         overrides: Mapping[str, Any] | None = None,
         module_version: int = 0,
         progress: rq.EvaluationProgress | None = None,
+        timeout_ms: int = 0,
     ) -> Evaluation:
         """Run a module over a dataset and score every prediction with a metric.
 
@@ -705,6 +713,8 @@ class AsyncSessionHandle:
             module_version: a past version to evaluate; 0 = current.
             progress: called as ``progress(completed, total)`` while examples finish (the call
                 then uses the streaming RPC, EvaluateStream).
+            timeout_ms: extends the call's deadline (the client's `timeout`) to at least this
+                many milliseconds, for an evaluation that takes longer.
 
         Returns an `Evaluation`: the mean ``score`` and one `EvaluationResult` per example
         (a failed example carries its error and scores 0). A bad request (unknown metric, bad
@@ -722,10 +732,14 @@ class AsyncSessionHandle:
             module_version,
         )
         if progress is None:
-            response: pb.EvaluateResponse = await self._transport.unary("Evaluate", request)
+            response: pb.EvaluateResponse = await self._transport.unary(
+                "Evaluate", request, timeout_ms
+            )
             return Evaluation._from_proto(response)
         call = self._transport.stream(
-            "EvaluateStream", pb.EvaluateStreamRequest(evaluation=request), self._transport.timeout
+            "EvaluateStream",
+            pb.EvaluateStreamRequest(evaluation=request),
+            rq.call_timeout(self._transport.timeout, timeout_ms),
         )
         events: AsyncStream[rq.EvaluationEvent] = AsyncStream(
             call, rq.evaluation_event, self._transport.target
@@ -873,7 +887,9 @@ class AsyncSessionHandle:
         self._transport.check_open()
         t = self._transport
         offered = host.functions(tools, metrics, lms, timeouts_ms, max_concurrency)
-        return host.AsyncHostServer(t.stub, self._session_id, offered, t.metadata, t.target).start()
+        hosting = host.AsyncHostServer(t.stub, self._session_id, offered, t.metadata, t.target)
+        t.hosts.add(hosting)
+        return hosting.start()
 
     async def revert_module(
         self, module_id: str, to_version: int, expected_version: int | None = None

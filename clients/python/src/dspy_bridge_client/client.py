@@ -16,6 +16,7 @@ thread-safe; one instance (one connection) per process is usually all you need.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -72,6 +73,9 @@ class _Transport:
         self.closed = False
         self.credentials: grpc.ChannelCredentials | None = None
         self.options: tuple[tuple[str, Any], ...] = ()
+        #: `serve` connections made through this client: `close` stops them (they run on a
+        #: channel and thread of their own, which closing this channel would not end).
+        self.hosts: weakref.WeakSet[host.HostServer] = weakref.WeakSet()
 
     def check_open(self) -> None:
         if self.closed:
@@ -156,8 +160,11 @@ class BridgeClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; calls in flight are cancelled. Safe to call twice."""
+        """Close the connection; calls in flight are cancelled and `serve` connections made
+        through it stop serving. Safe to call twice."""
         self._transport.closed = True
+        for hosting in list(self._transport.hosts):
+            hosting.stop()
         self._transport.channel.close()
 
     def wait_until_ready(self, timeout: float | None = 10.0) -> None:
@@ -678,6 +685,7 @@ class SessionHandle:
         overrides: Mapping[str, Any] | None = None,
         module_version: int = 0,
         progress: rq.EvaluationProgress | None = None,
+        timeout_ms: int = 0,
     ) -> Evaluation:
         """Run a module over a dataset and score every prediction with a metric.
 
@@ -693,6 +701,8 @@ class SessionHandle:
             module_version: a past version to evaluate; 0 = current.
             progress: called as ``progress(completed, total)`` while examples finish (the call
                 then uses the streaming RPC, EvaluateStream).
+            timeout_ms: extends the call's deadline (the client's `timeout`) to at least this
+                many milliseconds, for an evaluation that takes longer.
 
         Returns an `Evaluation`: the mean ``score`` and one `EvaluationResult` per example
         (a failed example carries its error and scores 0). A bad request (unknown metric, bad
@@ -710,10 +720,12 @@ class SessionHandle:
             module_version,
         )
         if progress is None:
-            response: pb.EvaluateResponse = self._transport.unary("Evaluate", request)
+            response: pb.EvaluateResponse = self._transport.unary("Evaluate", request, timeout_ms)
             return Evaluation._from_proto(response)
         call = self._transport.stream(
-            "EvaluateStream", pb.EvaluateStreamRequest(evaluation=request), self._transport.timeout
+            "EvaluateStream",
+            pb.EvaluateStreamRequest(evaluation=request),
+            rq.call_timeout(self._transport.timeout, timeout_ms),
         )
         events: Stream[rq.EvaluationEvent] = Stream(
             call, rq.evaluation_event, self._transport.target
@@ -854,9 +866,11 @@ class SessionHandle:
         self._transport.check_open()
         t = self._transport
         offered = host.functions(tools, metrics, lms, timeouts_ms, max_concurrency)
-        return host.HostServer(
+        hosting = host.HostServer(
             t.target, t.credentials, t.options, self._session_id, offered, t.metadata
         )
+        t.hosts.add(hosting)
+        return hosting
 
     def revert_module(
         self, module_id: str, to_version: int, expected_version: int | None = None

@@ -29,6 +29,12 @@ it, many at once; programs reference the functions as `host:<name>`.
 - **LMs** ``fn(messages, options) -> text`` (chat messages with ``role`` and ``content``): a
   str, or ``(text, {"prompt_tokens": n, "completion_tokens": m})``.
 
+Any of them may also ask for the call's context: a parameter annotated `HostCallContext` (any
+name, e.g. ``call: HostCallContext``) gets the call's id, the name called, the ``module_id``
+whose execution called it, the ``job_id`` of the optimization whose run made the call (empty
+for ``execute`` and ``evaluate``) and its deadline. It is left out of a tool's JSON Schema
+(the LM never sees it); functions without one are called as before.
+
 Functions may be plain or ``async``; plain ones run in a thread pool so a slow one never
 blocks the others. A call the sidecar cancels (its execution was cancelled, or its deadline
 passed) is cancelled here too (an async function at its next await; a thread runs to its end
@@ -50,6 +56,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Self
 
 import grpc
@@ -59,11 +66,22 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2, module_pb2
 from dspy_bridge_client.errors import BridgeError, from_rpc_error
 from dspy_bridge_client.values import from_struct, from_value_map, to_struct, to_value
 
-__all__ = ["AsyncHostServer", "HostServer", "json_schema", "tool_schema"]
+__all__ = ["AsyncHostServer", "HostCallContext", "HostServer", "json_schema", "tool_schema"]
+
+_UNIONS = (typing.Union, types.UnionType)
 
 ToolFn = Callable[..., Any]
-MetricFn = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]
-LMFn = Callable[[list[dict[str, Any]], dict[str, Any]], Any]
+_Example = dict[str, Any]
+_Messages = list[dict[str, Any]]
+# The second form of each takes the call's context (module docstring) as its last parameter.
+MetricFn = (
+    Callable[[_Example, _Example, _Example], Any]
+    | Callable[[_Example, _Example, _Example, "HostCallContext"], Any]
+)
+LMFn = (
+    Callable[[_Messages, dict[str, Any]], Any]
+    | Callable[[_Messages, dict[str, Any], "HostCallContext"], Any]
+)
 
 #: A refused `hello` is final: reconnecting would be refused again.
 _FINAL = {
@@ -76,6 +94,53 @@ _FINAL = {
 }
 _BACKOFF_START_S = 0.1
 _BACKOFF_MAX_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostCallContext:
+    """The call a host function is answering: passed to a parameter annotated with this type."""
+
+    call_id: str
+    """The sidecar's identifier of this call."""
+    name: str
+    """The tool, metric or LM called (without ``host:``)."""
+    module_id: str
+    """The module whose execution called the tool; empty for metrics and LMs."""
+    job_id: str
+    """The optimization job whose run made the call; empty for ``execute`` and ``evaluate``."""
+    deadline: datetime | None
+    """When the sidecar stops waiting for the answer (by the sidecar's clock)."""
+    timeout_ms: int
+    """Milliseconds the call had left when the sidecar sent it."""
+
+    @classmethod
+    def _from_call(cls, call: Any, name: str) -> HostCallContext:
+        deadline = call.deadline.ToDatetime(tzinfo=UTC) if call.HasField("deadline") else None
+        return cls(
+            call_id=call.call_id,
+            name=name,
+            module_id=getattr(call, "module_id", ""),
+            job_id=getattr(call, "job_id", ""),
+            deadline=deadline,
+            timeout_ms=call.timeout_ms,
+        )
+
+
+def context_parameter(fn: Callable[..., Any]) -> str | None:
+    """The name of `fn`'s parameter annotated `HostCallContext` (or ``HostCallContext | None``),
+    if it has one. A callable whose hints or signature cannot be read has none: metrics and LMs
+    such as a `functools.partial` keep working as before."""
+    try:
+        hints = typing.get_type_hints(fn)
+        parameters = inspect.signature(fn).parameters
+    except (NameError, TypeError, ValueError):
+        return None
+    for name in parameters:
+        hint = hints.get(name)
+        members = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
+        if HostCallContext in members:
+            return name
+    return None
 
 
 # -- type hints -> JSON Schema ------------------------------------------------------------------
@@ -95,7 +160,7 @@ def json_schema(hint: Any) -> dict[str, Any]:
         return {"type": "number"}
     if origin is typing.Literal:
         return {"enum": list(args)}
-    if origin in (typing.Union, types.UnionType):
+    if origin in _UNIONS:
         members = [a for a in args if a is not type(None)]
         return (
             json_schema(members[0])
@@ -120,10 +185,11 @@ def _description(fn: Callable[..., Any]) -> str:
 def tool_schema(fn: ToolFn) -> tuple[str, dict[str, Any]]:
     """(description, parameters JSON Schema) of a tool function, from its docstring and hints."""
     hints = typing.get_type_hints(fn)
+    context = context_parameter(fn)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for name, parameter in inspect.signature(fn).parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name == context:
             continue
         schema = json_schema(hints.get(name, Any))
         if parameter.default is inspect.Parameter.empty:
@@ -141,6 +207,13 @@ class _Functions:
     lms: dict[str, LMFn] = field(default_factory=dict)
     timeouts_ms: dict[str, int] = field(default_factory=dict)
     concurrency: dict[str, int] = field(default_factory=dict)
+    #: (kind, name) -> the name of the function's `HostCallContext` parameter, if it has one.
+    contexts: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def context_kwargs(self, kind: str, name: str, call: Any) -> dict[str, Any]:
+        """The keyword argument carrying the call's context, when the function asks for one."""
+        parameter = self.contexts.get((kind, name))
+        return {} if parameter is None else {parameter: HostCallContext._from_call(call, name)}
 
     def hello(self, session_id: str) -> host_pb2.ConnectRequest:
         tools = []
@@ -190,7 +263,10 @@ async def _answer(
         call = message.tool_call
         result = host_pb2.HostToolResult(call_id=call.call_id)
         try:
-            output = await _run(functions.tools[call.tool], **from_struct(call.arguments))
+            fn = functions.tools[call.tool]
+            arguments = from_struct(call.arguments)
+            arguments.update(functions.context_kwargs("tool", call.tool, call))  # never the LM's
+            output = await _run(fn, **arguments)
             result.output.CopyFrom(to_value(output if output is not None else "", json=False))
         except Exception as exc:
             result.error = _error_text(exc)
@@ -199,11 +275,13 @@ async def _answer(
         scoring = message.metric_call
         metric = host_pb2.HostMetricResult(call_id=scoring.call_id)
         try:
+            fn = functions.metrics[scoring.metric]
             raw = await _run(
-                functions.metrics[scoring.metric],
+                fn,
                 from_value_map(scoring.inputs),
                 from_value_map(scoring.labels),
                 from_value_map(scoring.prediction),
+                **functions.context_kwargs("metric", scoring.metric, scoring),
             )
             if isinstance(raw, Mapping):
                 metric.score, metric.feedback = float(raw["score"]), str(raw.get("feedback", ""))
@@ -218,10 +296,12 @@ async def _answer(
         completing = message.lm_call
         lm = host_pb2.HostLMResult(call_id=completing.call_id)
         try:
+            fn = functions.lms[completing.lm]
             raw = await _run(
-                functions.lms[completing.lm],
+                fn,
                 [from_struct(m) for m in completing.messages],
                 from_struct(completing.options),
+                **functions.context_kwargs("lm", completing.lm, completing),
             )
             text, usage = (raw[0], raw[1]) if isinstance(raw, tuple) else (raw, {})
             lm.text = str(text)
@@ -486,6 +566,9 @@ def functions(
         for name, fn in table.items():
             if not callable(fn):
                 raise TypeError(f"{kind} {name!r} is not callable")
+            parameter = context_parameter(fn)
+            if parameter is not None:
+                out.contexts[kind, name] = parameter
     if not (out.tools or out.metrics or out.lms):
         raise ValueError("serve needs at least one tool, metric or lm")
     return out

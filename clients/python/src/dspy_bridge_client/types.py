@@ -26,6 +26,7 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import (
     variable_pb2,
 )
 from dspy_bridge_client.errors import BridgeError, from_status
+from dspy_bridge_client.limits import ServerLimits
 from dspy_bridge_client.values import PyValue, from_struct, from_value, from_value_map
 
 __all__ = [
@@ -864,20 +865,6 @@ class PoolInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """Limits the server enforces."""
-
-    max_sessions: int
-    """Most sessions at once."""
-    max_variables_per_session: int
-    """Most variables in one session."""
-    max_value_bytes: int
-    """Largest serialized variable value in bytes."""
-    max_message_bytes: int
-    """Largest gRPC message in bytes."""
-
-
-@dataclass(frozen=True, slots=True)
 class ServerInfo:
     """What the server offers and how it is configured (`server_info`)."""
 
@@ -921,12 +908,7 @@ class ServerInfo:
             pool=PoolInfo(
                 pool.workers, pool.workers_alive, pool.restarts, pool.queue_depth, pool.in_flight
             ),
-            limits=ServerLimits(
-                limits.max_sessions,
-                limits.max_variables_per_session,
-                limits.max_value_bytes,
-                limits.max_message_bytes,
-            ),
+            limits=ServerLimits._from_proto(limits),
             default_lm_model=message.default_lm_model,
             start_time=_time(message, "start_time"),
         )

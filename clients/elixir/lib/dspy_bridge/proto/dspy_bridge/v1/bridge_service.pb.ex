@@ -43,6 +43,68 @@ defmodule DspyBridge.V1.ServerLimits do
   field(:max_variables_per_session, 2, type: :int32, json_name: "maxVariablesPerSession")
   field(:max_value_bytes, 3, type: :int64, json_name: "maxValueBytes")
   field(:max_message_bytes, 4, type: :int64, json_name: "maxMessageBytes")
+  field(:max_concurrent_rpcs, 5, type: :int32, json_name: "maxConcurrentRpcs")
+  field(:max_session_bytes, 6, type: :int64, json_name: "maxSessionBytes")
+  field(:max_sessions_per_caller, 7, type: :int32, json_name: "maxSessionsPerCaller")
+  field(:default_session_ttl_seconds, 8, type: :int64, json_name: "defaultSessionTtlSeconds")
+  field(:max_session_ttl_seconds, 9, type: :int64, json_name: "maxSessionTtlSeconds")
+  field(:max_history_versions, 10, type: :int32, json_name: "maxHistoryVersions")
+  field(:requests, 11, type: DspyBridge.V1.RequestLimits)
+  field(:jobs, 12, type: DspyBridge.V1.JobLimits)
+  field(:host_calls, 13, type: DspyBridge.V1.HostCallLimits, json_name: "hostCalls")
+  field(:lm_allow_lists, 14, type: DspyBridge.V1.LMAllowLists, json_name: "lmAllowLists")
+end
+
+defmodule DspyBridge.V1.RequestLimits do
+  @moduledoc false
+
+  use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
+
+  field(:max_metadata_entries, 1, type: :int32, json_name: "maxMetadataEntries")
+  field(:max_metadata_key_chars, 2, type: :int32, json_name: "maxMetadataKeyChars")
+  field(:max_metadata_value_chars, 3, type: :int32, json_name: "maxMetadataValueChars")
+  field(:max_description_chars, 4, type: :int32, json_name: "maxDescriptionChars")
+  field(:max_reason_chars, 5, type: :int32, json_name: "maxReasonChars")
+  field(:max_instructions_chars, 6, type: :int32, json_name: "maxInstructionsChars")
+  field(:max_config_bytes, 7, type: :int64, json_name: "maxConfigBytes")
+  field(:max_dataset_examples, 8, type: :int32, json_name: "maxDatasetExamples")
+end
+
+defmodule DspyBridge.V1.JobLimits do
+  @moduledoc false
+
+  use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
+
+  field(:max_running_jobs, 1, type: :int32, json_name: "maxRunningJobs")
+  field(:max_running_jobs_per_caller, 2, type: :int32, json_name: "maxRunningJobsPerCaller")
+  field(:max_queued_jobs_per_caller, 3, type: :int32, json_name: "maxQueuedJobsPerCaller")
+  field(:max_job_duration, 4, type: Google.Protobuf.Duration, json_name: "maxJobDuration")
+  field(:max_metric_calls, 5, type: :int64, json_name: "maxMetricCalls")
+end
+
+defmodule DspyBridge.V1.HostCallLimits do
+  @moduledoc false
+
+  use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
+
+  field(:max_connections_per_session, 1, type: :int32, json_name: "maxConnectionsPerSession")
+  field(:max_names, 2, type: :int32, json_name: "maxNames")
+  field(:max_schema_bytes, 3, type: :int64, json_name: "maxSchemaBytes")
+  field(:max_calls_in_flight, 4, type: :int32, json_name: "maxCallsInFlight")
+  field(:max_result_bytes, 5, type: :int64, json_name: "maxResultBytes")
+  field(:default_tool_timeout_ms, 6, type: :int64, json_name: "defaultToolTimeoutMs")
+  field(:default_tool_max_concurrency, 7, type: :int32, json_name: "defaultToolMaxConcurrency")
+  field(:metric_timeout_ms, 8, type: :int64, json_name: "metricTimeoutMs")
+  field(:lm_timeout_ms, 9, type: :int64, json_name: "lmTimeoutMs")
+end
+
+defmodule DspyBridge.V1.LMAllowLists do
+  @moduledoc false
+
+  use Protobuf, protoc_gen_elixir_version: "0.14.1", syntax: :proto3
+
+  field(:api_base_count, 1, type: :int32, json_name: "apiBaseCount")
+  field(:key_env_pattern_count, 2, type: :int32, json_name: "keyEnvPatternCount")
 end
 
 defmodule DspyBridge.V1.GetServerInfoResponse do
