@@ -12,6 +12,7 @@ Everything waits on RPC answers and stream messages, never on sleeps.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -117,9 +118,10 @@ async def test_a_callers_session_share_and_the_server_cap_span_replicas(
 
 async def _until_status(stub: Stub, sid: str, job_id: str, wanted: set[int]) -> int:
     request = pb.WatchOptimizationRequest(session_id=sid, job_id=job_id)
-    async for update in stub.WatchOptimization(request, metadata=ANA):
-        if update.job.status in wanted:
-            return int(update.job.status)
+    async with asyncio.timeout(120):  # a bound on a loaded machine, not an expectation
+        async for update in stub.WatchOptimization(request, metadata=ANA):
+            if update.job.status in wanted:
+                return int(update.job.status)
     raise AssertionError(f"the watch of {job_id} ended before any of {wanted}")
 
 
