@@ -62,6 +62,7 @@ from dspy_bridge.runtime.lm.errors import (
     with_raw_output,
 )
 from dspy_bridge.runtime.lm.factory import build_lm
+from dspy_bridge.runtime.lm.metadata import memoize_model_metadata
 from dspy_bridge.runtime.params import LM_PARAMETERS
 from dspy_bridge.runtime.program import (
     NON_STRUCTURAL,
@@ -179,10 +180,11 @@ def configure_runtime() -> None:
     """Process-wide DSPy set-up for serving, done once: no disk cache (executions must really
     run and a server must not fill a disk with prompts). A bounded in-memory cache stays
     available to LMs created with the `cache` option (off by default; see
-    `runtime.lm.factory`)."""
+    `runtime.lm.factory`). DSPy's model-table lookups are memoized (`runtime.lm.metadata`)."""
     global _configured
     if _configured:
         return
+    memoize_model_metadata()
     dspy.configure_cache(
         enable_disk_cache=False,
         enable_memory_cache=True,

@@ -16,6 +16,7 @@ from dspy_bridge.errors import BridgeError
 from dspy_bridge.model import VariableType
 from dspy_bridge.services import paging
 from dspy_bridge.services.modules import ModuleService
+from dspy_bridge.services.offload import convert_sized
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import Resync, SessionGone, VariableService, WriteRequest
 from dspy_bridge.services.watch import Change
@@ -147,11 +148,14 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
     async def RegisterVariable(
         self, request: pb.RegisterVariableRequest, context: Ctx
     ) -> pb.RegisterVariableResponse:
+        initial = await convert_sized(
+            request.ByteSize(), lambda: convert.value_from_proto(request.initial_value)
+        )
         variable = await self.variables.register(
             request.session_id,
             request.name,
             convert.variable_type_from_proto(request.type),
-            convert.value_from_proto(request.initial_value),
+            initial,
             convert.constraints_from_proto(request.constraints),
             request.description,
             dict(request.metadata),
@@ -183,9 +187,10 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
     async def UpdateVariable(
         self, request: pb.UpdateVariableRequest, context: Ctx
     ) -> pb.UpdateVariableResponse:
-        write = WriteRequest(
-            request.name, convert.value_from_proto(request.value), _expected(request)
+        value = await convert_sized(
+            request.ByteSize(), lambda: convert.value_from_proto(request.value)
         )
+        write = WriteRequest(request.name, value, _expected(request))
         variable = await self.variables.update(
             request.session_id, write, request.source, request.reason
         )
@@ -194,10 +199,13 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
     async def BatchUpdateVariables(
         self, request: pb.BatchUpdateVariablesRequest, context: Ctx
     ) -> pb.BatchUpdateVariablesResponse:
-        writes = [
-            WriteRequest(w.name, convert.value_from_proto(w.value), _expected(w))
-            for w in request.writes
-        ]
+        writes = await convert_sized(
+            request.ByteSize(),
+            lambda: [
+                WriteRequest(w.name, convert.value_from_proto(w.value), _expected(w))
+                for w in request.writes
+            ],
+        )
         outcomes = await self.variables.batch_update(
             request.session_id,
             writes,
