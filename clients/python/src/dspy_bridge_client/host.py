@@ -393,7 +393,11 @@ class AsyncHostServer:
                 await self._call.code()
 
     async def __aenter__(self) -> Self:
-        await self.wait_connected()
+        try:
+            await self.wait_connected()
+        except BaseException:  # refused, or not welcomed in time: no `__aexit__` will stop it
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -546,7 +550,11 @@ class HostServer:
         self._loop.close()
 
     def __enter__(self) -> Self:
-        self.wait_connected()
+        try:
+            self.wait_connected()
+        except BaseException:  # refused, or not welcomed in time: no `__exit__` will stop it
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
