@@ -242,7 +242,9 @@ class _CpuMeter:
     def stop(self) -> None:
         end = self._now()
         calls = max(self.calls, 1)
-        server, prov, client = ((b - a) * 1000 / calls for a, b in zip(self._start, end, strict=True))
+        server, prov, client = (
+            (b - a) * 1000 / calls for a, b in zip(self._start, end, strict=True)
+        )
         cores = os.cpu_count() or 1
         ceiling = cores * 1000 / max(server + prov + client, 1e-9)
         if self.one_process:
