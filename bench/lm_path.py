@@ -37,6 +37,7 @@ import httpx
 
 from bench.fastapi_baseline import baseline_server
 from bench.harness import bridge_server, closed_loop
+from bench.harness import cpu_seconds as _cpu_seconds
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
 from dspy_bridge_client._proto.dspy_bridge.v1 import lm_pb2, module_pb2, value_pb2
@@ -76,12 +77,6 @@ def provider(latency_ms: float = 0.0, pids: list[int] | None = None) -> Iterator
         finally:
             proc.kill()
             proc.wait()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:

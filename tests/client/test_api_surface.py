@@ -198,3 +198,21 @@ async def test_async_task_cancellation_is_not_swallowed(fake: FakeBridge, target
             await task
         stream.cancel()
     assert fake.stream_cancelled.wait(timeout=10)
+
+
+def test_the_host_servers_have_the_same_shape() -> None:
+    """`serve`'s results, sync and asyncio: the same methods (besides the async one's `start`,
+    which `serve` calls) with the same parameters, and the same state to read."""
+    from dspy_bridge_client import AsyncHostServer, HostServer
+
+    sync_methods = public_methods(HostServer)
+    async_methods = {n: m for n, m in public_methods(AsyncHostServer).items() if n != "start"}
+    assert sync_methods.keys() == async_methods.keys()
+    for name, method in sync_methods.items():
+        sync_params = list(inspect.signature(method).parameters.values())
+        async_params = list(inspect.signature(async_methods[name]).parameters.values())
+        assert [(p.name, p.kind, p.default) for p in sync_params] == [
+            (p.name, p.kind, p.default) for p in async_params
+        ], name
+    for state in ("connected", "connection_id", "connections", "error"):
+        assert isinstance(getattr(HostServer, state), property), state

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+import dspy_bridge
+from tests.process import server_process
+
 ROOT = Path(__file__).parents[2]
 UV = ROOT / ".venv" / "bin" / "uv"
 
@@ -183,17 +186,36 @@ def test_a_release_build_names_the_client_by_name_and_a_checkout_build_by_path(
     ]
 
 
+_NODE_CALL = """
+const { BridgeClient } = require("@dspy-bridge/client");
+const client = new BridgeClient(process.argv[1], { timeoutMs: 60000 });
+client.serverInfo().then(
+  (info) => { console.log(info.bridgeVersion); client.close(); },
+  (err) => { console.error(err); process.exit(1); },
+);
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_node_package_installs_from_a_clean_checkout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("npm_flags", [[], ["--omit=dev"]], ids=["plain", "omit-dev"])
+def test_node_package_installs_into_an_unrelated_project(
+    tmp_path: Path, npm_flags: list[str]
+) -> None:
+    """The README's command, run in a project outside the checkout, without `--install-links`:
+    npm links the folder and its `prepare` installs the dependencies there and compiles it. With
+    `--omit=dev` (or NODE_ENV=production) too, which the build's own install must not inherit.
+    The installed client then talks to a real sidecar."""
     repo = _clean_checkout(tmp_path / "repo")
-    _run(
-        "npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "./clients/node", cwd=repo
-    )
-    exported = _run(
-        "node",
-        "-e",
-        "const c = require('@dspy-bridge/client'); console.log(typeof c.BridgeClient)",
-        cwd=repo,
-    )
-    assert exported.strip() == "function"
+    (_, _, command) = readme_install_commands()
+    assert command[:2] == ["npm", "install"]
+    package = repo / Path(command[2]).relative_to("/path/to/dspy-bridge")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "package.json").write_text('{"name": "app", "version": "1.0.0", "private": true}\n')
+    quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
+    _run("npm", "install", *quiet, *npm_flags, package, cwd=app)
+
+    with server_process() as server:
+        version = _run("node", "-e", _NODE_CALL, server.target, cwd=app)
+    assert version.strip() == dspy_bridge.__version__

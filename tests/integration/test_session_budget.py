@@ -5,6 +5,7 @@ counts what a session already keeps."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -43,19 +44,23 @@ async def write_chunk(stub: Stub, sid: str, name: str, size: int = CHUNK) -> Non
     )
 
 
+async def fill(stub: Stub, sid: str, name: str) -> int:
+    """Writes CHUNKs to `name` until the budget refuses one; how many were accepted."""
+    for written in range(20):  # bounded: LIMITS' budget holds 9 such versions
+        try:
+            await write_chunk(stub, sid, name)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == FULL, err
+            return written
+    raise AssertionError("20 writes of 100 kB fit in a 1 MB budget")
+
+
 @ON_EVERY_STORE
 @pytest.mark.parametrize("settings_overrides", [LIMITS])
 async def test_history_counts_and_a_full_session_refuses_writes(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
     await register_string(stub, sid, "x")
-    written = 0
-    for _ in range(20):  # bounded: the budget holds 9 such versions
-        try:
-            await write_chunk(stub, sid, "x")
-        except grpc.aio.AioRpcError as err:
-            assert err.code() == FULL
-            break
-        written += 1
+    written = await fill(stub, sid, "x")
     assert 5 <= written < 10, "history versions of one variable must count, not only its value"
     err = await expect_error(write_chunk(stub, sid, "x"), FULL, BUDGET)
     assert int(err.metadata["limit"]) == 1_000_000 and int(err.metadata["used"]) > 500_000
@@ -124,3 +129,40 @@ async def test_a_restarted_server_counts_what_a_session_keeps(tmp_path: Path) ->
             await expect_error(write_chunk(stub, sid, "x"), FULL, BUDGET)
     finally:
         await running.stop(grace=0)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "redis"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [LIMITS])
+async def test_cancelled_writes_cannot_keep_more_than_the_budget(stub: Stub) -> None:
+    """A store write that is under way when its caller cancels commits anyway (SQLite finishes
+    the transaction on its thread, Redis has the command): it must be counted all the same,
+    or a host that cancels its writes keeps bytes the budget never saw."""
+    sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+    names = [f"v{i}" for i in range(20)]
+    for name in names:
+        await register_string(stub, sid, name)
+    for round_ in range(60):
+        calls = [
+            stub.UpdateVariable(
+                pb.UpdateVariableRequest(session_id=sid, name=name, value=sv("w" * CHUNK))
+            )
+            for name in names
+        ]
+        # Cancel at a different moment each round: some land while a write is committing.
+        for _ in range(round_ % 12):
+            await asyncio.sleep(0.0005)
+        for call in calls:
+            call.cancel()
+        await stub.Ping(pb.PingRequest())
+    kept = 0
+    for name in names:
+        token = ""
+        for _ in range(100):  # bounded paging
+            page = await stub.GetVariableHistory(
+                pb.GetVariableHistoryRequest(session_id=sid, name=name, page_token=token)
+            )
+            kept += sum(len(entry.value.string_value) for entry in page.entries)
+            token = page.next_page_token
+            if not token:
+                break
+    assert kept <= LIMITS["max_session_bytes"]

@@ -170,3 +170,40 @@ async def test_cancel_during_a_host_tool_call_frees_the_slot() -> None:
             assert cancelled == calls
             await drained(pool)
         await still_serves(stub, pool)
+
+
+async def test_a_worker_dying_during_a_host_tool_call_fails_it_and_tells_the_host() -> None:
+    """The worker running the ReAct module is killed while its host tool call waits: the
+    execution fails UNAVAILABLE WORKER_LOST, the host gets `cancel`, the hub holds nothing for
+    it, and the pool serves again."""
+    async with pooled(**SMALL_POOL) as (server, pool, stub):
+        sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+        config = struct_pb2.Struct()
+        config.update({"tools": ["host:lookup"], "max_iters": 2})
+        async with RawHost(stub, hello(sid, [tool("lookup")])) as host:
+            await stub.CreateModule(
+                pb.CreateModuleRequest(
+                    session_id=sid,
+                    module_id="agent",
+                    module_type="ReAct",
+                    signature=module_pb2.Signature(text="question -> answer"),
+                    config=config,
+                )
+            )
+            request = {"question": value_pb2.Value(string_value="where is it?")}
+            unary = stub.Execute(
+                pb.ExecuteRequest(session_id=sid, module_id="agent", inputs=request)
+            )
+            call_id = (await host.read()).tool_call.call_id
+            [pid] = pool.pids()
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await unary
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "WORKER_LOST" in str(caught.value.trailing_metadata())
+            assert (await host.read()).cancel.call_id == call_id
+            assert server.hosts is not None
+            assert not any(c.pending for c in server.hosts._connections(sid))
+            await drained(pool)
+            await pool.wait_for(lambda: len(pool.pids()) == 1, DRAIN_WITHIN)
+        await still_serves(stub, pool)

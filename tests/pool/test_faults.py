@@ -5,6 +5,7 @@ nothing stored lost: worker SIGKILL under load, an LM hanging past the deadline,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ import grpc
 import pytest
 
 from dspy_bridge.pool import PoolConfig, WorkerPool, restart_delay
+from dspy_bridge.pool import pool as pool_module
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import value_pb2
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2 as vpb
@@ -174,3 +176,26 @@ async def test_crash_looping_worker_backs_off() -> None:
         assert pool.stats()["workers_alive"] == 0
     finally:
         await pool.close()
+
+
+async def test_a_wedged_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stops answering (SIGSTOP stands in for an event loop stuck in C code) is
+    killed once it lets a call pass its deadline and a cancel, and a new worker serves."""
+    monkeypatch.setattr(pool_module, "DEADLINE_MARGIN_S", 0.5)
+    async with pooled() as (_, pool, stub):
+        sid = await session_with_module(stub)
+        [wedged] = pool.pids()
+        os.kill(wedged, signal.SIGSTOP)
+        try:
+            await expect_error(
+                stub.Execute(execute_request(sid, timeout_ms=300)),
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "DEADLINE_EXCEEDED",
+            )
+            await pool.wait_for(lambda: pool.pids() not in ([], [wedged]), within=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(wedged, signal.SIGCONT)
+        response = await stub.Execute(execute_request(sid))
+        assert response.outputs["answer"].string_value
+        assert pool.stats()["crashes"] == 1

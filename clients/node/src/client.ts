@@ -69,6 +69,8 @@ type StreamMethod = (req: Pb, md: grpc.Metadata, opts: grpc.CallOptions) => grpc
 /** The channel, stub and call settings shared by a client and its session handles. */
 class Transport {
   closed = false;
+  /** `serve` connections made through this client: `BridgeClient.close()` stops them (grpc-js lets open streams outlive the channel's close). */
+  readonly hosts = new Set<HostServer>();
   constructor(
     readonly stub: grpc.Client,
     readonly target: string,
@@ -233,9 +235,15 @@ export class BridgeClient {
     this.transport.timeoutMs = value;
   }
 
-  /** Close the connection; calls in flight are cancelled. Safe to call twice. */
+  /**
+   * Close the connection: new calls fail, `serve` connections made through this client stop
+   * serving (their `close()` is started; its calls in flight are aborted). Unary calls already
+   * in flight run to their end; cancel streams (`stream.cancel()`) to stop them. Safe to call twice.
+   */
   close(): void {
     this.transport.closed = true;
+    for (const host of this.transport.hosts) void host.close();
+    this.transport.hosts.clear();
     this.grpcClient.close();
   }
 
@@ -829,6 +837,15 @@ export class SessionHandle {
    * answered concurrently; a broken stream is reconnected with backoff. `close()` stops serving.
    */
   serve(options: ServeOptions): Promise<HostServer> {
-    return HostServer.start(() => this.transport.duplex("Connect"), this.transport.target, this.sessionId, options);
+    const transport = this.transport;
+    const hosting = HostServer.start(() => transport.duplex("Connect"), transport.target, this.sessionId, options);
+    return hosting.then((host) => {
+      if (transport.closed) void host.close(); // the client was closed while this one connected
+      else {
+        transport.hosts.add(host);
+        void host.done.finally(() => transport.hosts.delete(host)).catch(() => undefined);
+      }
+      return host;
+    });
   }
 }

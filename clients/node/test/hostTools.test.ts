@@ -211,6 +211,20 @@ describe("host tools", () => {
   });
 });
 
+describe("host tools and the client's close", () => {
+  it("closing the client stops the serve connections made through it", async () => {
+    const session = await agentSession();
+    const own = new BridgeClient(env.sidecar.target, { timeoutMs: 30_000 });
+    const host = await own.session(session.sessionId).serve({ tools: { lookup_order: { parameters: ORDER_SCHEMA, fn: () => "served" } } });
+    await createAgent(session);
+    own.close();
+    await host.done; // resolves: serving ended as by host.close()
+    const gone = await rejectsWith(session.execute("agent", { order_id: "F-1" }), UnavailableError);
+    assert.equal(gone.reason, "HOST_DISCONNECTED");
+    await session.delete();
+  });
+});
+
 describe("host tools across a reconnect", () => {
   it("keeps serving after the network drops", async () => {
     const proxy = await startTcpProxy(env.sidecar.target);

@@ -18,7 +18,8 @@ validation and the store. Why this shape:
   `cancel`, which cancels the task (and its LM call) in the worker.
 - **Faults.** A worker that dies fails its in-flight calls with UNAVAILABLE `WORKER_LOST`
   (`retryable=true`: the front never stores anything from an execution, so nothing is lost) and
-  is replaced; a slot whose workers keep dying waits exponentially longer between starts.
+  is replaced; a slot whose workers keep dying waits exponentially longer between starts. A
+  worker that is wedged (silent past a call's deadline and a cancel) is killed, and so replaced.
 - **Recycling.** After `worker_max_requests` calls or above `worker_max_rss_mb`, a worker's
   successor starts while the worker keeps taking calls; once the successor is ready it takes
   the calls and the old worker finishes what it has, then exits. A slot has at most one start
@@ -69,7 +70,9 @@ from dspy_bridge.runtime.host_calls import HostCaller
 log = get_logger(__name__)
 
 AFFINITY_SLACK = 8
-# A worker that answers nothing by this long after its timeout is treated as hung for this call.
+# A worker that answers nothing by this long after a call's timeout is treated as hung for that
+# call (the caller gets DEADLINE_EXCEEDED and the worker a cancel); still silent this long after
+# the cancel, it is killed and replaced (`_kill_if_unresponsive`).
 DEADLINE_MARGIN_S = 5.0
 
 
@@ -610,7 +613,25 @@ class WorkerPool:
                 return await call.inbox.get()
         except TimeoutError:
             self._cancel(slot, call)
+            self._background(self._kill_if_unresponsive(call))
             raise deadline_exceeded(call.request.timeout_ms) from None
+
+    async def _kill_if_unresponsive(self, call: _Call) -> None:
+        """A worker whose event loop runs ends every call at its deadline (its executor's own
+        timeout) and confirms a cancel at once. One silent `DEADLINE_MARGIN_S` past a deadline
+        and then as long again after the cancel is wedged (code stuck without yielding: a tool,
+        a parser), and so is every other call on it: it is killed, those calls fail
+        WORKER_LOST (retryable) and a new worker takes its slot."""
+        await asyncio.sleep(DEADLINE_MARGIN_S)  # a timer in the server, not a guess in a test
+        for handle in list(self._handles):
+            if call.id in handle.in_flight and not handle.dead:
+                log.error(
+                    "worker unresponsive past a deadline and a cancel; killing it",
+                    pid=handle.pid,
+                    in_flight=len(handle.in_flight),
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    handle.proc.kill()
 
     async def execute(self, req: ExecutionRequest) -> ExecutionResult:
         slot, call = await self._submit(req, False)

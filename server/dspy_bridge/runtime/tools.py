@@ -76,9 +76,20 @@ _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
     ast.UAdd: operator.pos,
     ast.USub: operator.neg,
 }
+#: Most digits `round` takes either way: values stay within 1e300, so more round to the same
+#: result, and an int rounded to -n digits computes 10**n (n = 10**12 is hours of work).
+_MAX_ROUND_DIGITS = 300
+
+
+def _round(number: int | float, ndigits: int | None = None) -> int | float:
+    if ndigits is not None and (not isinstance(ndigits, int) or abs(ndigits) > _MAX_ROUND_DIGITS):
+        raise ValueError(f"round: ndigits must be an integer within ±{_MAX_ROUND_DIGITS}")
+    return round(number, ndigits)
+
+
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
-    "round": round,
+    "round": _round,
     "min": min,
     "max": max,
     "sqrt": math.sqrt,

@@ -126,7 +126,7 @@ class SessionService:
         have deleted the session and another principal made a new one under the same id."""
         owner = None if self._store.shared else self._owners.get(session_id)
         if owner is None:
-            owner = (await self._store.get_session(session_id)).owner
+            owner = await self._store.session_owner(session_id)
             if not self._store.shared:
                 self._owners[session_id] = owner
         if owner not in ("", principal):

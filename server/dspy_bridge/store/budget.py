@@ -14,8 +14,12 @@ A write that would take the session past `max_bytes` fails RESOURCE_EXHAUSTED
 `SESSION_BUDGET_EXCEEDED` (with `limit`, `used` and `needed` in the metadata) and changes
 nothing. The count starts from the session's stored contents the first time a session from an
 earlier run is written to (one read of its variables, history, modules and jobs), and is
-dropped with the session. Deleting a large session also asks the C allocator to hand its freed
-memory back to the OS (glibc's `malloc_trim`), so a deleted session's bytes do not stay resident.
+dropped with the session. A write and its count are one step that runs to its end even when the
+caller is cancelled (`_to_the_end`): a store whose write is under way commits it anyway (SQLite
+finishes its transaction on its thread), and a commit the count missed would let a host that
+cancels its writes keep far more than the budget. Deleting a large session also asks the C
+allocator to hand its freed memory back to the OS (glibc's `malloc_trim`), so a deleted
+session's bytes do not stay resident.
 
 A shared store keeps the count itself, next to the data (`SessionStore.keep_budget`): a count
 in one replica's memory would let a session hold its budget once per replica.
@@ -28,7 +32,8 @@ import ctypes
 import ctypes.util
 import weakref
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
+from typing import Any, TypeVar
 
 from dspy_bridge.model import (
     HistoryEntry,
@@ -58,6 +63,14 @@ __all__ = ["BudgetedStore", "with_session_budget"]
 #: Freed bytes past which a session delete asks the allocator to return memory to the OS.
 _TRIM_AFTER_BYTES = 8 << 20
 
+T = TypeVar("T")
+
+
+def _outcome_read(task: asyncio.Future[Any]) -> None:
+    """Marks a step's outcome as read: a cancelled caller never reads it."""
+    if not task.cancelled():
+        task.exception()
+
 
 class BudgetedStore(SessionStore):
     """`inner` with a per-session byte budget (see module docstring); 0 = no budget."""
@@ -70,6 +83,9 @@ class BudgetedStore(SessionStore):
         self._keep = history_limit or None
         self._usage: dict[str, SessionUsage] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # The memory store's methods never yield the loop, so no cancel can fall between its
+        # write and the count: its writes skip the extra task.
+        self._writes_yield = inner.backend != "memory"
 
     @property
     def inner(self) -> SessionStore:
@@ -81,6 +97,14 @@ class BudgetedStore(SessionStore):
         return None if usage is None else usage.total()
 
     # -- accounting -------------------------------------------------------------------------
+
+    async def _to_the_end(self, step: Awaitable[T]) -> T:
+        """`step` (a write and its count) run to its end even if the caller is cancelled."""
+        if not self._writes_yield:
+            return await step
+        task = asyncio.ensure_future(step)
+        task.add_done_callback(_outcome_read)
+        return await asyncio.shield(task)
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         lock = self._locks.get(session_id)
@@ -138,6 +162,9 @@ class BudgetedStore(SessionStore):
         return await self._inner.count_sessions()
 
     async def delete_session(self, session_id: str, reason: str = "deleted") -> None:
+        await self._to_the_end(self._delete_session(session_id, reason))
+
+    async def _delete_session(self, session_id: str, reason: str) -> None:
         await self._inner.delete_session(session_id, reason)
         usage = self._usage.pop(session_id, None)
         if usage is not None and usage.total() >= _TRIM_AFTER_BYTES:
@@ -155,6 +182,9 @@ class BudgetedStore(SessionStore):
     # -- variables --------------------------------------------------------------------------
 
     async def create_variable(self, variable: Variable, *, max_variables: int) -> Variable:
+        return await self._to_the_end(self._create_variable(variable, max_variables))
+
+    async def _create_variable(self, variable: Variable, max_variables: int) -> Variable:
         sid = variable.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)
@@ -175,6 +205,9 @@ class BudgetedStore(SessionStore):
         return await self._inner.list_variables(session_id)
 
     async def delete_variable(self, session_id: str, variable_id: str) -> Variable:
+        return await self._to_the_end(self._delete_variable(session_id, variable_id))
+
+    async def _delete_variable(self, session_id: str, variable_id: str) -> Variable:
         async with self._lock(session_id):
             gone = await self._inner.delete_variable(session_id, variable_id)
             usage = self._usage.get(session_id)
@@ -186,6 +219,11 @@ class BudgetedStore(SessionStore):
 
     async def write_variables(
         self, session_id: str, writes: Sequence[VariableWrite], *, now: float
+    ) -> list[Variable]:
+        return await self._to_the_end(self._write_variables(session_id, writes, now))
+
+    async def _write_variables(
+        self, session_id: str, writes: Sequence[VariableWrite], now: float
     ) -> list[Variable]:
         async with self._lock(session_id):
             usage = await self._counted(session_id)
@@ -208,6 +246,9 @@ class BudgetedStore(SessionStore):
     # -- modules ----------------------------------------------------------------------------
 
     async def create_module(self, record: ModuleRecord) -> ModuleRecord:
+        return await self._to_the_end(self._create_module(record))
+
+    async def _create_module(self, record: ModuleRecord) -> ModuleRecord:
         sid = record.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)
@@ -231,6 +272,11 @@ class BudgetedStore(SessionStore):
     async def put_module_version(
         self, record: ModuleRecord, *, expected_version: int
     ) -> ModuleRecord:
+        return await self._to_the_end(self._put_module_version(record, expected_version))
+
+    async def _put_module_version(
+        self, record: ModuleRecord, expected_version: int
+    ) -> ModuleRecord:
         sid = record.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)
@@ -241,6 +287,9 @@ class BudgetedStore(SessionStore):
         return stored
 
     async def delete_module(self, session_id: str, module_id: str) -> None:
+        await self._to_the_end(self._delete_module(session_id, module_id))
+
+    async def _delete_module(self, session_id: str, module_id: str) -> None:
         async with self._lock(session_id):
             await self._inner.delete_module(session_id, module_id)
             usage = self._usage.get(session_id)
@@ -250,6 +299,9 @@ class BudgetedStore(SessionStore):
     # -- jobs -------------------------------------------------------------------------------
 
     async def create_job(self, job: Job, *, owner: str = "", max_active_per_owner: int = 0) -> Job:
+        return await self._to_the_end(self._create_job(job, owner, max_active_per_owner))
+
+    async def _create_job(self, job: Job, owner: str, max_active_per_owner: int) -> Job:
         sid = job.session_id
         async with self._lock(sid):
             usage = await self._counted(sid)

@@ -106,7 +106,7 @@ def build_rules(s: Settings) -> dict[str, Rule]:
         "source": _text(min(128, s.max_reason_chars)),
         "reason": _text(s.max_reason_chars),
         "page_token": _text(256),
-        "page_size": _ints(0, INT32_MAX, "0 = the default page (100); above 1000 = 1000"),
+        "page_size": _ints(0, INT32_MAX, "each List RPC says what 0 and large sizes mean"),
         "expected_version": expected,
         "metadata": metadata,
         "description": _text(s.max_description_chars),

@@ -697,6 +697,7 @@ class AsyncSessionHandle:
         overrides: Mapping[str, Any] | None = None,
         module_version: int = 0,
         progress: rq.EvaluationProgress | None = None,
+        timeout_ms: int = 0,
     ) -> Evaluation:
         """Run a module over a dataset and score every prediction with a metric.
 
@@ -712,6 +713,8 @@ class AsyncSessionHandle:
             module_version: a past version to evaluate; 0 = current.
             progress: called as ``progress(completed, total)`` while examples finish (the call
                 then uses the streaming RPC, EvaluateStream).
+            timeout_ms: extends the call's deadline (the client's `timeout`) to at least this
+                many milliseconds, for an evaluation that takes longer.
 
         Returns an `Evaluation`: the mean ``score`` and one `EvaluationResult` per example
         (a failed example carries its error and scores 0). A bad request (unknown metric, bad
@@ -729,10 +732,14 @@ class AsyncSessionHandle:
             module_version,
         )
         if progress is None:
-            response: pb.EvaluateResponse = await self._transport.unary("Evaluate", request)
+            response: pb.EvaluateResponse = await self._transport.unary(
+                "Evaluate", request, timeout_ms
+            )
             return Evaluation._from_proto(response)
         call = self._transport.stream(
-            "EvaluateStream", pb.EvaluateStreamRequest(evaluation=request), self._transport.timeout
+            "EvaluateStream",
+            pb.EvaluateStreamRequest(evaluation=request),
+            rq.call_timeout(self._transport.timeout, timeout_ms),
         )
         events: AsyncStream[rq.EvaluationEvent] = AsyncStream(
             call, rq.evaluation_event, self._transport.target

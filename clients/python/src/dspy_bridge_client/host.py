@@ -71,10 +71,20 @@ __all__ = ["AsyncHostServer", "HostCallContext", "HostServer", "json_schema", "t
 _UNIONS = (typing.Union, types.UnionType)
 
 ToolFn = Callable[..., Any]
-MetricFn = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]
-LMFn = Callable[[list[dict[str, Any]], dict[str, Any]], Any]
+_Example = dict[str, Any]
+_Messages = list[dict[str, Any]]
+# The second form of each takes the call's context (module docstring) as its last parameter.
+MetricFn = (
+    Callable[[_Example, _Example, _Example], Any]
+    | Callable[[_Example, _Example, _Example, "HostCallContext"], Any]
+)
+LMFn = (
+    Callable[[_Messages, dict[str, Any]], Any]
+    | Callable[[_Messages, dict[str, Any], "HostCallContext"], Any]
+)
 
-#: A refused `hello` is final: reconnecting would be refused again.
+#: A refused `hello` is final: reconnecting would be refused again (UNIMPLEMENTED: a sidecar
+#: without `Connect`). The Node client stops on the same codes.
 _FINAL = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -82,6 +92,8 @@ _FINAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.OUT_OF_RANGE,
 }
 _BACKOFF_START_S = 0.1
 _BACKOFF_MAX_S = 5.0
@@ -353,10 +365,11 @@ class AsyncHostServer:
         """Whether the stream is open and welcomed now."""
         return self._connected.is_set()
 
-    async def wait_connected(self, within: float | None = 10.0) -> None:
+    # Same shape as the sync twin, hence a `timeout` argument rather than asyncio.timeout().
+    async def wait_connected(self, timeout: float | None = 10.0) -> None:  # noqa: ASYNC109
         """Returns once the sidecar has welcomed the stream; raises the refusal (a
-        `BridgeError`) when it refused the hello, TimeoutError after `within` seconds."""
-        async with asyncio.timeout(within):
+        `BridgeError`) when it refused the hello, TimeoutError after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
             while not self._connected.is_set():
                 if self.error is not None:
                     raise self.error
@@ -364,8 +377,10 @@ class AsyncHostServer:
                     raise RuntimeError("serving stopped")
                 waiter = asyncio.ensure_future(self._connected.wait())
                 assert self._task is not None
-                await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                try:
+                    await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also on the timeout: no pending waiter is left behind
+                    waiter.cancel()
         if self.error is not None:
             raise self.error
 
@@ -383,7 +398,11 @@ class AsyncHostServer:
                 await self._call.code()
 
     async def __aenter__(self) -> Self:
-        await self.wait_connected()
+        try:
+            await self.wait_connected()
+        except BaseException:  # refused, or not welcomed in time: no `__aexit__` will stop it
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -506,6 +525,11 @@ class HostServer:
         """How many times the stream was (re)opened and welcomed."""
         return self._inner.connections if self._inner is not None else 0
 
+    @property
+    def error(self) -> BridgeError | None:
+        """Why serving stopped for good (a refused hello), if it did."""
+        return self._inner.error if self._inner is not None else None
+
     def wait_connected(self, timeout: float | None = 10.0) -> None:
         """Blocks until the sidecar welcomed the stream (see `AsyncHostServer`)."""
         assert self._inner is not None
@@ -531,7 +555,11 @@ class HostServer:
         self._loop.close()
 
     def __enter__(self) -> Self:
-        self.wait_connected()
+        try:
+            self.wait_connected()
+        except BaseException:  # refused, or not welcomed in time: no `__exit__` will stop it
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
