@@ -3,8 +3,8 @@
 Why: one RPC must never stall the others. Checking a long STRING value against its variable's
 `pattern` is linear (RE2, see `model.patterns`) but can still take a while for a megabyte value,
 and RE2 releases the GIL while it matches, so a thread keeps the event loop serving. The
-threads are this module's own (two of them), not asyncio's default executor, so a host sending
-many such checks queues behind its own work instead of starving the store's and DSPy's
+threads are this module's own (two of them, shared by every caller), not asyncio's default
+executor, so many such checks queue here instead of starving the store's and DSPy's
 `to_thread` calls. Short values (the usual case) are checked inline: a thread hop would cost
 more than the check.
 
