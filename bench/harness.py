@@ -43,6 +43,12 @@ class LoadResult:
         }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def closed_loop(
     call: Callable[[], Awaitable[object]], *, concurrency: int, seconds: float, warmup: float = 0.5
 ) -> LoadResult:

@@ -1,28 +1,37 @@
 """Issue-13 suite: the Redis store against the memory store, side by side in one run.
 
 One real redis-server (AOF; once with `appendfsync always` as in the compose file, once with
-`everysec`) and three sidecars:
-one on `memory://`, two replicas on the same Redis. Each round measures memory and Redis back
-to back with the same load generator, and the median of the per-round ratios is reported:
+`everysec`) and three sidecars: one on `memory://`, two replicas on the same Redis. Each round
+loads memory and Redis *at the same time*, each side's 32 callers in a process of their own, so
+other work on the machine weighs on both alike; the median of the per-round ratios is reported,
+with the serving processes' CPU time per call (the sidecar, plus redis-server on the Redis
+side), the cost behind each ratio:
 
 - UpdateVariable throughput at 32 callers (Redis replica vs the memory sidecar);
-- update → watch delivery across replicas: an updater writes through replica A, 10 watchers
-  read on replica B (p50/p99), next to the same measure on the memory sidecar;
 - Execute throughput at 32 callers (a Predict module with a bound variable, offline LM; an
-  execution reads the store but never writes it).
+  execution reads the store but never writes it);
+- update → watch delivery across replicas: an updater writes through replica A, 10 watchers
+  read on replica B (p50/p99), next to the same measure on the memory sidecar.
+
+`BENCH_ROUNDS` (3), `BENCH_SECONDS` (3 per measure) and `BENCH_APPENDFSYNC` (`always,everysec`)
+shorten or lengthen a run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from bench.execute import QUESTION, _bridge_setup
-from bench.harness import bridge_server, closed_loop, median
+from bench.harness import bridge_server, closed_loop, cpu_seconds, median
 from bench.variables import watch_latency
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -32,9 +41,20 @@ from tests.redis_server import RedisServer
 
 CONCURRENCY = 32
 WATCHERS = 10
+#: `closed_loop`'s warm-up before it measures.
+WARMUP_S = 0.5
+# Shorter or longer runs: rounds, seconds per measure, and which AOF settings to measure.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+FSYNCS = os.environ.get("BENCH_APPENDFSYNC", "always,everysec").split(",")
 
 
-async def _updates(target: str, seconds: float) -> dict[str, float]:
+async def _start_at(when: float) -> None:
+    """Waits until `when` (wall clock): both sides' load starts at the same moment."""
+    await asyncio.sleep(max(0.0, when - time.time()))
+
+
+async def _updates(target: str, seconds: float, start_at: float = 0.0) -> dict[str, float]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)
         sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
@@ -57,11 +77,12 @@ async def _updates(target: str, seconds: float) -> dict[str, float]:
                 )
             )
 
+        await _start_at(start_at)
         result = await closed_loop(update, concurrency=CONCURRENCY, seconds=seconds)
     return result.summary()
 
 
-async def _executes(target: str, seconds: float) -> dict[str, float]:
+async def _executes(target: str, seconds: float, start_at: float = 0.0) -> dict[str, float]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)
         sid, module_id = await _bridge_setup(stub, "Predict")
@@ -70,6 +91,7 @@ async def _executes(target: str, seconds: float) -> dict[str, float]:
             module_id=module_id,
             inputs={"question": value_pb2.Value(string_value=QUESTION)},
         )
+        await _start_at(start_at)
         result = await closed_loop(
             lambda: stub.Execute(request), concurrency=CONCURRENCY, seconds=seconds
         )
@@ -81,49 +103,102 @@ async def _delivery(writer: str, reader: str, updates: int) -> dict[str, float]:
     return await watch_latency(writer, WATCHERS, updates, reader=reader)
 
 
-def run(rounds: int = 3, seconds: float = 3.0) -> dict[str, Any]:
+def run(rounds: int = ROUNDS, seconds: float = SECONDS) -> dict[str, Any]:
     """Redis with `appendfsync always` (nothing acknowledged is lost: every write waits for
     the disk) and with `everysec` (up to a second lost on a power cut), each side by side with
-    memory."""
-    return {
-        "appendfsync_always": _run_with("always", rounds, seconds),
-        "appendfsync_everysec": _run_with("everysec", rounds, seconds),
+    memory (`BENCH_APPENDFSYNC=always` measures one)."""
+    return {f"appendfsync_{mode}": _run_with(mode, rounds, seconds) for mode in FSYNCS}
+
+
+_MEASURES = {"update": _updates, "execute": _executes}
+#: Seconds from submitting both sides' loads to their common start (a child's setup fits).
+_LEAD_S = 2.0
+
+
+def _load_in_child(what: str, target: str, seconds: float, start_at: float) -> dict[str, float]:
+    return asyncio.run(_MEASURES[what](target, seconds, start_at))
+
+
+def _together(
+    pool: ProcessPoolExecutor, what: str, sides: dict[str, tuple[str, list[int]]], seconds: float
+) -> dict[str, dict[str, float]]:
+    """`what` on every side at the same time, each side's 32 callers in a process of its own,
+    with the CPU time each side's serving processes (the sidecar, and redis-server for the
+    Redis side) spent per call. Both sides share the same moments of the machine, so load from
+    other work weighs on both alike: the ratio compares what a call costs each side."""
+    start_at = time.time() + _LEAD_S
+    futures = {
+        side: pool.submit(_load_in_child, what, target, seconds, start_at)
+        for side, (target, _) in sides.items()
     }
+    time.sleep(max(0.0, start_at + WARMUP_S - time.time()))
+    before = {side: sum(cpu_seconds(pid) for pid in pids) for side, (_, pids) in sides.items()}
+    time.sleep(max(0.0, start_at + WARMUP_S + seconds - time.time()))
+    results = {side: future.result() for side, future in futures.items()}
+    for side, (_, pids) in sides.items():
+        spent = sum(cpu_seconds(pid) for pid in pids) - before[side]
+        calls = max(results[side]["calls"], 1)
+        results[side]["server_cpu_ms_per_call"] = round(1000 * spent / calls, 3)
+    return results
 
 
 def _run_with(appendfsync: str, rounds: int, seconds: float) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
+    memory_pid: list[int] = []
+    redis_pids: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis", appendfsync=appendfsync)
         redis.start()
+        assert redis.proc is not None
+        redis_pids.append(redis.proc.pid)
         url = f"{redis.url}?key_prefix=bench"
         try:
             with (
-                bridge_server("--workers", "0", "--store", "memory://") as (memory, _),
-                bridge_server("--workers", "0", "--store", url) as (replica_a, _),
+                bridge_server("--workers", "0", "--store", "memory://", pids=memory_pid) as (
+                    memory,
+                    _,
+                ),
+                bridge_server("--workers", "0", "--store", url, pids=redis_pids) as (replica_a, _),
                 bridge_server("--workers", "0", "--store", url) as (replica_b, _),
             ):
-                for _ in range(rounds):
-                    rows.append(
-                        {
-                            "update_memory": asyncio.run(_updates(memory, seconds)),
-                            "update_redis": asyncio.run(_updates(replica_a, seconds)),
-                            "execute_memory": asyncio.run(_executes(memory, seconds)),
-                            "execute_redis": asyncio.run(_executes(replica_a, seconds)),
-                        }
-                    )
+                sides = {"memory": (memory, memory_pid), "redis": (replica_a, redis_pids)}
+                spawn = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
+                    for _ in range(rounds):
+                        row: dict[str, Any] = {}
+                        for what in _MEASURES:
+                            both = _together(pool, what, sides, seconds)
+                            for side, result in both.items():
+                                row[f"{what}_{side}"] = result
+                        rows.append(row)
                 watch_memory = asyncio.run(_delivery(memory, memory, updates=500))
                 watch_across = asyncio.run(_delivery(replica_a, replica_b, updates=500))
         finally:
             redis.kill()
 
-    def ratio(a: str, b: str) -> float:
-        return round(median([r[a]["throughput_per_s"] / r[b]["throughput_per_s"] for r in rows]), 3)
+    def ratio(a: str, b: str, field: str = "throughput_per_s") -> float:
+        return round(median([r[a][field] / r[b][field] for r in rows]), 3)
+
+    def cpu(side: str) -> float:
+        return round(median([r[side]["server_cpu_ms_per_call"] for r in rows]), 3)
 
     return {
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "rounds": rows,
         "update_redis_vs_memory": ratio("update_redis", "update_memory"),
         "execute_redis_vs_memory": ratio("execute_redis", "execute_memory"),
+        # Server CPU per call (median of the rounds) and memory's over Redis's: the cost side
+        # of the same ratios, steadier than throughput when other work shares the machine.
+        "server_cpu_ms_per_call": {
+            key: cpu(key)
+            for key in ("update_memory", "update_redis", "execute_memory", "execute_redis")
+        },
+        "update_cpu_memory_over_redis": ratio(
+            "update_memory", "update_redis", "server_cpu_ms_per_call"
+        ),
+        "execute_cpu_memory_over_redis": ratio(
+            "execute_memory", "execute_redis", "server_cpu_ms_per_call"
+        ),
         "watch_memory_same_server": watch_memory,
         "watch_redis_across_replicas": watch_across,
         "targets": {

@@ -114,12 +114,17 @@ def test_sync_serve_lends_a_tool_to_react_from_a_background_thread(
 
 
 def test_a_refused_hello_is_raised(sidecar: ServerProcess) -> None:
+    def serving_threads() -> int:
+        return sum(t.name == "dspy-bridge-host" for t in threading.enumerate())
+
     with BridgeClient(sidecar.target) as client:
+        before = serving_threads()
         with (
             pytest.raises(NotFoundError),
             client.session("no-such-session").serve(tools={"t": lookup_order}),
         ):
             pass
+        assert serving_threads() == before  # the refused host's thread and channel are gone
         session = client.create_session()
         with session.serve(tools={"lookup_order": lookup_order}):
 

@@ -12,6 +12,7 @@ Everything waits on RPC answers and stream messages, never on sleeps.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
 from tests.conftest import redis_store_url
 from tests.integration.rpc import expect_error
 from tests.integration.test_replicas import LEASE_S, Stub, replicas, stubs
-from tests.integration.test_session_budget import CHUNK, register_string, write_chunk
+from tests.integration.test_session_budget import CHUNK, fill, register_string, write_chunk
 from tests.jobs.helpers import TERMINAL, slow_session, start_request
 from tests.redis_server import RedisServer
 
@@ -46,14 +47,7 @@ async def test_a_session_filled_through_one_replica_is_full_through_the_other(
             a, b = await stubs(stack, servers)
             sid = (await a.CreateSession(pb.CreateSessionRequest())).session.session_id
             await register_string(a, sid, "x")
-            written = 0
-            for _ in range(20):  # bounded: the budget holds 9 such versions
-                try:
-                    await write_chunk(a, sid, "x")
-                except grpc.aio.AioRpcError as err:
-                    assert err.code() == FULL, err
-                    break
-                written += 1
+            written = await fill(a, sid, "x")
             assert 5 <= written < 10
             # Through B (which never saw these writes): full, with A's count.
             err = await expect_error(write_chunk(b, sid, "x"), FULL, "SESSION_BUDGET_EXCEEDED")
@@ -117,9 +111,10 @@ async def test_a_callers_session_share_and_the_server_cap_span_replicas(
 
 async def _until_status(stub: Stub, sid: str, job_id: str, wanted: set[int]) -> int:
     request = pb.WatchOptimizationRequest(session_id=sid, job_id=job_id)
-    async for update in stub.WatchOptimization(request, metadata=ANA):
-        if update.job.status in wanted:
-            return int(update.job.status)
+    async with asyncio.timeout(120):  # a bound on a loaded machine, not an expectation
+        async for update in stub.WatchOptimization(request, metadata=ANA):
+            if update.job.status in wanted:
+                return int(update.job.status)
     raise AssertionError(f"the watch of {job_id} ended before any of {wanted}")
 
 

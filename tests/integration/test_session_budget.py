@@ -44,19 +44,23 @@ async def write_chunk(stub: Stub, sid: str, name: str, size: int = CHUNK) -> Non
     )
 
 
+async def fill(stub: Stub, sid: str, name: str) -> int:
+    """Writes CHUNKs to `name` until the budget refuses one; how many were accepted."""
+    for written in range(20):  # bounded: LIMITS' budget holds 9 such versions
+        try:
+            await write_chunk(stub, sid, name)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == FULL, err
+            return written
+    raise AssertionError("20 writes of 100 kB fit in a 1 MB budget")
+
+
 @ON_EVERY_STORE
 @pytest.mark.parametrize("settings_overrides", [LIMITS])
 async def test_history_counts_and_a_full_session_refuses_writes(stub: Stub) -> None:
     sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
     await register_string(stub, sid, "x")
-    written = 0
-    for _ in range(20):  # bounded: the budget holds 9 such versions
-        try:
-            await write_chunk(stub, sid, "x")
-        except grpc.aio.AioRpcError as err:
-            assert err.code() == FULL
-            break
-        written += 1
+    written = await fill(stub, sid, "x")
     assert 5 <= written < 10, "history versions of one variable must count, not only its value"
     err = await expect_error(write_chunk(stub, sid, "x"), FULL, BUDGET)
     assert int(err.metadata["limit"]) == 1_000_000 and int(err.metadata["used"]) > 500_000

@@ -11,7 +11,7 @@ import pytest_asyncio
 from dspy_bridge.transport.server import RunningServer, start_server
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
-from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2, value_pb2
+from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2, lm_pb2, module_pb2, value_pb2
 from dspy_bridge_client._proto.dspy_bridge.v1 import variable_pb2 as vpb
 from tests.conftest import redis_store_url, test_settings
 from tests.integration.rpc import expect_error, iv
@@ -94,3 +94,58 @@ async def test_a_job_running_on_one_replica_is_cancelled_through_the_other(
     async for update in a.WatchOptimization(request):
         last = update.job
     assert last.status == job_pb2.JOB_STATUS_CANCELLED
+
+
+async def _bound_module(stub: Stub, sid: str, variable: str) -> None:
+    """Module `clf` (Predict) with its `temperature` bound to `variable`."""
+    await stub.CreateModule(
+        pb.CreateModuleRequest(
+            session_id=sid,
+            module_id="clf",
+            module_type="Predict",
+            signature=module_pb2.Signature(text="text -> topic"),
+            variable_bindings={"temperature": variable},
+        )
+    )
+
+
+async def test_an_execute_on_one_replica_reads_what_the_other_just_wrote(
+    pair: tuple[Stub, Stub],
+) -> None:
+    """B keeps what its Executes read between calls; each write through A shows in B's very
+    next Execute: a variable's value, a module version, a module made anew, a deleted session."""
+    a, b = pair
+    sid = (await a.CreateSession(pb.CreateSessionRequest())).session.session_id
+    await a.ConfigureLM(pb.ConfigureLMRequest(session_id=sid, lm=lm_pb2.LMConfig(model="offline")))
+    for name, value in (("warm", 0.2), ("cold", 1.5)):
+        await _register(a, sid, name, vpb.VARIABLE_TYPE_FLOAT, value_pb2.Value(float_value=value))
+    await _bound_module(a, sid, "warm")
+    request = pb.ExecuteRequest(
+        session_id=sid, module_id="clf", inputs={"text": value_pb2.Value(string_value="hi")}
+    )
+
+    async def used_on_b() -> tuple[str, float, int, int]:
+        reply = await b.Execute(request)
+        ((name, usage),) = reply.variables_used.items()
+        return name, usage.value.float_value, usage.version, reply.module_version
+
+    assert await used_on_b() == ("warm", 0.2, 1, 1)
+    for n in range(2, 5):  # each write on A, then at once an Execute on B
+        value = n / 10
+        await a.UpdateVariable(
+            pb.UpdateVariableRequest(
+                session_id=sid, name="warm", value=value_pb2.Value(float_value=value)
+            )
+        )
+        assert await used_on_b() == ("warm", value, n, 1)
+    state = await a.ExportModuleState(pb.ExportModuleStateRequest(session_id=sid, module_id="clf"))
+    await a.ImportModuleState(
+        pb.ImportModuleStateRequest(session_id=sid, module_id="clf", state_json=state.state_json)
+    )
+    assert await used_on_b() == ("warm", 0.4, 4, 2)
+    # Made anew under the same id (version 1 again), bound to the other variable.
+    await a.DeleteModule(pb.DeleteModuleRequest(session_id=sid, module_id="clf"))
+    await _bound_module(a, sid, "cold")
+    assert await used_on_b() == ("cold", 1.5, 1, 1)
+    await a.DeleteSession(pb.DeleteSessionRequest(session_id=sid))
+    await expect_error(b.Execute(request), grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")

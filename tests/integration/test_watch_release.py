@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 
 from dspy_bridge.transport.server import RunningServer
@@ -42,3 +43,28 @@ async def test_cancelled_watches_free_their_subscriptions(
             call.cancel()
         await stub.Ping(pb.PingRequest())
     assert await _no_watchers_left(server) == 0
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_cancelled_delete_still_ends_the_sessions_watches(stub: Stub) -> None:
+    """On SQLite a delete under way when its caller cancels still commits on the store's
+    thread: what follows it (ending the session's watches, dropping its host connections and
+    cached programs) must run too, or those watches wait forever on a session that is gone."""
+    for round_ in range(30):
+        sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+        watch = stub.WatchVariables(pb.WatchVariablesRequest(session_id=sid))
+        await watch.initial_metadata()  # subscribed
+        delete = stub.DeleteSession(pb.DeleteSessionRequest(session_id=sid))
+        for _ in range(round_ % 6):  # cancel at a different moment each round
+            await asyncio.sleep(0.0005)
+        delete.cancel()
+        try:
+            session = await stub.GetSession(pb.GetSessionRequest(session_id=sid))
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.NOT_FOUND
+        else:  # the cancel came first: nothing was deleted
+            assert session.session.session_id == sid
+            await stub.DeleteSession(pb.DeleteSessionRequest(session_id=sid))
+        async with asyncio.timeout(20):  # ends at once; a hang is the defect
+            event = await watch.read()
+        assert event.WhichOneof("event") == "session_ended"

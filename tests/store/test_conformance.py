@@ -808,6 +808,66 @@ async def test_execution_view_reads_session_module_and_variables(store: SessionS
     await expect_error(store.execution_view("s1", "qa", 3), NOT_FOUND, "VERSION_NOT_FOUND")
 
 
+async def test_execution_view_sees_every_change_made_through_another_server(
+    make_store: StoreFactory,
+) -> None:
+    """A Redis replica keeps the views it read between Executes: every change made through
+    another replica (variables, module versions, a module made anew, the LM, the expiry, a
+    deleted or re-created session) shows in the very next view it reads there."""
+    store = await make_store()
+    other = await make_store(share_with=store)  # the same handle for single-server stores
+    await with_session(store)
+    t = await with_variable(store, "t", 0.5)
+    await store.create_module(a_module())
+    session, record, variables = await other.execution_view("s1", "qa")
+    assert (session.lm, record.version, [v.value for v in variables]) == (None, 1, [0.5])
+
+    await store.write_variables("s1", [a_write(t.id, 0.7)], now=1010.0)
+    _, _, variables = await other.execution_view("s1", "qa")
+    assert [(v.value, v.version) for v in variables] == [(0.7, 2)]
+    await store.put_module_version(a_module(state=None), expected_version=1)
+    _, record, _ = await other.execution_view("s1", "qa")
+    assert (record.version, record.state) == (2, None)
+    _, first, _ = await other.execution_view("s1", "qa", 1)
+    assert first.version == 1 and first.state == a_module().state
+    await store.set_session_lm("s1", LMSpec("offline"))
+    session, _, _ = await other.execution_view("s1", "qa")
+    assert session.lm == LMSpec("offline")
+    await store.set_session_expiry("s1", 5000.0)
+    session, _, _ = await other.execution_view("s1", "qa")
+    assert session.expire_time == 5000.0
+    await with_variable(store, "u", 1.5)
+    _, _, variables = await other.execution_view("s1", "qa")
+    assert [v.name for v in variables] == ["t", "u"]
+
+    # A module deleted and made anew under the same id is version 1 again, with a new spec.
+    await store.delete_module("s1", "qa")
+    await expect_error(other.execution_view("s1", "qa"), NOT_FOUND, "MODULE_NOT_FOUND")
+    await store.create_module(a_module(spec={"module_type": "Predict", "signature": "q -> a"}))
+    _, record, _ = await other.execution_view("s1", "qa")
+    assert (record.version, record.spec["signature"]) == (1, "q -> a")
+
+    # What a caller does to a view it got changes nothing the next caller gets.
+    session, record, variables = await other.execution_view("s1", "qa")
+    session.metadata["x"] = "y"
+    record.spec["config"] = {"n": 99}
+    assert record.state is not None
+    record.state["demos"].clear()
+    variables[0].metadata["x"] = "y"
+    again, record, variables = await other.execution_view("s1", "qa")
+    assert again.metadata == {} and "config" not in record.spec
+    assert record.state == a_module().state and variables[0].metadata == {}
+
+    # Deleted through one server: NOT_FOUND through the other at once; made anew: the new one.
+    await store.delete_session("s1")
+    await expect_error(other.execution_view("s1", "qa"), NOT_FOUND, "SESSION_NOT_FOUND")
+    await with_session(store)
+    await with_variable(store, "t", 1.9)
+    await store.create_module(a_module())
+    session, record, variables = await other.execution_view("s1", "qa")
+    assert (session.lm, record.version, [v.value for v in variables]) == (None, 1, [1.9])
+
+
 async def test_delete_module_removes_every_version(store: SessionStore) -> None:
     await with_session(store)
     await store.create_module(a_module())

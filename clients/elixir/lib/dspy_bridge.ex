@@ -93,18 +93,35 @@ defmodule DSPyBridge do
          pool:
            r.pool &&
              Map.take(r.pool, [:workers, :workers_alive, :restarts, :queue_depth, :in_flight]),
-         limits:
-           r.limits &&
-             Map.take(r.limits, [
-               :max_sessions,
-               :max_variables_per_session,
-               :max_value_bytes,
-               :max_message_bytes
-             ]),
+         limits: r.limits && limits(r.limits),
          default_lm_model: r.default_lm_model,
          start_time: Convert.time(r.start_time)
        }}
     end
+  end
+
+  # The limits as nested plain maps; a job's time limit in milliseconds (nil: none).
+  defp limits(limits) do
+    Map.update!(plain(limits), :jobs, fn
+      nil ->
+        nil
+
+      jobs ->
+        {duration, jobs} = Map.pop(jobs, :max_job_duration)
+
+        Map.put(
+          jobs,
+          :max_job_duration_ms,
+          duration && duration.seconds * 1000 + div(duration.nanos, 1_000_000)
+        )
+    end)
+  end
+
+  defp plain(%_{} = message) do
+    message
+    |> Map.from_struct()
+    |> Map.delete(:__unknown_fields__)
+    |> Map.new(fn {key, value} -> {key, if(is_struct(value), do: plain(value), else: value)} end)
   end
 
   # -- sessions ----------------------------------------------------------------------------

@@ -53,6 +53,41 @@ defmodule DSPyBridge.HostTest do
     Host.stop(host)
   end
 
+  test "a tool function of arity 2 is told the module and the job that called it", %{session: s} do
+    test = self()
+
+    tool =
+      Map.put(@order_tool, :fun, fn %{"order_id" => id}, call ->
+        send(test, {:called, call.module_id, call.job_id})
+        {:ok, "order #{id} shipped"}
+      end)
+
+    {:ok, host} = Host.start_link(session: s, tools: [tool])
+
+    {:ok, _} =
+      DSPyBridge.create_module(s, "ReAct", "order_id -> answer",
+        id: "agent",
+        config: %{tools: ["host:lookup_order"], max_iters: 3}
+      )
+
+    assert {:ok, _} = DSPyBridge.execute(s, "agent", %{order_id: "7"})
+    assert_receive {:called, "agent", ""}
+
+    trainset = for n <- ["11", "12"], do: {%{order_id: n}, %{answer: "order #{n} shipped"}}
+
+    {:ok, %DSPyBridge.Job{job_id: job_id}} =
+      DSPyBridge.start_optimization(s, "agent", "LabeledFewShot",
+        trainset: trainset,
+        metric: "contains"
+      )
+
+    assert {:ok, %DSPyBridge.Job{status: :succeeded}} =
+             DSPyBridge.await_optimization(s, job_id, timeout: 120_000)
+
+    assert_received {:called, "agent", ^job_id}
+    Host.stop(host)
+  end
+
   test "an Elixir metric scores an evaluation; an Elixir LM answers a module", %{session: s} do
     lm = fn %{messages: messages} ->
       last = List.last(messages)["content"]

@@ -137,5 +137,10 @@ defmodule DSPyBridge.VariablesTest do
     assert "Predict" in info.module_types
     assert :tensor in info.variable_types
     assert info.store_backend == "memory"
+    # Every limit the sidecar enforces (its defaults here), the LM allow-lists only as counts.
+    assert %{max_sessions: 10_000, requests: %{max_dataset_examples: 10_000}} = info.limits
+    assert %{max_running_jobs: 2, max_job_duration_ms: 3_600_000} = info.limits.jobs
+    assert info.limits.host_calls.default_tool_timeout_ms == 30_000
+    assert info.limits.lm_allow_lists == %{api_base_count: 0, key_env_pattern_count: 1}
   end
 end

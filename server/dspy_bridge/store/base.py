@@ -49,6 +49,11 @@ class SessionStore(ABC):
     async def get_session(self, session_id: str) -> Session:
         """The session with its variable and module counts. NOT_FOUND if unknown."""
 
+    async def session_owner(self, session_id: str) -> str:
+        """The session's owner ("" for none). NOT_FOUND if unknown. A shared store reads just
+        that field (the owner check runs before every RPC about a session)."""
+        return (await self.get_session(session_id)).owner
+
     @abstractmethod
     async def list_sessions(
         self, *, offset: int, limit: int, visible_to: str | None = None

@@ -33,7 +33,7 @@ import ctypes.util
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from dspy_bridge.model import (
     HistoryEntry,
@@ -57,6 +57,7 @@ from dspy_bridge.store.sizes import (
     session_size,
     variable_size,
 )
+from dspy_bridge.to_the_end import to_the_end
 
 __all__ = ["BudgetedStore", "with_session_budget"]
 
@@ -64,12 +65,6 @@ __all__ = ["BudgetedStore", "with_session_budget"]
 _TRIM_AFTER_BYTES = 8 << 20
 
 T = TypeVar("T")
-
-
-def _outcome_read(task: asyncio.Future[Any]) -> None:
-    """Marks a step's outcome as read: a cancelled caller never reads it."""
-    if not task.cancelled():
-        task.exception()
 
 
 class BudgetedStore(SessionStore):
@@ -102,9 +97,7 @@ class BudgetedStore(SessionStore):
         """`step` (a write and its count) run to its end even if the caller is cancelled."""
         if not self._writes_yield:
             return await step
-        task = asyncio.ensure_future(step)
-        task.add_done_callback(_outcome_read)
-        return await asyncio.shield(task)
+        return await to_the_end(step)
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         lock = self._locks.get(session_id)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
 
 from dspy_bridge.errors import (
     Reason,
@@ -35,9 +34,7 @@ from dspy_bridge.model import (
     JobUpdate,
     LMSpec,
     ModuleRecord,
-    PyValue,
     Session,
-    Tensor,
     Variable,
     VariableWrite,
 )
@@ -45,51 +42,14 @@ from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
 from dspy_bridge.store.quotas import session_quota_exceeded
 
-# Values of these types cannot be mutated in place, so sharing them is safe.
-_IMMUTABLE: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes, Tensor})
-
-
-def _copy_json(value: Any) -> Any:
-    """A deep copy of a JSON-like tree; much cheaper than `copy.deepcopy` for this shape."""
-    kind = type(value)
-    if kind in _IMMUTABLE:
-        return value
-    if kind is dict:
-        return {key: _copy_json(item) for key, item in value.items()}
-    if kind is list or kind is tuple:
-        return [_copy_json(item) for item in value]
-    return value
-
-
-def _copy_value(value: PyValue) -> PyValue:
-    """Shares immutable values (the common case) and deep-copies JSON containers."""
-    return value if type(value) in _IMMUTABLE else _copy_json(value)
-
-
-_T = TypeVar("_T")
-
-
-def _shallow(obj: _T, **changes: Any) -> _T:
-    """What `dataclasses.replace` gives, at a third of its cost: copies are made on every read
-    of the execution hot path, and none of the copied types has a `__post_init__` that
-    re-running `__init__` would serve. Works for frozen dataclasses too."""
-    copy = object.__new__(type(obj))
-    copy.__dict__.update(obj.__dict__, **changes)
-    return copy
-
-
-def _copy_lm(lm: LMSpec | None) -> LMSpec | None:
-    """LMSpec is frozen but holds a dict; give each side its own."""
-    return None if lm is None else _shallow(lm, options=dict(lm.options))
-
-
-def _copy_variable(variable: Variable) -> Variable:
-    return _shallow(variable, value=_copy_value(variable.value), metadata=dict(variable.metadata))
-
-
-def _copy_module(record: ModuleRecord) -> ModuleRecord:
-    state = None if record.state is None else _copy_json(record.state)
-    return _shallow(record, spec=_copy_json(record.spec), state=state)
+# The copy helpers under the names this file has always used.
+from dspy_bridge.store.record_copies import IMMUTABLE as _IMMUTABLE
+from dspy_bridge.store.record_copies import copy_json as _copy_json
+from dspy_bridge.store.record_copies import copy_lm as _copy_lm
+from dspy_bridge.store.record_copies import copy_module as _copy_module
+from dspy_bridge.store.record_copies import copy_value as _copy_value
+from dspy_bridge.store.record_copies import copy_variable as _copy_variable
+from dspy_bridge.store.record_copies import shallow as _shallow
 
 
 def _copy_job(job: Job) -> Job:

@@ -77,6 +77,7 @@ from dspy_bridge.store import redis_scripts as lua
 from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
 from dspy_bridge.store.quotas import job_quota_exceeded, session_quota_exceeded
+from dspy_bridge.store.redis_views import ExecutionView, ExecutionViews, ViewKey
 from dspy_bridge.store.sizes import (
     budget_exceeded,
     entry_size,
@@ -299,6 +300,8 @@ class RedisStore(SessionStore):
         self._leased: set[tuple[str, str]] = set()
         #: The per-session byte budget the scripts enforce (`keep_budget`; 0 = none).
         self._max_bytes = 0
+        #: What Executes read, kept between them and checked against Redis on each (stamps).
+        self._views = ExecutionViews()
 
     @classmethod
     async def open(
@@ -504,6 +507,7 @@ class RedisStore(SessionStore):
         reply = await self._run(
             lua.DELETE_SESSION, session_id, reason, self._stream_length, _ENDED_STREAM_TTL_S
         )
+        self._views.drop_session(session_id)
         if reply[0] != "ok":
             raise session_not_found(session_id)
 
@@ -692,12 +696,36 @@ class RedisStore(SessionStore):
     async def execution_view(
         self, session_id: str, module_id: str, version: int = 0
     ) -> tuple[Session, ModuleRecord, list[Variable]]:
-        reply = await self._run(lua.EXECUTION_VIEW, session_id, module_id, version)
+        """At most one round trip, shared by the Executes of the same module that arrive while
+        another read of it is on its way (`ExecutionViews.read`); see `_read_view`."""
+        key = (session_id, module_id, version)
+        view, expire_time = await self._views.read(key, self._read_view)
+        return view.copy(expire_time=expire_time)
+
+    async def _read_view(self, key: ViewKey) -> tuple[ExecutionView, float | None]:
+        """The view this replica read last for the same module, when the session's stamp says
+        nothing in it changed since (only the expiry is read afresh); otherwise the whole view,
+        kept for the next Execute. One round trip either way."""
+        session_id, module_id, version = key
+        held = self._views.get(key)
+        stamp = ("", "", "") if held is None else held.stamp
+        reply = await self._run(lua.EXECUTION_VIEW, session_id, module_id, version, *stamp)
+        if reply[0] == "same" and held is not None:
+            return held, float(reply[1]) if reply[1] else None
+        self._views.drop(key)
         _raise_module_error(reply, session_id, module_id, version)
+        stored = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
         session = session_from_reply(reply[1], reply[2], reply[3])
         variables = [variable_from_fields(*fields) for fields in reply[5:]]
         variables.sort(key=lambda v: v.name)
-        return session, _module_from_doc(reply[4]), variables
+        view = ExecutionView(
+            (stored["epoch"], stored["seq"], stored.get("gen", "0")),
+            session,
+            _module_from_doc(reply[4]),
+            variables,
+        )
+        self._views.put(key, view)
+        return view, session.expire_time
 
     async def put_module_version(
         self, record: ModuleRecord, *, expected_version: int

@@ -9,7 +9,9 @@ stores or compares is a string built by Python, so no number passes through Lua'
 Key layout, for prefix P and session S:
 
 - `P:sessions` zset (create_time, id), `P:expiry` zset (expire_time, id), `P:active_jobs` set;
-- `P:s:S` hash: the session's fields plus `epoch` (random per incarnation) and `seq` (events);
+- `P:s:S` hash: the session's fields plus `epoch` (random per incarnation), `seq` (events) and
+  `gen` (bumped by every change of its modules or LM: with `epoch` and `seq` it stamps what an
+  execution reads, so a replica's cached execution view is checked in one cheap step);
 - `P:s:S:names` hash name -> variable id; `P:s:S:v:ID` hash: meta, value, version, ut, src;
 - `P:s:S:h:ID` list of history entries (JSON arrays of strings), oldest first;
 - `P:s:S:mods` hash module id -> current version; `P:s:S:m:MID` list of version documents;
@@ -110,6 +112,8 @@ local function var_event(sid, maxlen, kind, vkey, reason)
   return emit(sid, maxlen, {'k', kind, 'meta', f[1], 'value', f[2], 'version', f[3],
                             'ut', f[4], 'src', f[5], 'r', reason})
 end
+-- A module or the LM of session hash `s` changed: execution views cached on replicas are stale.
+local function views_stale(s) redis.call('HINCRBY', s, 'gen', 1) end
 """
 
 
@@ -214,6 +218,7 @@ local sid = ARGV[2]
 local s = skey(sid)
 if not has_session(s) then return {'session'} end
 redis.call('HSET', s, ARGV[3], ARGV[4])
+if ARGV[3] ~= 'expire_time' then views_stale(s) end
 if ARGV[3] == 'expire_time' then
   if ARGV[4] == '' then redis.call('ZREM', P .. ':expiry', sid)
   else redis.call('ZADD', P .. ':expiry', ARGV[4], sid) end
@@ -382,6 +387,7 @@ redis.call('HSET', s .. ':mb', mid, ARGV[6])
 redis.call('DEL', s .. ':m:' .. mid)
 redis.call('RPUSH', s .. ':m:' .. mid, ARGV[4])
 add_bytes(s, tonumber(ARGV[6]))
+views_stale(s)
 return {'ok'}
 """
 )
@@ -400,6 +406,7 @@ redis.call('HSET', s .. ':mods', mid, tostring(tonumber(current) + 1))
 redis.call('RPUSH', s .. ':m:' .. mid, ARGV[5])
 redis.call('HINCRBY', s .. ':mb', mid, ARGV[7])
 add_bytes(s, tonumber(ARGV[7]))
+views_stale(s)
 return {'ok'}
 """
 )
@@ -438,6 +445,7 @@ if redis.call('HDEL', s .. ':mods', mid) == 0 then return {'module'} end
 add_bytes(s, -tonumber(redis.call('HGET', s .. ':mb', mid) or '0'))
 redis.call('HDEL', s .. ':mb', mid)
 redis.call('DEL', s .. ':m:' .. mid)
+views_stale(s)
 return {'ok'}
 """
 )
@@ -628,13 +636,20 @@ return {'ok', f[1], f[2], entry}
 """
 )
 
-# ARGV: P, sid, module id, version (0 current). What an execution reads, in one round trip:
-# ok, the session's fields, its counts, the module version's document, then every variable.
+# ARGV: P, sid, module id, version (0 current), then the stamp of the view the caller holds
+# (epoch, seq, gen; '' none). What an execution reads, in one round trip: `same` and the expiry
+# when nothing it reads changed since that stamp (the session's modules and LM bump `gen`, its
+# variables `seq`, a new incarnation has a new `epoch`); otherwise ok, the session's fields (the
+# stamp among them), its counts, the module version's document, then every variable.
 EXECUTION_VIEW = _script(
     r"""
 local s = skey(ARGV[2])
+local stamp = redis.call('HMGET', s, 'epoch', 'seq', 'gen', 'expire_time')
+if not stamp[1] then return {'session'} end
+if stamp[1] == ARGV[5] and stamp[2] == ARGV[6] and (stamp[3] or '0') == ARGV[7] then
+  return {'same', stamp[4]}
+end
 local f = redis.call('HGETALL', s)
-if #f == 0 then return {'session'} end
 local doc, err = module_doc(s, ARGV[3], ARGV[4])
 if not doc then return err end
 local out = {'ok', f, redis.call('HLEN', s .. ':names'), redis.call('HLEN', s .. ':mods'), doc}

@@ -16,6 +16,7 @@ from grpc.aio import ServicerContext
 
 from dspy_bridge.jobs.evaluate import EvalExample, EvaluationOutcome, Evaluator
 from dspy_bridge.services.modules import ModuleService
+from dspy_bridge.services.offload import convert_sized
 from dspy_bridge.transport.module_rpcs import (
     _fill_outputs,
     _fill_variables_used,
@@ -66,14 +67,21 @@ class EvaluateRpcs:
         return Evaluator(self.modules)
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: Ctx) -> pb.EvaluateResponse:
+        dataset, overrides = await convert_sized(
+            request.ByteSize(),
+            lambda: (
+                dataset_from_proto(request.dataset, "dataset"),
+                _values_in(request.variable_overrides, "variable_overrides"),
+            ),
+        )
         outcome = await self._evaluator().evaluate(
             request.session_id,
             request.module_id,
-            dataset_from_proto(request.dataset, "dataset"),
+            dataset,
             request.metric.name,
             struct_to_dict(request.metric.options),
             request.num_threads,
-            _values_in(request.variable_overrides, "variable_overrides"),
+            overrides,
             request.module_version,
         )
         return evaluation_to_proto(outcome)
@@ -82,7 +90,13 @@ class EvaluateRpcs:
         self, request: pb.EvaluateStreamRequest, context: Ctx
     ) -> AsyncIterator[pb.EvaluateStreamResponse]:
         req = request.evaluation
-        dataset = dataset_from_proto(req.dataset, "evaluation.dataset")
+        dataset, overrides = await convert_sized(
+            request.ByteSize(),
+            lambda: (
+                dataset_from_proto(req.dataset, "evaluation.dataset"),
+                _values_in(req.variable_overrides, "evaluation.variable_overrides"),
+            ),
+        )
         evaluator = self._evaluator()
         # Validate before the first event: a bad request fails the call, with no events.
         try:
@@ -92,7 +106,7 @@ class EvaluateRpcs:
                 dataset,
                 req.metric.name,
                 struct_to_dict(req.metric.options),
-                _values_in(req.variable_overrides, "evaluation.variable_overrides"),
+                overrides,
                 req.module_version,
                 req.num_threads,
             )
@@ -124,7 +138,7 @@ class EvaluateRpcs:
                     req.metric.name,
                     struct_to_dict(req.metric.options),
                     req.num_threads,
-                    _values_in(req.variable_overrides, "evaluation.variable_overrides"),
+                    overrides,
                     req.module_version,
                     progress,
                 )

@@ -20,6 +20,7 @@ from dspy_bridge.jobs.service import OptimizationService, StartRequest
 from dspy_bridge.model import Job, PyValue
 from dspy_bridge.model.job import MODULE_RESULT, SEARCH_RESULT
 from dspy_bridge.services import paging
+from dspy_bridge.services.offload import convert_sized
 from dspy_bridge.transport import convert
 from dspy_bridge.transport.module_rpcs import module_to_proto, struct_to_dict
 from dspy_bridge.transport.status import to_status_proto
@@ -154,14 +155,21 @@ class JobRpcs:
     async def StartOptimization(
         self, request: pb.StartOptimizationRequest, context: Ctx
     ) -> pb.StartOptimizationResponse:
+        trainset, valset = await convert_sized(
+            request.ByteSize(),
+            lambda: (
+                examples_from_proto(request.trainset, "trainset"),
+                examples_from_proto(request.valset, "valset"),
+            ),
+        )
         job = await self.jobs.start(
             StartRequest(
                 session_id=request.session_id,
                 module_id=request.module_id,
                 optimizer=request.optimizer,
                 config=struct_to_dict(request.config),
-                trainset=examples_from_proto(request.trainset, "trainset"),
-                valset=examples_from_proto(request.valset, "valset"),
+                trainset=trainset,
+                valset=valset,
                 metric_name=request.metric.name,
                 metric_options=struct_to_dict(request.metric.options),
                 apply=request.apply,

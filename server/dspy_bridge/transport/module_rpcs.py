@@ -27,6 +27,7 @@ from dspy_bridge.services.modules import (
     SignatureInput,
     VariableUse,
 )
+from dspy_bridge.services.offload import convert_sized
 from dspy_bridge.transport import convert
 from dspy_bridge.transport.status import ok_status, to_status_proto
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -98,6 +99,19 @@ def _values_in(values: Mapping[str, value_pb2.Value], field: str) -> dict[str, P
         return convert.values_from_proto(values)
     except (TypeError, ValueError) as exc:  # e.g. a malformed tensor
         raise invalid_argument(Reason.INVALID_INPUT, f"{field}: {exc}", field) from None
+
+
+async def _inputs_and_overrides(
+    request: pb.ExecuteRequest | pb.ExecuteStreamRequest,
+) -> tuple[dict[str, PyValue], dict[str, PyValue]]:
+    """An execution's `inputs` and `variable_overrides` as Python (off the loop when large)."""
+    return await convert_sized(
+        request.ByteSize(),
+        lambda: (
+            _values_in(request.inputs, "inputs"),
+            _values_in(request.variable_overrides, "variable_overrides"),
+        ),
+    )
 
 
 def _options(options: module_pb2.ExecuteOptions, context: Ctx | None = None) -> ExecuteOptions:
@@ -204,11 +218,12 @@ class ModuleRpcs:
         return pb.DeleteModuleResponse()
 
     async def Execute(self, request: pb.ExecuteRequest, context: Ctx) -> pb.ExecuteResponse:
+        inputs, overrides = await _inputs_and_overrides(request)
         outcome = await self.modules.execute(
             request.session_id,
             request.module_id,
-            _values_in(request.inputs, "inputs"),
-            _values_in(request.variable_overrides, "variable_overrides"),
+            inputs,
+            overrides,
             _options(request.options, context),
         )
         return _result_to_proto(outcome.result, outcome.variables_used, outcome.module_version)
@@ -216,14 +231,21 @@ class ModuleRpcs:
     async def ExecuteBatch(
         self, request: pb.ExecuteBatchRequest, context: Ctx
     ) -> pb.ExecuteBatchResponse:
-        items = [
-            _values_in(item.inputs, f"items[{i}].inputs") for i, item in enumerate(request.items)
-        ]
+        items, overrides = await convert_sized(
+            request.ByteSize(),
+            lambda: (
+                [
+                    _values_in(item.inputs, f"items[{i}].inputs")
+                    for i, item in enumerate(request.items)
+                ],
+                _values_in(request.variable_overrides, "variable_overrides"),
+            ),
+        )
         outcome = await self.modules.execute_batch(
             request.session_id,
             request.module_id,
             items,
-            _values_in(request.variable_overrides, "variable_overrides"),
+            overrides,
             _options(request.options, context),
             request.max_concurrency,
         )
@@ -247,11 +269,12 @@ class ModuleRpcs:
     async def ExecuteStream(
         self, request: pb.ExecuteStreamRequest, context: Ctx
     ) -> AsyncIterator[pb.ExecuteStreamResponse]:
+        inputs, overrides = await _inputs_and_overrides(request)
         handle = await self.modules.execute_stream(
             request.session_id,
             request.module_id,
-            _values_in(request.inputs, "inputs"),
-            _values_in(request.variable_overrides, "variable_overrides"),
+            inputs,
+            overrides,
             _options(request.options, context),
         )
         events = handle.events

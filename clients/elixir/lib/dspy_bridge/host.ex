@@ -41,7 +41,11 @@ defmodule DSPyBridge.Host do
   alias DSPyBridge.{Convert, Error, RPC, Session, Streams, Values}
   alias DspyBridge.V1, as: PB
 
-  @doc "A tool call: arguments (a map with string keys) → `{:ok, value}` or `{:error, message}`."
+  @doc """
+  A tool call: arguments (a map with string keys) → `{:ok, value}` or `{:error, message}`.
+  `call` has `:module_id` (the module whose execution called the tool), `:job_id` (the
+  optimization whose run made the call; `""` for executions), `:timeout_ms` and `:deadline`.
+  """
   @callback handle_tool(name :: String.t(), arguments :: map(), call :: map()) ::
               {:ok, term()} | {:error, String.t()}
   @doc "A metric call: `call` has `:inputs`, `:labels`, `:prediction`, `:options`, `:job_id`."
@@ -238,7 +242,13 @@ defmodule DSPyBridge.Host do
   # -- calls -------------------------------------------------------------------------------
 
   defp handle_event(%{message: {:tool_call, c}}, s) do
-    call = %{module_id: c.module_id, timeout_ms: c.timeout_ms, deadline: Convert.time(c.deadline)}
+    call = %{
+      module_id: c.module_id,
+      job_id: c.job_id,
+      timeout_ms: c.timeout_ms,
+      deadline: Convert.time(c.deadline)
+    }
+
     args = Values.from_struct(c.arguments)
 
     run(s, c.call_id, fn -> tool_result(c.call_id, invoke(s, :tools, c.tool, [args, call])) end)
