@@ -12,6 +12,7 @@ import pytest
 from dspy_bridge.transport.server import RunningServer
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
+from dspy_bridge_client._proto.dspy_bridge.v1 import value_pb2, variable_pb2
 
 Stub = pb_grpc.BridgeServiceStub
 
@@ -68,3 +69,41 @@ async def test_a_cancelled_delete_still_ends_the_sessions_watches(stub: Stub) ->
         async with asyncio.timeout(20):  # ends at once; a hang is the defect
             event = await watch.read()
         assert event.WhichOneof("event") == "session_ended"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_cancelled_write_that_commits_reaches_the_watchers(stub: Stub) -> None:
+    """On SQLite a write under way when its caller cancels still commits: its change must still
+    be published, or watchers see a version jump with no resync (a silent gap)."""
+    sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
+    await stub.RegisterVariable(
+        pb.RegisterVariableRequest(
+            session_id=sid,
+            name="n",
+            type=variable_pb2.VARIABLE_TYPE_INTEGER,
+            initial_value=value_pb2.Value(int_value=0),
+        )
+    )
+    watch = stub.WatchVariables(pb.WatchVariablesRequest(session_id=sid, names=["n"]))
+    await watch.initial_metadata()  # subscribed
+    for round_ in range(40):
+        update = stub.UpdateVariable(
+            pb.UpdateVariableRequest(
+                session_id=sid, name="n", value=value_pb2.Value(int_value=round_)
+            )
+        )
+        for _ in range(round_ % 8):  # cancel at a different moment each round
+            await asyncio.sleep(0.0002)
+        update.cancel()
+    last = await stub.UpdateVariable(
+        pb.UpdateVariableRequest(session_id=sid, name="n", value=value_pb2.Value(int_value=-1))
+    )
+    final = last.variable.version
+    seen = [1]
+    async with asyncio.timeout(30):
+        while seen[-1] < final:
+            event = await watch.read()
+            assert event.WhichOneof("event") == "change", event
+            seen.append(event.change.variable.version)
+    watch.cancel()
+    assert seen == list(range(1, final + 1))

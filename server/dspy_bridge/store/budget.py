@@ -78,9 +78,7 @@ class BudgetedStore(SessionStore):
         self._keep = history_limit or None
         self._usage: dict[str, SessionUsage] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        # The memory store's methods never yield the loop, so no cancel can fall between its
-        # write and the count: its writes skip the extra task.
-        self._writes_yield = inner.backend != "memory"
+        self.commits_after_cancel = inner.commits_after_cancel
 
     @property
     def inner(self) -> SessionStore:
@@ -95,7 +93,7 @@ class BudgetedStore(SessionStore):
 
     async def _to_the_end(self, step: Awaitable[T]) -> T:
         """`step` (a write and its count) run to its end even if the caller is cancelled."""
-        if not self._writes_yield:
+        if not self.commits_after_cancel:  # no cancel can fall between write and count
             return await step
         return await to_the_end(step)
 
