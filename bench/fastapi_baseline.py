@@ -58,8 +58,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def baseline_server(latency_ms: float = 0.0, api_base: str = "") -> Iterator[str]:
-    """Starts uvicorn (one process, as documented) in a child; yields its base URL."""
+def baseline_server(
+    latency_ms: float = 0.0, api_base: str = "", pids: list[int] | None = None
+) -> Iterator[str]:
+    """Starts uvicorn (one process, as documented) in a child; yields its base URL (its pid
+    into `pids`, to read its CPU time)."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.fastapi_baseline", str(port), str(latency_ms), api_base],
@@ -67,6 +70,8 @@ def baseline_server(latency_ms: float = 0.0, api_base: str = "") -> Iterator[str
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
+    if pids is not None:
+        pids.append(proc.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,13 +58,15 @@ PARTS = os.environ.get("BENCH_LM_PARTS", "abc")
 
 
 @contextmanager
-def provider(latency_ms: float = 0.0) -> Iterator[str]:
-    """The bench provider in a child process; yields its `api_base`."""
+def provider(latency_ms: float = 0.0, pids: list[int] | None = None) -> Iterator[str]:
+    """The bench provider in a child process; yields its `api_base` (its pid into `pids`)."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.openai_provider", str(port_file), str(latency_ms)]
         )
+        if pids is not None:
+            pids.append(proc.pid)
         try:
             deadline = time.monotonic() + 60
             while not port_file.exists() or not port_file.read_text():
@@ -203,7 +205,56 @@ def _cpu_per_call(api_base: str) -> dict[str, Any]:
 # -- (b), (c) throughput ----------------------------------------------------------------------
 
 
-async def _sidecar_load(target: str, api_base: str, concurrency: int) -> dict[str, float]:
+class _CpuMeter:
+    """CPU seconds per completed call of each process taking part in a load (the server, the
+    provider, and this process as the load generator) over one closed loop, warm-up included;
+    from them, how many calls per second the machine's cores could carry at most."""
+
+    def __init__(self, servers: list[int], provider_pid: int, one_process: bool) -> None:
+        self.servers = servers
+        self.provider_pid = provider_pid
+        self.one_process = one_process  # the server is one process: at most one core
+        self.calls = 0
+        self._start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.figures: dict[str, float] = {}
+
+    def _now(self) -> tuple[float, float, float]:
+        server = sum(_server_cpu(pid) for pid in self.servers)
+        return server, _cpu_seconds(self.provider_pid), time.process_time()
+
+    def counted(self, call: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        async def counting() -> Any:
+            result = await call()
+            self.calls += 1
+            return result
+
+        return counting
+
+    def start(self) -> None:
+        self.calls = 0
+        self._start = self._now()
+
+    def stop(self) -> None:
+        end = self._now()
+        calls = max(self.calls, 1)
+        server, prov, client = (
+            (b - a) * 1000 / calls for a, b in zip(self._start, end, strict=True)
+        )
+        cores = os.cpu_count() or 1
+        ceiling = cores * 1000 / max(server + prov + client, 1e-9)
+        if self.one_process:
+            ceiling = min(ceiling, 1000 / max(server, 1e-9))
+        self.figures = {
+            "server_cpu_ms_per_call": round(server, 3),
+            "provider_cpu_ms_per_call": round(prov, 3),
+            "load_generator_cpu_ms_per_call": round(client, 3),
+            "cpu_ceiling_per_s": round(ceiling, 1),
+        }
+
+
+async def _sidecar_load(
+    target: str, api_base: str, concurrency: int, meter: _CpuMeter
+) -> dict[str, float]:
     options = [("grpc.max_concurrent_streams", 10_000)]
     async with grpc.aio.insecure_channel(target, options=options) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)
@@ -236,11 +287,15 @@ async def _sidecar_load(target: str, api_base: str, concurrency: int) -> dict[st
         # Every worker imports DSPy's engines and builds the program on its first call, which
         # takes seconds on a busy machine: warm them all before anything is measured.
         await asyncio.gather(*(call() for _ in range(4 * WARM_CALLS)))
-        result = await closed_loop(call, concurrency=concurrency, seconds=SECONDS, warmup=1.0)
-    return result.summary()
+        meter.start()
+        result = await closed_loop(
+            meter.counted(call), concurrency=concurrency, seconds=SECONDS, warmup=1.0
+        )
+        meter.stop()
+    return {**result.summary(), **meter.figures}
 
 
-async def _fastapi_load(url: str, concurrency: int) -> dict[str, float]:
+async def _fastapi_load(url: str, concurrency: int, meter: _CpuMeter) -> dict[str, float]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         counter = itertools.count()
@@ -250,25 +305,42 @@ async def _fastapi_load(url: str, concurrency: int) -> dict[str, float]:
             r.raise_for_status()
 
         await asyncio.gather(*(call() for _ in range(WARM_CALLS)))  # as the sidecar's warm-up
+        meter.start()
+        result = await closed_loop(
+            meter.counted(call), concurrency=concurrency, seconds=SECONDS, warmup=1.0
+        )
+        meter.stop()
+    return {**result.summary(), **meter.figures}
 
-        result = await closed_loop(call, concurrency=concurrency, seconds=SECONDS, warmup=1.0)
-    return result.summary()
 
-
-def _versus_fastapi(api_base: str) -> dict[str, Any]:
+def _versus_fastapi(api_base: str, provider_pid: int) -> dict[str, Any]:
     args = ("--lm-allowed-api-bases", api_base)
     sidecar: dict[str, Any] = {}
     fastapi: dict[str, Any] = {}
+    sidecar_pids: list[int] = []
+    fastapi_pids: list[int] = []
     with (
-        bridge_server(*args, env={KEY_ENV: "bench"}) as (target, _),
-        baseline_server(api_base=api_base) as url,
+        bridge_server(*args, env={KEY_ENV: "bench"}, pids=sidecar_pids) as (target, _),
+        baseline_server(api_base=api_base, pids=fastapi_pids) as url,
     ):
         for concurrency in CONCURRENCIES:  # alternating: drift hits both alike
-            sidecar[str(concurrency)] = asyncio.run(_sidecar_load(target, api_base, concurrency))
-            fastapi[str(concurrency)] = asyncio.run(_fastapi_load(url, concurrency))
+            meter = _CpuMeter(sidecar_pids, provider_pid, one_process=False)
+            sidecar[str(concurrency)] = asyncio.run(
+                _sidecar_load(target, api_base, concurrency, meter)
+            )
+            meter = _CpuMeter(fastapi_pids, provider_pid, one_process=True)
+            fastapi[str(concurrency)] = asyncio.run(_fastapi_load(url, concurrency, meter))
     best_sidecar = max(float(v["throughput_per_s"]) for v in sidecar.values())
     best_fastapi = max(float(v["throughput_per_s"]) for v in fastapi.values())
+    # What the cores allow each side at most, from the CPU each call cost every process in the
+    # same run (best over concurrencies): the ratio no tuning of the sidecar's own code could
+    # beat on this machine at these per-call costs.
+    ceiling_sidecar = max(float(v["cpu_ceiling_per_s"]) for v in sidecar.values())
+    ceiling_fastapi = max(float(v["cpu_ceiling_per_s"]) for v in fastapi.values())
     return {
+        "cpu_ceiling_sidecar_per_s": ceiling_sidecar,
+        "cpu_ceiling_fastapi_per_s": ceiling_fastapi,
+        "ratio_of_cpu_ceilings": round(ceiling_sidecar / max(ceiling_fastapi, 1e-9), 2),
         "sidecar": sidecar,
         "fastapi_uvicorn_asyncify": fastapi,
         "best_sidecar_per_s": best_sidecar,
@@ -279,10 +351,15 @@ def _versus_fastapi(api_base: str) -> dict[str, Any]:
 
 
 def _slow_provider(cpu_bound: float) -> dict[str, Any]:
-    with provider(SLOW_MS) as api_base:
+    provider_pids: list[int] = []
+    with provider(SLOW_MS, pids=provider_pids) as api_base:
         args = ("--lm-allowed-api-bases", api_base)
-        with bridge_server(*args, env={KEY_ENV: "bench"}) as (target, _):
-            figures: dict[str, Any] = asyncio.run(_sidecar_load(target, api_base, SLOW_CONCURRENCY))
+        server_pids: list[int] = []
+        with bridge_server(*args, env={KEY_ENV: "bench"}, pids=server_pids) as (target, _):
+            meter = _CpuMeter(server_pids, provider_pids[0], one_process=False)
+            figures: dict[str, Any] = asyncio.run(
+                _sidecar_load(target, api_base, SLOW_CONCURRENCY, meter)
+            )
     ideal = SLOW_CONCURRENCY / (SLOW_MS / 1000)
     goal = min(ideal, cpu_bound)
     figures["ideal_per_s"] = round(ideal, 1)
@@ -294,11 +371,12 @@ def _slow_provider(cpu_bound: float) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     out: dict[str, Any] = {"seconds_per_measurement": SECONDS, "cpu_calls": CPU_CALLS}
-    with provider() as api_base:
+    provider_pids: list[int] = []
+    with provider(pids=provider_pids) as api_base:
         if "a" in PARTS:
             out["a_cpu_per_lm_call"] = _cpu_per_call(api_base)
         if "b" in PARTS or "c" in PARTS:
-            out["b_zero_latency_vs_fastapi"] = _versus_fastapi(api_base)
+            out["b_zero_latency_vs_fastapi"] = _versus_fastapi(api_base, provider_pids[0])
     if "c" in PARTS:
         cpu_bound = float(out["b_zero_latency_vs_fastapi"]["best_sidecar_per_s"])
         out["c_300ms_200_concurrent"] = _slow_provider(cpu_bound)

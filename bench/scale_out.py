@@ -11,7 +11,9 @@ side), the cost behind each ratio:
 - Execute throughput at 32 callers (a Predict module with a bound variable, offline LM; an
   execution reads the store but never writes it);
 - update → watch delivery across replicas: an updater writes through replica A, 10 watchers
-  read on replica B (p50/p99), next to the same measure on the memory sidecar.
+  read on replica B (p50/p99), next to the same measure on the memory sidecar;
+- the store calls behind Execute and UpdateVariable, made in process by 32 callers on each
+  store (`bench/store_calls.py`): the replica's own CPU per call, steadier than throughput.
 
 `BENCH_ROUNDS` (3), `BENCH_SECONDS` (3 per measure) and `BENCH_APPENDFSYNC` (`always,everysec`)
 shorten or lengthen a run.
@@ -32,6 +34,7 @@ import grpc
 
 from bench.execute import QUESTION, _bridge_setup
 from bench.harness import bridge_server, closed_loop, cpu_seconds, median
+from bench.store_calls import store_calls
 from bench.variables import watch_latency
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
@@ -173,6 +176,7 @@ def _run_with(appendfsync: str, rounds: int, seconds: float) -> dict[str, Any]:
                         rows.append(row)
                 watch_memory = asyncio.run(_delivery(memory, memory, updates=500))
                 watch_across = asyncio.run(_delivery(replica_a, replica_b, updates=500))
+            calls = store_calls(f"{redis.url}?key_prefix=bench-calls")
         finally:
             redis.kill()
 
@@ -199,6 +203,8 @@ def _run_with(appendfsync: str, rounds: int, seconds: float) -> dict[str, Any]:
         "execute_cpu_memory_over_redis": ratio(
             "execute_memory", "execute_redis", "server_cpu_ms_per_call"
         ),
+        # The replica's own cost of the store, in process (bench/store_calls.py).
+        "store_calls_32_callers": calls,
         "watch_memory_same_server": watch_memory,
         "watch_redis_across_replicas": watch_across,
         "targets": {

@@ -6,6 +6,7 @@ Each test runs twice through the `api` fixture: once with `BridgeClient`, once w
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +16,10 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from dspy_bridge_client import (
+    AsyncBridgeClient,
     AsyncSessionHandle,
     BatchResults,
+    BridgeClient,
     ExecuteResult,
     ExecutionStatus,
     FailedPreconditionError,
@@ -30,6 +33,7 @@ from dspy_bridge_client import (
     Signature,
     SignatureField,
     Tensor,
+    UnimplementedError,
     VariableChange,
     VariableChangeKind,
     VariableType,
@@ -892,3 +896,31 @@ async def test_export_and_import_state(api: Api, fake: FakeBridge) -> None:
     request = fake.last("ImportModuleState")
     assert request.state_json == exported
     assert not request.HasField("expected_version")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_serve_against_a_server_without_connect_fails_at_once(kind: str) -> None:
+    """UNIMPLEMENTED (a server without `Connect`) is final, as in the Node client: reconnecting
+    cannot help, so waiting raises it instead of retrying until the timeout."""
+    server = grpc.aio.server()  # serves no method at all
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        if kind == "sync":
+
+            def serve_sync() -> None:
+                with BridgeClient(f"127.0.0.1:{port}") as client:
+                    hosting = client.session("s").serve(tools={"t": lambda: "x"})
+                    with pytest.raises(UnimplementedError):
+                        hosting.wait_connected(60)
+                    hosting.stop()
+
+            await asyncio.to_thread(serve_sync)
+        else:
+            async with AsyncBridgeClient(f"127.0.0.1:{port}") as aclient:
+                hosting = await aclient.session("s").serve(tools={"t": lambda: "x"})
+                with pytest.raises(UnimplementedError):
+                    await hosting.wait_connected(60)
+                await hosting.stop()
+    finally:
+        await server.stop(0)

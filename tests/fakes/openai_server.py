@@ -14,7 +14,10 @@ and `stream: true` (server-sent events), with scripted behaviours:
   (503), `MODEL_NOT_FOUND` (404);
 - `HANG`: accepts the request and never answers, until the server stops or the client closes
   the connection (counted: `wait_for_disconnects`, to show a cancel reached the provider);
-- `MALFORMED`: a 200 whose body is not JSON.
+- `MALFORMED`: a 200 whose body is not JSON;
+- `broken_stream(text)`: for `stream: true`, streams `text` in small pieces, then waits for
+  `break_streams` (an event the test sets once it has seen output reach the host) and resets
+  the connection (TCP RST): a provider failing mid-stream, after output went out.
 
 Behaviours queued with `enqueue` are used one per request, then the default. Every request is
 recorded (`requests`: path, lower-cased headers, JSON body) so tests can check what was sent;
@@ -29,9 +32,11 @@ the test.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import select
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -119,6 +124,11 @@ MODEL_NOT_FOUND = Behaviour(
 )
 
 
+def broken_stream(content: str) -> Behaviour:
+    """Stream `content`, then reset the connection once `FakeOpenAI.break_streams` is set."""
+    return Behaviour("broken_stream", text=content)
+
+
 def text(content: str) -> Behaviour:
     """Answer with exactly `content` (e.g. something no adapter can parse)."""
     return Behaviour("text", text=content)
@@ -176,6 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
             if self._wait_for_close(fake):
                 fake._disconnected()
             return
+        if behaviour.kind == "broken_stream":
+            self._broken_stream(body, behaviour.text, fake)
+            return
         if behaviour.kind == "raw":
             data = behaviour.text.encode()
             self.send_response(behaviour.status)
@@ -208,6 +221,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(body, texts[0])
         else:
             self._json(200, _completion(body, texts))
+
+    def _broken_stream(self, body: Mapping[str, Any], content: str, fake: FakeOpenAI) -> None:
+        """`content` as chunks with no end, then (once the test says) a reset connection."""
+        model = str(body.get("model", "fake-model"))
+        base = {"id": "chatcmpl-broken", "object": "chat.completion.chunk", "created": 0}
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            for i in range(0, len(content), 5):
+                delta = {"content": content[i : i + 5]}
+                chunk = {**base, "model": model, "choices": [{"index": 0, "delta": delta}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            return
+        while not fake._stopping.is_set() and not fake.break_streams.wait(0.05):
+            pass
+        # SO_LINGER 0: close() sends RST, the failure a provider crashing mid-answer causes.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.close()
 
     def _wait_for_close(self, fake: FakeOpenAI) -> bool:
         """Hangs until the client closes the connection (True) or the server stops (False)."""
@@ -317,6 +353,8 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self._changed = threading.Condition(self._lock)
         self.disconnects = 0
+        #: Set by a test to let `broken_stream` requests fail (see the module docstring).
+        self.break_streams = threading.Event()
 
     @property
     def port(self) -> int:

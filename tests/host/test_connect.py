@@ -73,6 +73,7 @@ async def test_the_first_message_must_be_hello(
         ),
         (hello(SID, [tool("a", timeout_ms=-1)]), "hello.tools[0].timeout_ms"),
         (hello(SID, metrics=["1st"]), "hello.metrics[0].name"),
+        (hello(SID, metrics=["m", "m"]), "hello.metrics[1].name"),
     ],
 )
 async def test_a_bad_hello_is_invalid_argument_naming_the_field(

@@ -15,6 +15,9 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import lm_pb2, module_pb2
 from tests.host.raw_host import RawHost, answer_all, hello
 from tests.integration.rpc import sv
 
+# Host LMs run on DSPy's engine API: none of DSPy's deprecations (BaseLM.forward) may fire.
+pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning:dspy.*")
+
 ANSWER = "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"
 
 

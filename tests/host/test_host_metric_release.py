@@ -5,6 +5,8 @@ holds only its own evaluation, never threads other sessions' evaluations need.""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 
 import grpc
 import pytest
@@ -25,8 +27,13 @@ def settings_overrides() -> dict[str, object]:
     return {"host_metric_timeout_ms": METRIC_TIMEOUT_MS}
 
 
+#: More metric calls in flight than the front's default thread pool has threads (asyncio's
+#: default: min(32, cores + 4)), so a thread per waiting call would leave none for others.
+IN_FLIGHT = min(32, (os.cpu_count() or 1) + 4) + 2
+
+
 def _evaluation(sid: str, metric: str, rows: int, threads: int) -> pb.EvaluateRequest:
-    dataset = (list(HELD_OUT) + list(TRAINSET))[:rows]
+    dataset = list(itertools.islice(itertools.cycle([*HELD_OUT, *TRAINSET]), rows))
     return pb.EvaluateRequest(
         session_id=sid,
         module_id="clf",
@@ -62,11 +69,11 @@ async def test_cancelling_an_evaluation_cancels_its_host_metric_call(
 async def test_a_silent_host_metric_does_not_stall_another_sessions_evaluation(
     server: RunningServer, stub: Stub
 ) -> None:
-    """More metric calls in flight than the front's default thread pool has threads (2 cores:
-    6), none answered: another session's evaluation still runs."""
+    """More metric calls in flight than the front's default thread pool has threads, none
+    answered: another session's evaluation still runs."""
     silent = await setup(stub)
     other = await setup(stub)
-    in_flight = 12
+    in_flight = IN_FLIGHT
     async with RawHost(stub, hello(silent, metrics=["quality"])) as host:
         stalled = stub.Evaluate(
             _evaluation(silent, "host:quality", rows=in_flight, threads=in_flight)

@@ -104,10 +104,11 @@ def test_sync_serve_lends_a_tool_to_react_from_a_background_thread(
         with session.serve(tools={"lookup_order": where}):
             result = session.execute("agent", order_id="7")
             assert result["trajectory"]["observation_0"] == "order 7 shipped"
-        assert len(calls) == 1
-        call = calls[0]
-        assert (call.name, call.module_id, call.job_id) == ("lookup_order", "agent", "")
-        assert call.call_id and call.timeout_ms > 0 and call.deadline is not None
+            session.evaluate("agent", [({"order_id": "8"}, {"answer": "order 8"})], "contains")
+        assert len(calls) == 2  # execute, then evaluate: neither is a job
+        for call in calls:
+            assert (call.name, call.module_id, call.job_id) == ("lookup_order", "agent", "")
+            assert call.call_id and call.timeout_ms > 0 and call.deadline is not None
         with pytest.raises(UnavailableError) as gone:  # stopped: the tool is gone
             session.execute("agent", order_id="1")
         assert gone.value.reason == "HOST_DISCONNECTED"

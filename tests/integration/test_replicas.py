@@ -382,7 +382,10 @@ async def test_a_restarting_replica_leaves_another_replicas_running_job_alone(
     redis_server: RedisServer,
 ) -> None:
     url = redis_store_url(redis_server)
-    lease = ("--job-lease-seconds", str(LEASE_S))
+    # Nothing here waits for a lease to lapse, so a long one: with LEASE_S a loaded machine can
+    # starve the runner's renewals (every lease/3) past the lease, and the starting replica then
+    # rightly marks the job INTERRUPTED.
+    lease = ("--job-lease-seconds", "30")
     with replicas(2, url, *lease) as servers:
         runner, restarting = servers
         async with AsyncExitStack() as stack:

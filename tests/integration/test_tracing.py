@@ -98,6 +98,16 @@ def test_tracing_is_off_unless_the_environment_asks() -> None:
     assert not tracing.enabled()  # this test process never asked
 
 
+def test_the_new_span_helpers_do_nothing_when_off() -> None:
+    """Off, the host metric and worker queue wait spans cost a test of a flag each."""
+    with tracing.span("host_metric quality", {"dspy_bridge.metric.name": "quality"}) as started:
+        assert started is None
+    tracing.elapsed_span("worker queue wait", time.time_ns(), {"traceparent": "x"})
+    phases = tracing.PhaseSpans()
+    phases.parent_new_spans()
+    assert phases.context() is None and tracing._phase_parent is None
+
+
 def test_an_execution_traced_across_the_front_and_a_worker(receiver: tuple[Receiver, int]) -> None:
     collector, port = receiver
     env = {

@@ -548,3 +548,15 @@ def test_without_api_key_env_no_key_is_passed() -> None:
     # LiteLLM then uses the provider's own variable (OPENAI_API_KEY), as it always does.
     lm = build_lm(LMSpec(MODEL, options={"cache": "false"}))
     assert "api_key" not in lm.kwargs
+
+
+def test_host_lms_run_on_dspys_engine_api() -> None:
+    """No `BaseLM.forward` (deprecated in DSPy 3.4, gone in 3.5): DSPy's engines answer."""
+
+    from dspy_bridge.runtime.lm.host import AsyncHostEngine, HostEngine, HostLM
+
+    lm = build_lm(LMSpec("host:my_llm", options={"temperature": "0.5"}))
+    assert isinstance(lm, HostLM) and isinstance(lm, dspy.LM)
+    assert isinstance(lm.engine, HostEngine)
+    assert isinstance(lm._async_engine_spec, AsyncHostEngine)
+    assert "forward" not in vars(HostLM) and "aforward" not in vars(HostLM)

@@ -1,4 +1,5 @@
-"""`ExecutionViews.read`: Executes of one module share reads, never one sent before they came."""
+"""`ExecutionViews.read` (`SharedReads`): Executes of one module share reads, never one sent
+before they came; the views are bounded."""
 
 from __future__ import annotations
 

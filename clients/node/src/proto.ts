@@ -14,14 +14,16 @@ const VENDOR_DIR = join(PACKAGE_ROOT, "vendor");
 const SERVICE_PROTO = "dspy_bridge/v1/bridge_service.proto";
 
 /**
- * Where the dspy_bridge protos are: `$DSPY_BRIDGE_PROTO_DIR`, else the copy inside a packed
- * package (`<pkg>/proto`), else the repository's `proto/` (`<pkg>/../../proto`).
+ * Where the dspy_bridge protos are: `$DSPY_BRIDGE_PROTO_DIR`, else the repository's `proto/`
+ * (`<pkg>/../../proto`) when the package is in a checkout (or linked from one), else the copy
+ * inside a packed package (`<pkg>/proto`). The checkout's contract comes before the copy, which
+ * `prepare` made at install time and goes stale when the contract changes.
  */
 export function protoDir(): string {
   const candidates = [
     process.env.DSPY_BRIDGE_PROTO_DIR,
-    join(PACKAGE_ROOT, "proto"),
     join(PACKAGE_ROOT, "..", "..", "proto"),
+    join(PACKAGE_ROOT, "proto"),
   ].filter((dir): dir is string => Boolean(dir));
   for (const dir of candidates) {
     if (existsSync(join(dir, SERVICE_PROTO))) return resolve(dir);

@@ -97,9 +97,9 @@ class HostMetric:
         caller = self._caller or PROCESS_HOST.caller
         if caller is None:
             raise HostUnavailable(host_disconnected("metric", self.name))
+        request = self._request(example, prediction)
         with self._span() as span:
             try:
-                request = self._request(example, prediction)
                 reply = caller.call_host_sync(self._session(), request, None)
             except BridgeError as exc:
                 raise _unavailable(exc) from None

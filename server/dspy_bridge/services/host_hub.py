@@ -102,8 +102,9 @@ class Offer:
 
     session_id: str
     tools: list[OfferedTool] = field(default_factory=list)
-    #: name -> description
-    metrics: dict[str, str] = field(default_factory=dict)
+    #: (name, description) as offered, repeats included: `validate` refuses a repeated name
+    #: (a dict here let `["m", "m"]` through, and named the wrong index for a description)
+    metrics: list[tuple[str, str]] = field(default_factory=list)
     lms: list[str] = field(default_factory=list)
 
 
@@ -223,7 +224,7 @@ class HostHub:
             )
         for kind, names in (
             ("tools", [t.spec.name for t in offer.tools]),
-            ("metrics", list(offer.metrics)),
+            ("metrics", [name for name, _ in offer.metrics]),
             ("lms", list(offer.lms)),
         ):
             seen: set[str] = set()
@@ -240,7 +241,7 @@ class HostHub:
                 seen.add(name)
         for i, tool in enumerate(offer.tools):
             self._check_tool(f"hello.tools[{i}]", tool)
-        for i, (name, description) in enumerate(offer.metrics.items()):
+        for i, (name, description) in enumerate(offer.metrics):
             if len(description) > _MAX_DESCRIPTION:
                 raise _bad(
                     f"hello.metrics[{i}].description",

@@ -3,15 +3,16 @@
 Why: one RPC must never stall the others. Checking a long STRING value against its variable's
 `pattern` is linear (RE2, see `model.patterns`) but can still take a while for a megabyte value,
 and RE2 releases the GIL while it matches, so a thread keeps the event loop serving. The
-threads are this module's own (two of them), not asyncio's default executor, so a host sending
-many such checks queues behind its own work instead of starving the store's and DSPy's
+threads are this module's own (two of them, shared by every caller), not asyncio's default
+executor, so many such checks queue here instead of starving the store's and DSPy's
 `to_thread` calls. Short values (the usual case) are checked inline: a thread hop would cost
 more than the check.
 
-The same threads turn large requests' values from protobuf into Python (`convert_sized`):
-converting a 16 MB JSON value is pure Python over millions of nodes, over a second of CPU, and
-on the event loop it froze every other caller's RPCs for that long. In a thread it still holds
-the GIL, but the loop gets it back every switch interval (5 ms) and keeps serving.
+The same threads turn large requests' values from protobuf into Python (`convert_sized`) and
+pages of stored values back into protobuf (`off_loop`): converting 16 MB of JSON values is pure
+Python over millions of nodes, seconds of CPU, and on the event loop it froze every other
+caller's RPCs for that long. In a thread it still holds the GIL, but the loop gets it back every
+switch interval (5 ms) and keeps serving.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "INLINE_PATTERN_CHARS",
     "coerce_value_off_loop",
     "convert_sized",
+    "off_loop",
     "validate_constraints_off_loop",
 ]
 
@@ -74,5 +76,11 @@ async def convert_sized(request_bytes: int, convert: Callable[[], T]) -> T:
     """`convert()` (a request's values into Python), in a thread when the request is larger than
     `INLINE_CONVERT_BYTES` serialized."""
     if request_bytes > INLINE_CONVERT_BYTES:
-        return await _in_thread(functools.partial(convert))
+        return await off_loop(convert)
     return convert()
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """`work()` on this module's threads (for work whose size is not known up front, such as a
+    page of stored values: up to a message's worth)."""
+    return await _in_thread(functools.partial(work))

@@ -22,6 +22,7 @@ from dspy_bridge.services import paging
 from dspy_bridge.services.clock import Clock, system_clock
 from dspy_bridge.services.watch import WatchHub
 from dspy_bridge.store.base import SessionStore
+from dspy_bridge.to_the_end import to_the_end
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _DEFAULT_PAGE = 100
@@ -133,6 +134,11 @@ class SessionService:
             raise session_not_found(session_id)
 
     async def delete(self, session_id: str, reason: str = "deleted") -> None:
+        """Deletes the session, then ends its watches and runs the gone hooks: all of it, even
+        when the caller is cancelled once the store's delete is under way (it may commit)."""
+        await to_the_end(self._delete(session_id, reason))
+
+    async def _delete(self, session_id: str, reason: str) -> None:
         self._owners.pop(session_id, None)
         await self._store.delete_session(session_id, reason)
         self._owners.pop(session_id, None)  # and whatever a check read meanwhile

@@ -13,8 +13,9 @@ import fnmatch
 import secrets
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 
@@ -43,6 +44,9 @@ from dspy_bridge.services.watch import (
     WatchHub,
 )
 from dspy_bridge.store.base import SessionStore
+from dspy_bridge.to_the_end import to_the_end
+
+T = TypeVar("T")
 
 DEFAULT_SOURCE = "host"
 #: Variables whose id, type and constraints one replica keeps for writes (shared stores).
@@ -159,12 +163,23 @@ class VariableService:
             update_time=now,
             source=DEFAULT_SOURCE,
         )
-        async with self._lock(session_id):
+        return await self._to_the_end(self._create(variable))
+
+    async def _create(self, variable: Variable) -> Variable:
+        async with self._lock(variable.session_id):
             created = await self._store.create_variable(
                 variable, max_variables=self._settings.max_variables_per_session
             )
-            self._hub.publish(session_id, Change(ChangeKind.REGISTERED, created))
+            self._hub.publish(variable.session_id, Change(ChangeKind.REGISTERED, created))
         return created
+
+    async def _to_the_end(self, step: Awaitable[T]) -> T:
+        """A store write and the publish of its change, run to the end even when the caller is
+        cancelled: a write that commits anyway but is never published is a gap no watcher can
+        see (no resync covers it)."""
+        if not self._store.commits_after_cancel:
+            return await step
+        return await to_the_end(step)
 
     async def get(self, session_id: str, name: str) -> Variable:
         return await self._store.get_variable(session_id, name)
@@ -187,8 +202,11 @@ class VariableService:
                     variable=variable.name,
                     module_id=module.module_id,
                 )
+        await self._to_the_end(self._delete(session_id, variable.id))
+
+    async def _delete(self, session_id: str, variable_id: str) -> None:
         async with self._lock(session_id):
-            gone = await self._store.delete_variable(session_id, variable.id)
+            gone = await self._store.delete_variable(session_id, variable_id)
             self._hub.publish(session_id, Change(ChangeKind.DELETED, gone))
 
     # -- writes -----------------------------------------------------------------------------
@@ -228,6 +246,11 @@ class VariableService:
         return variable
 
     async def _commit(
+        self, session_id: str, writes: Sequence[VariableWrite], reason: str
+    ) -> list[Variable]:
+        return await self._to_the_end(self._write(session_id, writes, reason))
+
+    async def _write(
         self, session_id: str, writes: Sequence[VariableWrite], reason: str
     ) -> list[Variable]:
         async with self._lock(session_id):

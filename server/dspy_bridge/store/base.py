@@ -32,6 +32,11 @@ class SessionStore(ABC):
     #: True when several servers share the store (redis): a server must then not trust its
     #: own caches of what others may change, and jobs are leased to the server running them.
     shared: bool = False
+    #: True when a write may still commit after its caller was cancelled mid-await (SQLite
+    #: finishes the transaction on its thread; Redis has the command): what must follow a
+    #: commit then runs to its end (`dspy_bridge.to_the_end`). False for a store whose methods
+    #: never yield the loop (memory), which then skips that extra task.
+    commits_after_cancel: bool = True
 
     # -- sessions -------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import ctypes.util
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from dspy_bridge.model import (
     HistoryEntry,
@@ -57,6 +57,7 @@ from dspy_bridge.store.sizes import (
     session_size,
     variable_size,
 )
+from dspy_bridge.to_the_end import to_the_end
 
 __all__ = ["BudgetedStore", "with_session_budget"]
 
@@ -64,12 +65,6 @@ __all__ = ["BudgetedStore", "with_session_budget"]
 _TRIM_AFTER_BYTES = 8 << 20
 
 T = TypeVar("T")
-
-
-def _outcome_read(task: asyncio.Future[Any]) -> None:
-    """Marks a step's outcome as read: a cancelled caller never reads it."""
-    if not task.cancelled():
-        task.exception()
 
 
 class BudgetedStore(SessionStore):
@@ -83,9 +78,7 @@ class BudgetedStore(SessionStore):
         self._keep = history_limit or None
         self._usage: dict[str, SessionUsage] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        # The memory store's methods never yield the loop, so no cancel can fall between its
-        # write and the count: its writes skip the extra task.
-        self._writes_yield = inner.backend != "memory"
+        self.commits_after_cancel = inner.commits_after_cancel
 
     @property
     def inner(self) -> SessionStore:
@@ -100,11 +93,9 @@ class BudgetedStore(SessionStore):
 
     async def _to_the_end(self, step: Awaitable[T]) -> T:
         """`step` (a write and its count) run to its end even if the caller is cancelled."""
-        if not self._writes_yield:
+        if not self.commits_after_cancel:  # no cancel can fall between write and count
             return await step
-        task = asyncio.ensure_future(step)
-        task.add_done_callback(_outcome_read)
-        return await asyncio.shield(task)
+        return await to_the_end(step)
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         lock = self._locks.get(session_id)

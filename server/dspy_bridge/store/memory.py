@@ -81,6 +81,7 @@ class MemoryStore(SessionStore):
     """Dict-backed `SessionStore`: O(1) lookups of sessions and of variables by name and by id."""
 
     backend = "memory"
+    commits_after_cancel = False  # its methods never yield the loop
 
     def __init__(self, history_limit: int = 1000) -> None:
         """`history_limit`: history entries kept per variable, oldest dropped (0 = unlimited)."""

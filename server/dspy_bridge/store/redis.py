@@ -78,6 +78,7 @@ from dspy_bridge.store.base import SessionStore
 from dspy_bridge.store.job_errors import job_exists, job_not_found, job_state_conflict
 from dspy_bridge.store.quotas import job_quota_exceeded, session_quota_exceeded
 from dspy_bridge.store.redis_views import ExecutionView, ExecutionViews, ViewKey
+from dspy_bridge.store.shared_reads import SharedReads
 from dspy_bridge.store.sizes import (
     budget_exceeded,
     entry_size,
@@ -302,6 +303,8 @@ class RedisStore(SessionStore):
         self._max_bytes = 0
         #: What Executes read, kept between them and checked against Redis on each (stamps).
         self._views = ExecutionViews()
+        #: Owner checks of one session in flight together share one read.
+        self._owner_reads: SharedReads[str, str] = SharedReads()
 
     @classmethod
     async def open(
@@ -482,7 +485,11 @@ class RedisStore(SessionStore):
         return str(epoch)
 
     async def session_owner(self, session_id: str) -> str:
-        """The session's owner, read straight from Redis (NOT_FOUND if it is gone)."""
+        """The session's owner, read from Redis for this call (NOT_FOUND if it is gone); calls
+        for the same session share reads (`SharedReads`: none gets one sent before it came)."""
+        return await self._owner_reads.read(session_id, self._read_owner)
+
+    async def _read_owner(self, session_id: str) -> str:
         found = await self.call("HMGET", self.session_key(session_id), "sid", "owner")
         if found[0] is None:
             raise session_not_found(session_id)

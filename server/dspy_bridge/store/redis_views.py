@@ -10,8 +10,8 @@ whole view otherwise. So a change made through any replica, a deleted or re-crea
 is seen by the very next Execute on every replica: nothing here can be stale, only unused.
 
 Executes of the same module that arrive while a read of it is on its way share the next read
-(`ExecutionViews.read`): one round trip for all of them instead of one each, and each of them
-still gets a read sent after it arrived, so none can miss a change acknowledged before it.
+(`shared_reads`): one round trip for all of them instead of one each, and each of them still
+gets a read sent after it arrived, so none can miss a change acknowledged before it.
 
 Callers get copies (`record_copies`), as from the memory store, so nothing they do to a record
 changes the kept view. The views are bounded (least recently used dropped first) and hold only
@@ -20,15 +20,13 @@ what an Execute of that session already read after its owner check.
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dspy_bridge.model import ModuleRecord, Session, Variable
 from dspy_bridge.store.record_copies import copy_module, copy_session, copy_variable
+from dspy_bridge.store.shared_reads import SharedReads
 
 #: Views one replica keeps (one per session, module and requested version).
 MAX_VIEWS = 1024
@@ -37,8 +35,6 @@ MAX_VIEWS = 1024
 ViewKey = tuple[str, str, int]
 #: What a read gives: the view and the session's expiry as read then.
 ViewRead = tuple["ExecutionView", float | None]
-#: A read's outcome as every caller that shared it gets it: the view, or the error to raise.
-_Outcome = tuple[ViewRead | None, BaseException | None]
 
 
 @dataclass(frozen=True)
@@ -65,54 +61,13 @@ class ExecutionViews:
     def __init__(self, limit: int = MAX_VIEWS) -> None:
         self._limit = limit
         self._views: OrderedDict[ViewKey, ExecutionView] = OrderedDict()
-        #: The read each key's next callers join (not sent yet: it waits for the one in flight).
-        self._forming: dict[ViewKey, asyncio.Future[_Outcome]] = {}
-        #: One read of a key on its way at a time.
-        self._in_flight: weakref.WeakValueDictionary[ViewKey, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-        self._readers: set[asyncio.Task[None]] = set()
+        self._reads: SharedReads[ViewKey, ViewRead] = SharedReads()
 
     async def read(
         self, key: ViewKey, reader: Callable[[ViewKey], Awaitable[ViewRead]]
     ) -> ViewRead:
-        """`reader(key)`, sent after this call arrived, and shared with the calls for the same
-        key that arrive before it is sent: while one read of a key is on its way, the calls
-        that arrive join the next one, sent when it returns. The read runs in a task of its
-        own, so a caller that is cancelled leaves the others' read alone."""
-        outcome = self._forming.get(key)
-        if outcome is None:
-            outcome = self._forming[key] = asyncio.get_running_loop().create_future()
-            task = asyncio.create_task(self._lead(key, outcome, reader))
-            self._readers.add(task)
-            task.add_done_callback(self._readers.discard)
-        view, error = await asyncio.shield(outcome)
-        if error is not None:
-            raise copy.copy(error)  # each caller raises its own
-        assert view is not None
-        return view
-
-    async def _lead(
-        self,
-        key: ViewKey,
-        outcome: asyncio.Future[_Outcome],
-        reader: Callable[[ViewKey], Awaitable[ViewRead]],
-    ) -> None:
-        lock = self._in_flight.get(key)
-        if lock is None:
-            lock = self._in_flight[key] = asyncio.Lock()
-        try:
-            async with lock:
-                if self._forming.get(key) is outcome:
-                    del self._forming[key]  # who arrives from now on joins the next read
-                outcome.set_result((await reader(key), None))
-        except BaseException as exc:  # cancelled too: nobody may wait forever
-            if self._forming.get(key) is outcome:
-                del self._forming[key]
-            if not outcome.done():
-                outcome.set_result((None, exc))
-            if not isinstance(exc, Exception):
-                raise
+        """`reader(key)`, shared with the other Executes of the same module (`SharedReads`)."""
+        return await self._reads.read(key, reader)
 
     def get(self, key: ViewKey) -> ExecutionView | None:
         view = self._views.get(key)

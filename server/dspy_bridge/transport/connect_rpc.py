@@ -82,7 +82,7 @@ def offer_from_proto(hello: host_pb2.HostHello) -> Offer:
             )
             for t in hello.tools
         ],
-        metrics={m.name: m.description for m in hello.metrics},
+        metrics=[(m.name, m.description) for m in hello.metrics],
         lms=[lm.name for lm in hello.lms],
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,10 +14,10 @@ from grpc.aio import ServicerContext
 from dspy_bridge import __version__
 from dspy_bridge.config import Settings
 from dspy_bridge.errors import BridgeError
-from dspy_bridge.model import VariableType
+from dspy_bridge.model import Variable, VariableType
 from dspy_bridge.services import paging
 from dspy_bridge.services.modules import ModuleService
-from dspy_bridge.services.offload import convert_sized
+from dspy_bridge.services.offload import convert_sized, off_loop
 from dspy_bridge.services.sessions import SessionService
 from dspy_bridge.services.variables import Resync, SessionGone, VariableService, WriteRequest
 from dspy_bridge.services.watch import Change
@@ -47,6 +48,10 @@ class ServerFacts:
     metrics: list[str] = field(default_factory=list)
     start_time: float = field(default_factory=time.time)
     pool_info: Callable[[], pb.PoolInfo] = lambda: pb.PoolInfo()
+
+
+def _variables_to_proto(variables: list[Variable]) -> list[variable_pb2.Variable]:
+    return [convert.variable_to_proto(v) for v in variables]
 
 
 def _expected(request: Any) -> int | None:
@@ -173,7 +178,9 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
     ) -> pb.ListVariablesResponse:
         matching = await self.variables.list_matching(request.session_id, request.pattern)
         page = paging.page_of("v", matching, request.page_token, request.page_size)
-        variables = paging.fit(page.items, convert.variable_to_proto, self.page_bytes)
+        variables = await off_loop(
+            lambda: paging.fit(page.items, convert.variable_to_proto, self.page_bytes)
+        )
         return pb.ListVariablesResponse(
             variables=variables, next_page_token=page.token_after(len(variables))
         )
@@ -247,7 +254,7 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
                 elif isinstance(event, Resync):
                     # In parts when the state is larger than one message (`more` on all but the
                     # last); only the last carries the resume token (resuming mid-state loses it).
-                    state = [convert.variable_to_proto(v) for v in event.variables]
+                    state = await off_loop(functools.partial(_variables_to_proto, event.variables))
                     pieces = paging.parts(state, self.page_bytes)
                     token = event.position.token if event.position else ""
                     for i, piece in enumerate(pieces):
@@ -271,8 +278,12 @@ class BridgeServicer(ModuleRpcs, EvaluateRpcs, JobRpcs, ConnectRpcs, pb_grpc.Bri
         variable = await self.variables.get(request.session_id, request.name)
         kept = await self.variables.history(request.session_id, request.name, 0)
         page = paging.page_of("h", kept, request.page_token, request.limit)
-        entries = paging.fit(
-            page.items, lambda e: convert.history_entry_to_proto(variable.type, e), self.page_bytes
+        entries = await off_loop(
+            lambda: paging.fit(
+                page.items,
+                lambda e: convert.history_entry_to_proto(variable.type, e),
+                self.page_bytes,
+            )
         )
         return pb.GetVariableHistoryResponse(
             entries=entries, next_page_token=page.token_after(len(entries))

@@ -83,7 +83,8 @@ LMFn = (
     | Callable[[_Messages, dict[str, Any], "HostCallContext"], Any]
 )
 
-#: A refused `hello` is final: reconnecting would be refused again.
+#: A refused `hello` is final: reconnecting would be refused again (UNIMPLEMENTED: a sidecar
+#: without `Connect`). The Node client stops on the same codes.
 _FINAL = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -91,6 +92,8 @@ _FINAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.OUT_OF_RANGE,
 }
 _BACKOFF_START_S = 0.1
 _BACKOFF_MAX_S = 5.0
@@ -374,8 +377,10 @@ class AsyncHostServer:
                     raise RuntimeError("serving stopped")
                 waiter = asyncio.ensure_future(self._connected.wait())
                 assert self._task is not None
-                await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                try:
+                    await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also on the timeout: no pending waiter is left behind
+                    waiter.cancel()
         if self.error is not None:
             raise self.error
 

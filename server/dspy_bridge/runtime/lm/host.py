@@ -13,20 +13,25 @@ process's channel to the front (`PROCESS_HOST`).
 
 Streaming is unary for now: `ExecuteStream` with a host LM gets the whole completion as one
 piece when the host answers, not token by token.
+
+How: `HostLM` is a `dspy.LM` whose engines (`HostEngine`, `AsyncHostEngine`) implement DSPy's
+engine API (`complete(Request) -> Response`, `stream(Request)`), as the offline LM does, not the
+`BaseLM.forward` that DSPy 3.4 deprecates and 3.5 removes; so DSPy's own path runs unchanged:
+usage, history, callbacks, streaming listeners. `n > 1` is one host call per candidate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
-import types
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import dspy
 import grpc
-from dspy.clients.call_result import AttributeDict, attributes
+from dspy.clients.engines.base import validate_request
+from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
 from dspy_bridge.errors import BridgeError, Reason, invalid_argument
 from dspy_bridge.model import LMSpec
@@ -43,10 +48,13 @@ from dspy_bridge.runtime.host_calls import (
     host_name,
     remaining_s,
 )
+from dspy_bridge.runtime.lm.offline import request_messages
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
-#: Options forwarded to the host (the rest of DSPy's call kwargs are its own business).
-_FORWARDED = ("temperature", "max_tokens", "top_p", "n", "stop", "seed")
+#: Options forwarded to the host (the rest of DSPy's call kwargs are its own business). `n` is
+#: not one: DSPy asks an engine once per candidate, so `n=3` is three host calls.
+_FORWARDED = ("temperature", "max_tokens", "top_p", "stop", "seed")
+StreamEvent = Any  # dspy.lm15's stream event union
 
 
 def is_host_lm(model: str) -> bool:
@@ -72,90 +80,112 @@ def validate_host_lm_spec(spec: LMSpec) -> None:
             )
 
 
-class HostResponse(AttributeDict):  # type: ignore[misc]
-    """An OpenAI chat-completion-shaped response (what DSPy's BaseLM expects)."""
+def _call(name: str, request: Request) -> LMCall:
+    """What the host is asked: the chat messages DSPy's adapter wrote and the call's options."""
+    validate_request(request)
+    config = request.config
+    options = {k: getattr(config, k) for k in _FORWARDED if getattr(config, k, None) is not None}
+    if isinstance(options.get("stop"), tuple):
+        options["stop"] = list(options["stop"])
+    return LMCall(name, request_messages(request), options)
 
-    _hidden_params = types.MappingProxyType({"response_cost": 0.0})
+
+def _response(name: str, reply: HostReply) -> Response:
+    """The host's answer as DSPy's canonical response (its error fails the call)."""
+    assert isinstance(reply, LMReply)
+    if reply.error:
+        raise BridgeError(
+            grpc.StatusCode.UNKNOWN,
+            Reason.EXECUTION_FAILED,
+            f"the host LM {PREFIX}{name} failed: {reply.error[:500]}",
+            {"lm": f"{PREFIX}{name}"},
+        )
+    return Response(
+        id=f"host-{uuid.uuid4().hex[:16]}",
+        model=f"{PREFIX}{name}",
+        message=Message.assistant([TextPart(reply.text)]),
+        finish_reason="stop",
+        usage=Usage(
+            input_tokens=reply.prompt_tokens,
+            output_tokens=reply.completion_tokens,
+            total_tokens=reply.prompt_tokens + reply.completion_tokens,
+        ),
+    )
 
 
-class HostLM(dspy.BaseLM):  # type: ignore[misc]
-    """The LM `host:<name>` (module docstring)."""
+class HostEngine:
+    """The host LM as a DSPy engine (sync calls: a job process, or a sync-only module's thread
+    inside an execution). See the module docstring for which way a call goes."""
 
-    def __init__(self, name: str, **options: Any) -> None:
-        forwarded = {k: v for k, v in options.items() if k in _FORWARDED}
-        super().__init__(model=f"{PREFIX}{name}", model_type="chat", cache=False, **forwarded)
+    def __init__(self, name: str) -> None:
         self.name = name
 
-    def __repr__(self) -> str:
-        return f"HostLM({self.name!r})"
-
-    def _request(
-        self, prompt: str | None, messages: list[Any] | None, kwargs: dict[str, Any]
-    ) -> LMCall:
-        chat = list(messages) if messages else [{"role": "user", "content": prompt or ""}]
-        merged = {**self.kwargs, **kwargs}
-        options = {k: merged[k] for k in _FORWARDED if merged.get(k) is not None}
-        plain = [{k: v for k, v in dict(m).items() if isinstance(k, str)} for m in chat]
-        return LMCall(self.name, plain, options)
-
-    def _response(self, reply: HostReply) -> HostResponse:
-        assert isinstance(reply, LMReply)
-        if reply.error:
-            raise BridgeError(
-                grpc.StatusCode.UNKNOWN,
-                Reason.EXECUTION_FAILED,
-                f"the host LM {PREFIX}{self.name} failed: {reply.error[:500]}",
-                {"lm": f"{PREFIX}{self.name}"},
-            )
-        return HostResponse(
-            id=f"host-{uuid.uuid4().hex[:16]}",
-            object="chat.completion",
-            created=int(time.time()),
-            model=self.model,
-            choices=[
-                attributes(
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": reply.text},
-                    }
-                )
-            ],
-            usage=attributes(
-                {
-                    "prompt_tokens": reply.prompt_tokens,
-                    "completion_tokens": reply.completion_tokens,
-                    "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-                }
-            ),
-        )
-
-    def forward(
-        self, prompt: str | None = None, messages: list[Any] | None = None, **kwargs: Any
-    ) -> HostResponse:
-        request = self._request(prompt, messages, kwargs)
+    def complete(self, request: Request) -> Response:
+        call = _call(self.name, request)
         session = CURRENT_SESSION.get() or PROCESS_HOST.session_id
         caller = PROCESS_HOST.caller
         if caller is not None:  # a job process: through its channel to the front
-            return self._response(caller.call_host_sync(session, request, remaining_s()))
+            return _response(self.name, caller.call_host_sync(session, call, remaining_s()))
         execution_host = CURRENT_HOST.get()
         thread_calls = THREAD_HOST_CALLS.get()
         if execution_host is None or thread_calls is None:
             raise host_disconnected("lm", self.name)
         # A sync-only module's thread: the call runs on the execution's loop.
-        reply = thread_calls.call(execution_host, session, request, remaining_s())
-        return self._response(reply)
+        reply = thread_calls.call(execution_host, session, call, remaining_s())
+        return _response(self.name, reply)
 
-    async def aforward(
-        self, prompt: str | None = None, messages: list[Any] | None = None, **kwargs: Any
-    ) -> HostResponse:
-        request = self._request(prompt, messages, kwargs)
+    def stream(self, request: Request) -> Iterator[StreamEvent]:
+        """The whole answer as one piece once the host gives it (host LMs are unary)."""
+        return iter(response_to_events(self.complete(request)))
+
+    def close(self) -> None:
+        return None
+
+
+class AsyncHostEngine:
+    """`HostEngine` for async calls: awaited on the execution's loop, so a cancel or the
+    deadline ends the host call."""
+
+    def __init__(self, sync: HostEngine) -> None:
+        self.sync = sync
+
+    async def complete(self, request: Request) -> Response:
+        name = self.sync.name
+        call = _call(name, request)
         caller = CURRENT_HOST.get()
         session = CURRENT_SESSION.get() or PROCESS_HOST.session_id
         if caller is not None:
-            return self._response(await caller.call_host(session, request, remaining_s()))
+            return _response(name, await caller.call_host(session, call, remaining_s()))
         sync = PROCESS_HOST.caller
         if sync is None:
-            raise host_disconnected("lm", self.name)
-        reply = await asyncio.to_thread(sync.call_host_sync, session, request, remaining_s())
-        return self._response(reply)
+            raise host_disconnected("lm", name)
+        reply = await asyncio.to_thread(sync.call_host_sync, session, call, remaining_s())
+        return _response(name, reply)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        for event in response_to_events(await self.complete(request)):
+            yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
+class HostLM(dspy.LM):  # type: ignore[misc]
+    """The LM `host:<name>` (module docstring), on DSPy's engine API."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        forwarded = {k: v for k, v in options.items() if k in _FORWARDED or k == "n"}
+        sync = HostEngine(name)
+        super().__init__(
+            model=f"{PREFIX}{name}",
+            model_type="chat",
+            cache=False,  # the host answers every call; nothing is kept
+            num_retries=0,  # a host's failure is its own answer, not a transient error
+            engine=sync,
+            async_engine=AsyncHostEngine(sync),
+            **forwarded,
+        )
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"HostLM({self.name!r})"

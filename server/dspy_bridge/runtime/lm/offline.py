@@ -387,7 +387,7 @@ def _count_tokens(text: str) -> int:
     return len(text.split())
 
 
-def _request_messages(request: Request) -> list[dict[str, str]]:
+def request_messages(request: Request) -> list[dict[str, str]]:
     """The chat messages a canonical request carries (system first), as the adapter wrote them."""
     messages: list[dict[str, str]] = []
     if request.system is not None:
@@ -437,7 +437,7 @@ class OfflineEngine:
     def respond(self, request: Request) -> Response:
         """The answer, without the simulated latency."""
         validate_request(request)
-        messages = _request_messages(request)
+        messages = request_messages(request)
         choice = self._choice(request)
         text = complete_messages(messages, n=choice + 1)[choice]
         prompt_tokens = sum(_count_tokens(m["content"]) for m in messages)
