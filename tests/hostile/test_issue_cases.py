@@ -9,7 +9,13 @@ from google.protobuf import struct_pb2
 
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2_grpc as pb_grpc
-from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2, job_pb2, value_pb2, variable_pb2
+from dspy_bridge_client._proto.dspy_bridge.v1 import (
+    host_pb2,
+    job_pb2,
+    lm_pb2,
+    value_pb2,
+    variable_pb2,
+)
 from tests.hostile.conftest import Sidecar
 from tests.hostile.strategies import VICTIM
 from tests.hostile.test_hostile_host import ensure_victim, snapshot
@@ -147,3 +153,22 @@ def test_connect_refuses_a_20000_character_session_id_before_any_lookup(
     assert len(err.details() or "") < 300
     sidecar.owner_stub.Ping(pb.PingRequest(), timeout=T)  # the refusal's log line is written by now
     assert all(len(line) < 4_096 for line in sidecar.process.raw[seen:])
+
+
+def test_lm_options_that_buy_unbounded_work_are_refused(sidecar: Sidecar) -> None:
+    """`n` completions and `max_tokens` are work (and provider cost) per call: bounded, and a
+    refused ConfigureLM leaves the session's LM as it was."""
+    stub = sidecar.owner_stub
+    ensure_victim(stub)
+    before = stub.GetSession(pb.GetSessionRequest(session_id=VICTIM), timeout=T).session
+    for key, text in (("n", "1000"), ("max_tokens", "9" * 400), ("seed", "9" * 30)):
+        lm = lm_pb2.LMConfig(model="offline", options={key: text})
+        err = _refused(
+            lambda lm=lm: stub.ConfigureLM(
+                pb.ConfigureLMRequest(session_id=VICTIM, lm=lm), timeout=T
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert key in (err.details() or "")
+    after = stub.GetSession(pb.GetSessionRequest(session_id=VICTIM), timeout=T).session
+    assert after.lm == before.lm

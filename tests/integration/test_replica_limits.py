@@ -22,12 +22,15 @@ from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
 from tests.conftest import redis_store_url
 from tests.integration.rpc import expect_error
-from tests.integration.test_replicas import LEASE_S, Stub, replicas, stubs
+from tests.integration.test_replicas import Stub, replicas, stubs
 from tests.integration.test_session_budget import CHUNK, fill, register_string, write_chunk
 from tests.jobs.helpers import TERMINAL, slow_session, start_request
 from tests.redis_server import RedisServer
 
 FULL = grpc.StatusCode.RESOURCE_EXHAUSTED
+#: Long enough that a live replica on a loaded 2-core machine never misses a renewal (its job
+#: must keep counting); a dead one's job is INTERRUPTED within 4/3 of it.
+JOB_LEASE_S = 5.0
 ANA = (("authorization", "Bearer ana-token"),)
 BO = (("authorization", "Bearer bo-token"),)
 
@@ -127,7 +130,7 @@ async def test_a_callers_job_share_spans_replicas_and_comes_back_when_one_dies(
         "--max-queued-jobs-per-caller",
         "2",
         "--job-lease-seconds",
-        str(LEASE_S),
+        str(JOB_LEASE_S),
     )
     with replicas(2, redis_store_url(redis_server), *flags) as servers:
         doomed, _survivor = servers

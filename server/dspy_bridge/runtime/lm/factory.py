@@ -93,7 +93,11 @@ def _int(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text.strip())
         if value < low or (high is not None and value > high):
-            raise ValueError(f"must be an integer >= {low}")
+            raise ValueError(
+                f"must be an integer >= {low}"
+                if high is None
+                else f"must be an integer from {low} to {high}"
+            )
         return value
 
     return parse
@@ -128,14 +132,20 @@ def _stop(text: str) -> str | list[str]:
     return text
 
 
+#: Completions one LM call may ask for (`n`): each is a full generation, on the offline LM too.
+MAX_LM_CHOICES = 16
+#: Output tokens one LM call may ask for (`max_tokens`); above any provider's output window.
+MAX_LM_TOKENS = 1_000_000
+
 #: Known option keys: parser and which LMs take them ("any", "offline" or "provider").
 LM_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "temperature": (_float(0.0, 2.0), "any", "a number from 0 to 2"),
     "top_p": (_float(0.0, 1.0), "any", "a number from 0 to 1"),
-    "max_tokens": (_int(1), "any", "an integer >= 1"),
-    "n": (_int(1), "any", "an integer >= 1"),
+    # Bounded: each unit is work (and, with a real provider, cost) a host buys with one call.
+    "max_tokens": (_int(1, MAX_LM_TOKENS), "any", f"an integer from 1 to {MAX_LM_TOKENS}"),
+    "n": (_int(1, MAX_LM_CHOICES), "any", f"an integer from 1 to {MAX_LM_CHOICES}"),
     "stop": (_stop, "any", "a string or a JSON list of strings"),
-    "seed": (_int(0), "any", "an integer >= 0"),
+    "seed": (_int(0, 2**63 - 1), "any", "an integer from 0 to 2^63-1"),
     "presence_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
     "frequency_penalty": (_float(-2.0, 2.0), "any", "a number from -2 to 2"),
     # The sidecar's retry policy (retry.py): retries after the first attempt, first backoff.
