@@ -144,17 +144,23 @@ def _unary(name: str) -> Callable[..., Any]:
 def _stream(name: str) -> Callable[..., Any]:
     async def handler(self: FakeBridge, request: Message, context: Any) -> Any:
         reply = self._record(name, request, context)
-        await self._abort(name, context, reply if isinstance(reply, status_pb2.Status) else None)
-        for item in reply or ():
-            if isinstance(item, status_pb2.Status):
-                await context.abort_with_status(rpc_status.to_status(item))
-            yield item
-        if name in self.hold_open:
-            try:
+        held = name in self.hold_open
+        try:
+            await self._abort(
+                name, context, reply if isinstance(reply, status_pb2.Status) else None
+            )
+            for item in reply or ():
+                if isinstance(item, status_pb2.Status):
+                    await context.abort_with_status(rpc_status.to_status(item))
+                yield item
+            if held:
                 await asyncio.Event().wait()  # until the client cancels
-            except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # A held stream ends only by the client's cancel: mid-wait (CancelledError) or, under
+            # load, while a reply is still being written (the generator is closed at `yield`).
+            if held:
                 self.stream_cancelled.set()
-                raise
+            raise
 
     return handler
 
