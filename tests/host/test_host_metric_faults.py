@@ -11,8 +11,7 @@ import pytest
 from dspy_bridge.transport.server import RunningServer
 from dspy_bridge_client._proto.dspy_bridge.v1 import host_pb2, job_pb2
 from tests.host.raw_host import RawHost, answer_all, hello
-from tests.jobs.helpers import Stub, setup, start_request, wait_done
-from tests.jobs.task import HELD_OUT, TRAINSET
+from tests.jobs.helpers import Stub, setup, start_host_scored_job, wait_done
 
 
 @pytest.fixture
@@ -29,24 +28,12 @@ async def _first_metric_call(host: RawHost) -> None:
         pass
 
 
-async def _start(stub: Stub, sid: str) -> str:
-    request = start_request(
-        sid,
-        "LabeledFewShot",
-        {"k": 2},
-        trainset=TRAINSET[:4],
-        valset=HELD_OUT[:3],
-        metric="host:quality",
-    )
-    return (await stub.StartOptimization(request)).job.job_id
-
-
 async def test_a_job_fails_when_its_host_metric_does_not_come_back(
     server: RunningServer, stub: Stub
 ) -> None:
     sid = await setup(stub)
     async with RawHost(stub, hello(sid, metrics=["quality"])) as host:
-        job_id = await _start(stub, sid)
+        job_id = await start_host_scored_job(stub, sid)
         await _first_metric_call(host)  # the job is scoring; the host leaves without answering
         await host.close()
     done = await wait_done(stub, sid, job_id, wait_s=120)
@@ -59,7 +46,7 @@ async def test_a_job_fails_when_its_host_metric_does_not_come_back(
 async def test_a_job_finishes_when_its_host_metric_comes_back_in_time(stub: Stub) -> None:
     sid = await setup(stub)
     async with RawHost(stub, hello(sid, metrics=["quality"])) as first:
-        job_id = await _start(stub, sid)
+        job_id = await start_host_scored_job(stub, sid)
         await _first_metric_call(first)
         await first.close()
     async with RawHost(stub, hello(sid, metrics=["quality"])) as second:  # back within the wait

@@ -13,8 +13,7 @@ from dspy_bridge.transport.server import RunningServer
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import job_pb2
 from tests.host.raw_host import RawHost, hello
-from tests.jobs.helpers import Stub, setup, start_request, wait_done
-from tests.jobs.task import HELD_OUT, TRAINSET
+from tests.jobs.helpers import Stub, setup, start_host_scored_job, wait_done
 
 #: Far longer than any test waits: a call freed only at its deadline fails the test.
 METRIC_TIMEOUT_MS = 600_000
@@ -23,18 +22,6 @@ METRIC_TIMEOUT_MS = 600_000
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {"host_metric_timeout_ms": METRIC_TIMEOUT_MS}
-
-
-async def _start(stub: Stub, sid: str) -> str:
-    request = start_request(
-        sid,
-        "LabeledFewShot",
-        {"k": 2},
-        trainset=TRAINSET[:4],
-        valset=HELD_OUT[:3],
-        metric="host:quality",
-    )
-    return (await stub.StartOptimization(request)).job.job_id
 
 
 async def _metric_call(host: RawHost) -> str:
@@ -59,7 +46,7 @@ async def test_cancelling_a_job_cancels_its_host_metric_call(
 ) -> None:
     sid = await setup(stub)
     async with RawHost(stub, hello(sid, metrics=["quality"])) as host:
-        job_id = await _start(stub, sid)
+        job_id = await start_host_scored_job(stub, sid)
         call_id = await _metric_call(host)
         await stub.CancelOptimization(pb.CancelOptimizationRequest(session_id=sid, job_id=job_id))
         assert await _cancel_for(host) == call_id
@@ -71,7 +58,7 @@ async def test_a_job_process_that_dies_mid_call_cancels_its_host_metric_call(
 ) -> None:
     sid = await setup(stub)
     async with RawHost(stub, hello(sid, metrics=["quality"])) as host:
-        job_id = await _start(stub, sid)
+        job_id = await start_host_scored_job(stub, sid)
         call_id = await _metric_call(host)
         assert server.jobs is not None
         process = server.jobs._handles[job_id].process
@@ -100,14 +87,14 @@ async def test_cancelling_a_queued_job_frees_its_place_at_once(
     cancels its queued job and may start another straight away."""
     sid = await setup(stub)
     async with RawHost(stub, hello(sid, metrics=["quality"])) as host:
-        running = await _start(stub, sid)
+        running = await start_host_scored_job(stub, sid)
         await _metric_call(host)
-        queued = await _start(stub, sid)
+        queued = await start_host_scored_job(stub, sid)
         await stub.CancelOptimization(pb.CancelOptimizationRequest(session_id=sid, job_id=queued))
         assert server.jobs is not None
         await server.jobs.wait_stopped(queued, within=30)
         assert sorted(server.jobs.running_jobs()) == [running]
-        third = await _start(stub, sid)  # within the quota of 2 again
+        third = await start_host_scored_job(stub, sid)  # within the quota of 2 again
         await stub.CancelOptimization(pb.CancelOptimizationRequest(session_id=sid, job_id=third))
         await stub.CancelOptimization(pb.CancelOptimizationRequest(session_id=sid, job_id=running))
         await _cancel_for(host)

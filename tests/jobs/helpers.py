@@ -113,6 +113,19 @@ def start_request(
     )
 
 
+async def start_host_scored_job(stub: Stub, sid: str) -> str:
+    """A small LabeledFewShot job scored by the host metric `host:quality`; its job id."""
+    request = start_request(
+        sid,
+        "LabeledFewShot",
+        {"k": 2},
+        trainset=TRAINSET[:4],
+        valset=HELD_OUT[:3],
+        metric="host:quality",
+    )
+    return (await stub.StartOptimization(request)).job.job_id
+
+
 async def get_job(stub: Stub, sid: str, job_id: str) -> job_pb2.Job:
     request = pb.GetOptimizationRequest(session_id=sid, job_id=job_id)
     job: job_pb2.Job = (await stub.GetOptimization(request)).job
