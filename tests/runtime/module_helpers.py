@@ -11,6 +11,7 @@ import dspy
 from dspy_bridge.model import LMSpec, ModuleRecord
 from dspy_bridge.runtime import registry
 from dspy_bridge.runtime.lm.offline import OfflineLM
+from dspy_bridge.runtime.program import build_program
 from dspy_bridge.runtime.signatures import parse_signature
 
 OFFLINE = LMSpec("offline")
@@ -62,4 +63,23 @@ def offline_factory(spec: LMSpec | None, params: Mapping[str, Any]) -> dspy.Base
         model=str(params.get("model") or (spec.model if spec else "offline")),
         latency_ms=float(options.get("latency_ms", 0)),
         **kwargs,
+    )
+
+
+def calculator_react_record() -> ModuleRecord:
+    """A ReAct module (version 2) whose demo steers the offline LM into calling the calculator
+    on "What is 6 times 7?"."""
+    record = make_record("ReAct", config={"tools": ["calculator"], "max_iters": 2})
+    program = build_program(record)
+    program.module.react.demos = [
+        {
+            "question": "What is 6 times 7?",
+            "trajectory": "",
+            "next_thought": "I should compute it.",
+            "next_tool_name": "calculator",
+            "next_tool_args": {"expression": "6*7"},
+        }
+    ]
+    return ModuleRecord(
+        record.session_id, record.module_id, 2, record.spec, program.module.dump_state(), 1.0, 2.0
     )

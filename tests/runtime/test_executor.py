@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from dspy_bridge.errors import BridgeError, Reason
-from dspy_bridge.model import LMSpec, ModuleRecord
+from dspy_bridge.model import LMSpec
 from dspy_bridge.runtime.executor import (
     ChunkEvent,
     ExecutionRequest,
@@ -21,9 +21,13 @@ from dspy_bridge.runtime.executor import (
     StatusEvent,
 )
 from dspy_bridge.runtime.lm.offline import AsyncOfflineEngine, OfflineEngine, OfflineLM
-from dspy_bridge.runtime.program import build_program
 from tests.fakes.openai_server import HANG, RATE_LIMITED, FakeOpenAI
-from tests.runtime.module_helpers import OFFLINE, make_record, offline_factory
+from tests.runtime.module_helpers import (
+    OFFLINE,
+    calculator_react_record,
+    make_record,
+    offline_factory,
+)
 
 
 class Probe:
@@ -324,20 +328,7 @@ async def test_deadline_cuts_a_hanging_provider() -> None:
 async def test_react_calls_server_tools_and_streams_tool_status() -> None:
     """Demos steer the offline LM into calling the calculator: the observation is the tool's
     real result, and the stream reports the tool call."""
-    record = make_record("ReAct", config={"tools": ["calculator"], "max_iters": 2})
-    program = build_program(record)
-    program.module.react.demos = [
-        {
-            "question": "What is 6 times 7?",
-            "trajectory": "",
-            "next_thought": "I should compute it.",
-            "next_tool_name": "calculator",
-            "next_tool_args": {"expression": "6*7"},
-        }
-    ]
-    trained = ModuleRecord(
-        record.session_id, record.module_id, 2, record.spec, program.module.dump_state(), 1.0, 2.0
-    )
+    trained = calculator_react_record()
     executor = InProcessExecutor()
     events = [
         e
