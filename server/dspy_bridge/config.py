@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dspy_bridge.heap import DEFAULT_YOUNG_THRESHOLD
 from dspy_bridge.loop import EventLoopName, loop_factory
 from dspy_bridge.runtime.lm.policy import DEFAULT_ALLOWED_KEY_ENVS, LMPolicy, split_list
 
@@ -73,6 +74,14 @@ class Settings(BaseSettings):
     )
     log_format: LogFormat = Field(
         "auto", description="json, console, or auto (console on a terminal, json otherwise)."
+    )
+    # -- garbage collection (heap.py) -----------------------------------------------------------
+    gc_young_threshold: int = Field(
+        DEFAULT_YOUNG_THRESHOLD,
+        ge=0,
+        description="Allocations between the garbage collector's young collections in the "
+        "server and its workers, whose start-up objects are frozen out of every collection; "
+        "0 leaves Python's collector as it is.",
     )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0 disables it."

@@ -1,4 +1,5 @@
-"""`python -m dspy_bridge.pool <fd> <log_level> <log_format>`: a worker process (see worker.py)."""
+"""`python -m dspy_bridge.pool <fd> <log_level> <log_format> [<event_loop> [<gc_young_threshold>]]`:
+a worker process (see worker.py)."""
 
 from __future__ import annotations
 

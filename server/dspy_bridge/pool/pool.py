@@ -46,6 +46,7 @@ import grpc
 
 from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason, resource_exhausted
+from dspy_bridge.heap import DEFAULT_YOUNG_THRESHOLD
 from dspy_bridge.log import get_logger
 from dspy_bridge.observability import POOL_QUEUE_DEPTH, WORKER_RESTARTS
 from dspy_bridge.pool.host_channel import FrontHostCalls
@@ -92,6 +93,7 @@ class PoolConfig:
     log_level: str = "warning"
     log_format: str = "json"
     event_loop: str = "auto"
+    gc_young_threshold: int = DEFAULT_YOUNG_THRESHOLD
 
 
 def restart_delay(failures: int, base: float, cap: float) -> float:
@@ -239,6 +241,7 @@ class WorkerPool:
             c.log_level,
             c.log_format,
             c.event_loop,
+            str(c.gc_young_threshold),
         ]
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -390,7 +393,14 @@ class WorkerPool:
         elif kind == "ready":
             handle.ready = True
             loop = message[2] if len(message) > 2 else None
-            log.info("worker ready", pid=handle.pid, slot=slot.index, event_loop=loop)
+            threshold = message[3] if len(message) > 3 else None
+            log.info(
+                "worker ready",
+                pid=handle.pid,
+                slot=slot.index,
+                event_loop=loop,
+                gc_young_threshold=threshold,
+            )
             if handle is slot.successor:
                 self._take_over(slot, handle)
             self._wake(slot, all_=True)

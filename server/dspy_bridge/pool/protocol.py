@@ -17,7 +17,7 @@ front -> worker
     ("host_reply", host_call_id, HostReply)     a host's answer (see host_channel.py)
     ("host_error", host_call_id, BridgeError)   a host call that failed
 worker -> front
-    ("ready", pid, event_loop)
+    ("ready", pid, event_loop, gc_young_threshold)
     ("event", call_id, ChunkEvent | StatusEvent)
     ("result", call_id, ExecutionResult)
     ("error", call_id, BridgeError)

@@ -27,6 +27,7 @@ import grpc
 
 from dspy_bridge import tracing
 from dspy_bridge.errors import BridgeError, Reason
+from dspy_bridge.heap import DEFAULT_YOUNG_THRESHOLD, settle_heap, young_threshold
 from dspy_bridge.loop import EventLoopName, run
 from dspy_bridge.model import ModuleRecord
 from dspy_bridge.pool.host_channel import WorkerHostChannel
@@ -87,7 +88,7 @@ class Worker:
 
     async def run(self) -> None:
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
-        self.send(("ready", os.getpid(), loop))
+        self.send(("ready", os.getpid(), loop, young_threshold()))
         while True:
             try:
                 message = await read_message(self.reader)
@@ -172,10 +173,11 @@ class Worker:
             self.send(("error", call_id, _internal(exc)))
 
 
-async def serve(fd: int) -> None:
+async def serve(fd: int, gc_young_threshold: int = DEFAULT_YOUNG_THRESHOLD) -> None:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     worker = Worker(reader, writer)
+    settle_heap(gc_young_threshold)  # DSPy is imported: freeze what start-up left (heap.py)
     try:
         await worker.run()
     finally:
@@ -193,9 +195,10 @@ def main(argv: list[str]) -> None:
     event_loop: EventLoopName = "auto"
     if len(argv) > 3 and argv[3] in ("uvloop", "asyncio"):
         event_loop = "uvloop" if argv[3] == "uvloop" else "asyncio"
+    gc_young_threshold = int(argv[4]) if len(argv) > 4 else DEFAULT_YOUNG_THRESHOLD
     configure_logging(level, "console" if fmt == "console" else "json")
     tracing.configure_tracing()  # from the environment the front passed on
     try:
-        run(serve(int(argv[0])), event_loop)
+        run(serve(int(argv[0]), gc_young_threshold), event_loop)
     finally:
         tracing.shutdown_tracing()  # export the last spans before the process ends

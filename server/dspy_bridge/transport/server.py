@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from dspy_bridge.config import Settings, setting_label
 from dspy_bridge.errors import BridgeError, StartupError
+from dspy_bridge.heap import settle_heap, young_threshold
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.jobs.metrics import METRIC_NAMES
 from dspy_bridge.jobs.service import OptimizationService
@@ -119,6 +120,7 @@ async def build_executor(settings: Settings, hosts: HostHub | None = None) -> Ex
             log_level=settings.log_level,
             log_format=settings.log_format,
             event_loop=settings.event_loop,
+            gc_young_threshold=settings.gc_young_threshold,
         ),
         host=hosts,
     )
@@ -325,6 +327,9 @@ async def start_server(settings: Settings) -> RunningServer:
 async def serve(settings: Settings) -> None:
     """Runs until SIGTERM or SIGINT, then drains for `grace_seconds` and exits."""
     running = await start_server(settings)
+    # Start-up is over (here, not in start_server, which tests run inside their own process).
+    frozen = settle_heap(settings.gc_young_threshold)
+    log.info("heap settled", frozen_objects=frozen, gc_young_threshold=young_threshold())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
