@@ -11,6 +11,11 @@ each setting gives). Redis unreachable, restarting or loading → `BridgeError` 
 `STORE_UNAVAILABLE` (retryable); the client reconnects by itself on the next call. Commands are
 never retried by the client library: a write whose answer was lost must not apply twice.
 
+The reads every Execute makes (its execution view; with owners, the session's owner) go
+through a connection of their own (`redis_pipe`) rather than the client: the same round trip at
+a fraction of the replica's CPU. A read script Redis no longer knows (restarted, flushed) did
+not run, so it is loaded and run again there.
+
 Jobs are leased: the replica that creates an active job holds `P:lease:S:JID` (its replica id,
 with a TTL) and renews it while the job runs (`renew_job_leases`); a job whose lease lapsed lost
 its replica, and any replica marks it INTERRUPTED (`interrupt_orphaned_jobs`).
@@ -26,6 +31,7 @@ deployments share one Redis database.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import secrets
@@ -123,8 +129,9 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
 
 
+@functools.cache
 def _script_sha(source: str) -> str:
-    """The SHA1 Redis knows a script by (`EVALSHA`)."""
+    """The SHA1 Redis knows a script by (`EVALSHA`); kept, a script is several KB."""
     return hashlib.sha1(source.encode()).hexdigest()
 
 
