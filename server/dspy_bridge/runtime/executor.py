@@ -63,6 +63,7 @@ from dspy_bridge.runtime.lm.errors import (
 )
 from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.lm.inline_routing import route_natively_on_the_loop
+from dspy_bridge.runtime.lm.loop_hops import run_dspy_steps_on_the_loop
 from dspy_bridge.runtime.lm.metadata import memoize_model_metadata
 from dspy_bridge.runtime.params import LM_PARAMETERS
 from dspy_bridge.runtime.program import (
@@ -433,6 +434,7 @@ class InProcessExecutor:
     ) -> ExecutionResult:
         start = time.perf_counter()
         first_chunk = 0.0
+        run_dspy_steps_on_the_loop()  # once per loop: DSPy's CPU-only steps skip the thread
         self._in_flight += 1
         self._executions += 1
         module_token = EXECUTION_MODULE.set(req.record.module_id)
