@@ -62,6 +62,8 @@ from dspy_bridge.runtime.lm.errors import (
     with_raw_output,
 )
 from dspy_bridge.runtime.lm.factory import build_lm
+from dspy_bridge.runtime.lm.inline_routing import route_natively_on_the_loop
+from dspy_bridge.runtime.lm.loop_hops import run_dspy_steps_on_the_loop
 from dspy_bridge.runtime.lm.metadata import memoize_model_metadata
 from dspy_bridge.runtime.params import LM_PARAMETERS
 from dspy_bridge.runtime.program import (
@@ -70,6 +72,7 @@ from dspy_bridge.runtime.program import (
     build_program,
     make_adapter,
 )
+from dspy_bridge.runtime.type_adapters import memoize_type_adapters
 from dspy_bridge.runtime.usage import CallRecorder, UsageStats
 
 log = logging.getLogger(__name__)
@@ -180,11 +183,16 @@ def configure_runtime() -> None:
     """Process-wide DSPy set-up for serving, done once: no disk cache (executions must really
     run and a server must not fill a disk with prompts). A bounded in-memory cache stays
     available to LMs created with the `cache` option (off by default; see
-    `runtime.lm.factory`). DSPy's model-table lookups are memoized (`runtime.lm.metadata`)."""
+    `runtime.lm.factory`). DSPy's model-table lookups are memoized (`runtime.lm.metadata`),
+    its adapters build one pydantic TypeAdapter per type (`runtime.type_adapters`), and its
+    native engine routes on the loop once a provider's client is built
+    (`runtime.lm.inline_routing`)."""
     global _configured
     if _configured:
         return
     memoize_model_metadata()
+    memoize_type_adapters()
+    route_natively_on_the_loop()
     dspy.configure_cache(
         enable_disk_cache=False,
         enable_memory_cache=True,
@@ -426,6 +434,7 @@ class InProcessExecutor:
     ) -> ExecutionResult:
         start = time.perf_counter()
         first_chunk = 0.0
+        run_dspy_steps_on_the_loop()  # once per loop: DSPy's CPU-only steps skip the thread
         self._in_flight += 1
         self._executions += 1
         module_token = EXECUTION_MODULE.set(req.record.module_id)

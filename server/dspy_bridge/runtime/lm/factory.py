@@ -53,7 +53,7 @@ from dspy_bridge.runtime.lm.errors import register_secret
 from dspy_bridge.runtime.lm.host import HostLM, is_host_lm, validate_host_lm_spec
 from dspy_bridge.runtime.lm.offline import OFFLINE_MODEL, OfflineLM
 from dspy_bridge.runtime.lm.policy import LMPolicy, parse_api_base
-from dspy_bridge.runtime.lm.provider import ENGINES, ProviderLM, engine_of
+from dspy_bridge.runtime.lm.provider import ENGINES, ProviderLM
 from dspy_bridge.runtime.lm.retry import DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, RetryPolicy
 
 __all__ = [
@@ -352,8 +352,9 @@ def _provider_lm(model: str, spec: LMSpec, key: str | None, options: dict[str, A
     try:
         # num_retries=0: the sidecar retries (retry.py), not DSPy and not LiteLLM.
         lm = ProviderLM(model, engine=engine, cache=cache, num_retries=0, **kwargs)
-        if engine == "lm15":
-            engine_of(lm)  # raises now, not at the first call, when DSPy cannot serve it natively
+        # Decided now: raises for `native` when DSPy cannot serve the model natively, not at
+        # the first call, and every copy an execution binds carries the answer.
+        lm.engine_path()
     except BridgeError:
         raise
     except Exception as exc:  # DSPy validates the model and its options at construction.

@@ -29,6 +29,7 @@ the field (`lm.api_base`, `lm.api_key_env`) in a BadRequest violation.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ class ApiBase:
         return f"{self.scheme}://{self.host}:{self.port}{self.path}"
 
 
+# Every Execute checks its LM's endpoint (in the front, and again where the LM is built): the
+# answer is a pure function of the string, and an ApiBase cannot change. Refusals are not kept.
+@functools.lru_cache(maxsize=256)
 def parse_api_base(url: str) -> ApiBase:
     """`url` normalized; ValueError saying what is wrong with it (never repeating it)."""
     if len(url) > MAX_API_BASE_CHARS:

@@ -62,13 +62,17 @@ class ProviderLM(dspy.LM):  # type: ignore[misc]
     def _warn_zero_temp_rollout(self, temperature: float | None, rollout_id: Any) -> None:
         return None
 
-    def _with_stream_usage(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if dspy.settings.send_stream is None:
-            return kwargs
+    def engine_path(self) -> str:
+        """`native` or `litellm` (`engine_of`), decided once per LM: DSPy selects from the LM's
+        settings, with no I/O. Kept in the instance's dict, so the copies an execution binds
+        carry it (`loop_hops` reads it there)."""
         path = self.__dict__.get("_bridge_engine_path")
-        if path is None:  # decided once per LM: DSPy selects from the LM's settings, no I/O
+        if path is None:
             path = self.__dict__["_bridge_engine_path"] = engine_of(self)
-        if path != "litellm":
+        return str(path)
+
+    def _with_stream_usage(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if dspy.settings.send_stream is None or self.engine_path() != "litellm":
             return kwargs
         return {**kwargs, "stream_options": {"include_usage": True}}
 
