@@ -95,7 +95,11 @@ class RedisServer:
             text=True,
         )
         assert self.proc.stdout is not None
-        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+        # Each process's pump feeds that start's queue: a killed process's end of output,
+        # read late, must not look like the restarted one exiting.
+        threading.Thread(
+            target=self._pump, args=(self.proc.stdout, self.lines), daemon=True
+        ).start()
         while True:
             try:
                 line = self.lines.get(timeout=timeout)
@@ -107,11 +111,11 @@ class RedisServer:
             if line == "":  # the process ended
                 raise RuntimeError(f"redis-server exited:\n{''.join(self.output)}")
 
-    def _pump(self, stream: IO[str]) -> None:
+    def _pump(self, stream: IO[str], lines: queue.Queue[str]) -> None:
         for line in stream:
             self.output.append(line)
-            self.lines.put(line)
-        self.lines.put("")
+            lines.put(line)
+        lines.put("")
 
     def kill(self) -> None:
         """SIGKILL: only what was fsynced survives (all acknowledged writes, with AOF always)."""
