@@ -209,10 +209,14 @@ async def _opened_store(settings: Settings) -> SessionStore:
         raise StartupError(f"{setting_label('store')}: {message}") from None
 
 
-async def start_server(settings: Settings) -> RunningServer:
+async def start_server(settings: Settings, *, own_process: bool = False) -> RunningServer:
     """Builds and starts the server; returns once it accepts calls. Raises `StartupError`
     (unusable TLS or token files, a port that cannot be bound, a store that cannot be opened)
-    before anything has started: no worker, no job marked INTERRUPTED."""
+    before anything has started: no worker, no job marked INTERRUPTED.
+
+    `own_process`: the server is the whole process (`serve`), so once started its heap is
+    settled (`heap.py`) before `serving` is logged; tests run servers inside their own
+    process and leave it False."""
     auth = Authenticator.from_settings(settings)
     server, port = _bound_server(settings)
     async with contextlib.AsyncExitStack() as undo:  # what to stop if a later step fails
@@ -310,6 +314,8 @@ async def start_server(settings: Settings) -> RunningServer:
         running.jobs = job_manager
         running.stop_gauges = stop_gauges
         running.hosts = hosts
+        # `serving` is the last start-up line: a parent may stop reading once it has seen it.
+        frozen = settle_heap(settings.gc_young_threshold) if own_process else 0
         log.info(
             "serving",
             host=settings.host,
@@ -319,6 +325,8 @@ async def start_server(settings: Settings) -> RunningServer:
             event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             auth="none" if auth is None else ("per-caller" if auth.owners else "shared-token"),
             tls=tls.mode(settings),
+            gc_young_threshold=young_threshold(),
+            frozen_objects=frozen,
         )
         undo.pop_all()  # started: `running.stop()` owns all of it now
     return running
@@ -326,10 +334,7 @@ async def start_server(settings: Settings) -> RunningServer:
 
 async def serve(settings: Settings) -> None:
     """Runs until SIGTERM or SIGINT, then drains for `grace_seconds` and exits."""
-    running = await start_server(settings)
-    # Start-up is over (here, not in start_server, which tests run inside their own process).
-    frozen = settle_heap(settings.gc_young_threshold)
-    log.info("heap settled", frozen_objects=frozen, gc_young_threshold=young_threshold())
+    running = await start_server(settings, own_process=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
