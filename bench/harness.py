@@ -77,6 +77,56 @@ async def closed_loop(
     return LoadResult(len(latencies), errors, seconds, latencies)
 
 
+async def fixed_rate(
+    call: Callable[[], Awaitable[object]],
+    *,
+    rate: float,
+    max_outstanding: int,
+    seconds: float,
+    warmup: float = 0.5,
+) -> LoadResult:
+    """Calls started at a fixed `rate` per second (at most `max_outstanding` at once; a start
+    that finds them all busy is skipped) for `seconds` after a warm-up. Unlike `closed_loop`,
+    the load does not depend on how fast the server answers, so two servers given the same rate
+    do the same work, and their CPU per call compares costs without the feedback of one getting
+    more of the machine (serving more calls per wake-up, hence spending less per call)."""
+    latencies: list[float] = []
+    errors = 0
+    slots = asyncio.Semaphore(max_outstanding)
+    running: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + seconds
+
+    async def one(t0: float) -> None:
+        nonlocal errors
+        try:
+            await call()
+        except Exception:
+            errors += 1
+            return
+        finally:
+            slots.release()
+        if t0 >= measure_from and time.perf_counter() <= stop_at:
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    n = 0
+    while True:
+        due = start + n / rate
+        if due >= stop_at:
+            break
+        n += 1
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if slots.locked():
+            continue
+        await slots.acquire()
+        task = asyncio.create_task(one(time.perf_counter()))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
+    return LoadResult(len(latencies), errors, seconds, latencies)
+
+
 @contextmanager
 def echo_server() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,13 +10,16 @@ side), the cost behind each ratio:
 - UpdateVariable throughput at 32 callers (Redis replica vs the memory sidecar);
 - Execute throughput at 32 callers (a Predict module with a bound variable, offline LM; an
   execution reads the store but never writes it);
+- Execute at the same fixed rate on both sides (`BENCH_EXECUTE_RATE`, 250 /s): the server CPU
+  per Execute at equal work, the cost without the closed loop's feedback (a side that gets more
+  of the machine serves more calls per wake-up and so spends less per call);
 - update → watch delivery across replicas: an updater writes through replica A, 10 watchers
   read on replica B (p50/p99), next to the same measure on the memory sidecar;
 - the store calls behind Execute and UpdateVariable, made in process by 32 callers on each
   store (`bench/store_calls.py`): the replica's own CPU per call, steadier than throughput.
 
-`BENCH_ROUNDS` (3), `BENCH_SECONDS` (3 per measure) and `BENCH_APPENDFSYNC` (`always,everysec`)
-shorten or lengthen a run.
+`BENCH_ROUNDS` (3), `BENCH_SECONDS` (3 per measure), `BENCH_APPENDFSYNC` (`always,everysec`)
+and `BENCH_EXECUTE_RATE` (250) shorten, lengthen or reshape a run.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 import grpc
 
 from bench.execute import QUESTION, _bridge_setup
-from bench.harness import bridge_server, closed_loop, cpu_seconds, median
+from bench.harness import bridge_server, closed_loop, cpu_seconds, fixed_rate, median
 from bench.store_calls import store_calls
 from bench.variables import watch_latency
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
@@ -50,6 +53,8 @@ WARMUP_S = 0.5
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 FSYNCS = os.environ.get("BENCH_APPENDFSYNC", "always,everysec").split(",")
+#: Executes per second on each side in the equal-load measure (well below either's ceiling).
+EXECUTE_RATE = float(os.environ.get("BENCH_EXECUTE_RATE", "250"))
 
 
 async def _start_at(when: float) -> None:
@@ -85,7 +90,10 @@ async def _updates(target: str, seconds: float, start_at: float = 0.0) -> dict[s
     return result.summary()
 
 
-async def _executes(target: str, seconds: float, start_at: float = 0.0) -> dict[str, float]:
+async def _executes(
+    target: str, seconds: float, start_at: float = 0.0, rate: float = 0.0
+) -> dict[str, float]:
+    """32 callers back to back, or with `rate` Executes started per second (at most 32 at once)."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)
         sid, module_id = await _bridge_setup(stub, "Predict")
@@ -95,10 +103,23 @@ async def _executes(target: str, seconds: float, start_at: float = 0.0) -> dict[
             inputs={"question": value_pb2.Value(string_value=QUESTION)},
         )
         await _start_at(start_at)
-        result = await closed_loop(
-            lambda: stub.Execute(request), concurrency=CONCURRENCY, seconds=seconds
-        )
+        if rate:
+            result = await fixed_rate(
+                lambda: stub.Execute(request),
+                rate=rate,
+                max_outstanding=CONCURRENCY,
+                seconds=seconds,
+                warmup=WARMUP_S,
+            )
+        else:
+            result = await closed_loop(
+                lambda: stub.Execute(request), concurrency=CONCURRENCY, seconds=seconds
+            )
     return result.summary()
+
+
+async def _executes_at_rate(target: str, seconds: float, start_at: float = 0.0) -> dict[str, float]:
+    return await _executes(target, seconds, start_at, rate=EXECUTE_RATE)
 
 
 async def _delivery(writer: str, reader: str, updates: int) -> dict[str, float]:
@@ -113,7 +134,7 @@ def run(rounds: int = ROUNDS, seconds: float = SECONDS) -> dict[str, Any]:
     return {f"appendfsync_{mode}": _run_with(mode, rounds, seconds) for mode in FSYNCS}
 
 
-_MEASURES = {"update": _updates, "execute": _executes}
+_MEASURES = {"update": _updates, "execute": _executes, "execute_at_rate": _executes_at_rate}
 #: Seconds from submitting both sides' loads to their common start (a child's setup fits).
 _LEAD_S = 2.0
 
@@ -195,13 +216,25 @@ def _run_with(appendfsync: str, rounds: int, seconds: float) -> dict[str, Any]:
         # of the same ratios, steadier than throughput when other work shares the machine.
         "server_cpu_ms_per_call": {
             key: cpu(key)
-            for key in ("update_memory", "update_redis", "execute_memory", "execute_redis")
+            for key in (
+                "update_memory",
+                "update_redis",
+                "execute_memory",
+                "execute_redis",
+                "execute_at_rate_memory",
+                "execute_at_rate_redis",
+            )
         },
         "update_cpu_memory_over_redis": ratio(
             "update_memory", "update_redis", "server_cpu_ms_per_call"
         ),
         "execute_cpu_memory_over_redis": ratio(
             "execute_memory", "execute_redis", "server_cpu_ms_per_call"
+        ),
+        # The same at an equal fixed rate on both sides: what an Execute costs each, at equal work.
+        "execute_at_rate_per_s": EXECUTE_RATE,
+        "execute_at_rate_cpu_redis_over_memory": ratio(
+            "execute_at_rate_redis", "execute_at_rate_memory", "server_cpu_ms_per_call"
         ),
         # The replica's own cost of the store, in process (bench/store_calls.py).
         "store_calls_32_callers": calls,
@@ -211,5 +244,6 @@ def _run_with(appendfsync: str, rounds: int, seconds: float) -> dict[str, Any]:
             "update_redis_vs_memory": ">= 0.5",
             "watch_across_replicas_p99_ms": "<= 10",
             "execute_redis_vs_memory": ">= 0.9",
+            "execute_at_rate_cpu_redis_over_memory": "<= 1.1",
         },
     }
