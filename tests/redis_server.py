@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -41,12 +42,18 @@ class RedisServer:
     """A redis-server child process; `stop`/`kill` and `start` again keep port and data."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, appendfsync: str = "always"
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendfsync: str = "always",
+        extra_args: Sequence[str] = (),
     ) -> None:
-        """`appendfsync`: `always` (the default: nothing acknowledged lost), `everysec`, `no`."""
+        """`appendfsync`: `always` (the default: nothing acknowledged lost), `everysec`, `no`;
+        `extra_args`: more redis-server options (a password, TLS ports and files)."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendfsync = appendfsync
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -80,6 +87,7 @@ class RedisServer:
                 "yes",
                 "--loglevel",
                 "notice",
+                *self.extra_args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -87,7 +95,11 @@ class RedisServer:
             text=True,
         )
         assert self.proc.stdout is not None
-        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+        # Each process's pump feeds that start's queue: a killed process's end of output,
+        # read late, must not look like the restarted one exiting.
+        threading.Thread(
+            target=self._pump, args=(self.proc.stdout, self.lines), daemon=True
+        ).start()
         while True:
             try:
                 line = self.lines.get(timeout=timeout)
@@ -99,11 +111,11 @@ class RedisServer:
             if line == "":  # the process ended
                 raise RuntimeError(f"redis-server exited:\n{''.join(self.output)}")
 
-    def _pump(self, stream: IO[str]) -> None:
+    def _pump(self, stream: IO[str], lines: queue.Queue[str]) -> None:
         for line in stream:
             self.output.append(line)
-            self.lines.put(line)
-        self.lines.put("")
+            lines.put(line)
+        lines.put("")
 
     def kill(self) -> None:
         """SIGKILL: only what was fsynced survives (all acknowledged writes, with AOF always)."""
@@ -112,6 +124,15 @@ class RedisServer:
     def stop(self) -> None:
         """SIGTERM: a clean shutdown."""
         self._signal(signal.SIGTERM)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections but answers nothing until `resume`."""
+        assert self.proc is not None and self.proc.poll() is None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def _signal(self, sig: int) -> None:
         proc = self.proc

@@ -62,14 +62,36 @@ async def test_calls_arriving_during_a_read_share_the_next_one_not_that_one() ->
 
 async def test_a_cancelled_caller_leaves_the_shared_read_to_the_others() -> None:
     views, reader = ExecutionViews(), GatedReader()
+    first = asyncio.create_task(views.read(KEY, reader))
+    gate_1 = await reader.next_read()  # the first caller's own read (nothing was in flight)
     leaver = asyncio.create_task(views.read(KEY, reader))
     stayer = asyncio.create_task(views.read(KEY, reader))
-    gate = await reader.next_read()
+    await asyncio.sleep(0)  # both join the next read
+    gate_1.set()
+    gate_2 = await reader.next_read()
     leaver.cancel()
     with pytest.raises(asyncio.CancelledError):
         await leaver
-    gate.set()
-    assert (await stayer)[0].record.version == 1
+    gate_2.set()
+    assert (await stayer)[0].record.version == 2
+    assert (await first)[0].record.version == 1
+
+
+async def test_a_cancelled_caller_of_its_own_read_leaves_the_next_one_to_the_others() -> None:
+    """A call that found nothing in flight reads at once; cancelled, it takes only its own read
+    with it, and who arrived meanwhile still gets the next one."""
+    views, reader = ExecutionViews(), GatedReader()
+    alone = asyncio.create_task(views.read(KEY, reader))
+    await reader.next_read()
+    later = asyncio.create_task(views.read(KEY, reader))
+    await asyncio.sleep(0)  # joins the next read, which waits for the one in flight
+    alone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await alone
+    gate_2 = await reader.next_read()
+    gate_2.set()
+    assert (await later)[0].record.version == 2
+    assert reader.sent == 2
 
 
 async def test_every_caller_of_a_failed_read_raises_its_own_error() -> None:

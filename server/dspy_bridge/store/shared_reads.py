@@ -7,6 +7,10 @@ that arrive while it is on its way join the *next* read, sent as soon as it retu
 so gets a read sent after it arrived — it cannot miss a change acknowledged before it started,
 whichever replica made it — at the cost of at most one extra round trip of waiting, and the
 number of reads drops from one per call to one per round trip.
+
+A call that finds no read of its key on its way and none forming sends its own at once, from
+the caller's task: under a moderate load that is nearly every call, and it spares each of them
+a task, a shielded future and a loop step (a quarter of a Redis replica's CPU per view read).
 """
 
 from __future__ import annotations
@@ -35,10 +39,16 @@ class SharedReads(Generic[K, V]):
 
     async def read(self, key: K, reader: Callable[[K], Awaitable[V]]) -> V:
         """`reader(key)`, sent after this call arrived and shared with the calls for `key`
-        that arrive before it is sent. The read runs in a task of its own, so a caller that is
-        cancelled leaves the others' read alone; a failed read raises in every caller (each its
-        own copy of the error)."""
+        that arrive before it is sent. A shared read runs in a task of its own, so a caller that
+        is cancelled leaves the others' read alone; a failed read raises in every caller (each
+        its own copy of the error)."""
         outcome = self._forming.get(key)
+        if outcome is None and key not in self._in_flight:
+            # Nothing to share: read now. Who comes while it is on its way forms the next read
+            # (the lock says one is in flight), so a cancelled caller cancels only its own.
+            lock = self._in_flight[key] = asyncio.Lock()
+            async with lock:
+                return await reader(key)
         if outcome is None:
             outcome = self._forming[key] = asyncio.get_running_loop().create_future()
             task = asyncio.create_task(self._lead(key, outcome, reader))
