@@ -144,11 +144,13 @@ class _StartsWhenReleased(ForkServerProcess):
 
     release = threading.Event()
     started: list[ForkServerProcess] = []
+    has_started = threading.Event()
 
     def start(self) -> None:
         self.release.wait(60)  # bounded: the test sets it as soon as the limit has fired
         super().start()
         self.started.append(self)
+        self.has_started.set()
 
 
 async def test_a_limit_reached_while_the_process_starts_still_stops_it(
@@ -176,9 +178,8 @@ async def test_a_limit_reached_while_the_process_starts_still_stops_it(
         assert final.error["reason"] == "JOB_TIMEOUT"
     finally:
         _StartsWhenReleased.release.set()  # the start completes, after its caller gave up
-    started = _StartsWhenReleased.started
-    async with asyncio.timeout(60):
-        while not started or started[0].exitcode is None:
-            await asyncio.sleep(0.05)  # polling a child process's exit: no event to await
-    assert started[0].exitcode != 0  # stopped, not run to its end (a minute)
+    assert await asyncio.to_thread(_StartsWhenReleased.has_started.wait, 60)
+    (process,) = _StartsWhenReleased.started
+    await asyncio.to_thread(process.join, 30)  # well short of the job's minute
+    assert process.exitcode is not None and process.exitcode != 0  # stopped, not finished
     await manager.close()
