@@ -37,6 +37,12 @@ def sleep(payload: Any, reporter: Reporter) -> dict[str, Any]:
     return {}
 
 
+def silent_sleep(payload: Any, reporter: Reporter) -> dict[str, Any]:
+    """Sleeps without a word: a job deep in work that reports nothing for a while."""
+    time.sleep(float(payload))
+    return {}
+
+
 def progress_bar(payload: Any, reporter: Reporter) -> dict[str, Any]:
     """Draws a tqdm bar as DSPy's Evaluate does; reports the named semaphores this process
     registered with multiprocessing's resource tracker meanwhile."""

@@ -4,10 +4,15 @@ cancel, close, and the status guard that keeps terminal jobs terminal."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from multiprocessing.context import ForkServerContext, ForkServerProcess
+from typing import Any
 
 import grpc
+import pytest
 
+from dspy_bridge.jobs import manager as manager_module
 from dspy_bridge.jobs.manager import JobManager
 from dspy_bridge.model import Job, JobStatus, Session
 from dspy_bridge.store import MemoryStore
@@ -131,3 +136,50 @@ async def test_the_server_setting_limits_running_jobs() -> None:
         assert running.jobs is not None and running.jobs.max_running == 3
     finally:
         await running.stop(grace=0)
+
+
+class _StartsWhenReleased(ForkServerProcess):
+    """A job process whose start waits for the test (a slow fork on a busy machine). At module
+    level: the forkserver pickles the process object, class by reference."""
+
+    release = threading.Event()
+    started: list[ForkServerProcess] = []
+    has_started = threading.Event()
+
+    def start(self) -> None:
+        self.release.wait(60)  # bounded: the test sets it as soon as the limit has fired
+        super().start()
+        self.started.append(self)
+        self.has_started.set()
+
+
+async def test_a_limit_reached_while_the_process_starts_still_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The time limit fires while the job's process is being started: the process starts
+    anyway, and is stopped once it has instead of running the job unseen (a job that reports
+    would die at its first report into the closed pipe; a silent one would run on)."""
+    context = manager_module.process_context()
+    assert isinstance(context, ForkServerContext)  # Linux: what job processes start with
+
+    class Context:
+        Process = _StartsWhenReleased
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(context, name)
+
+    monkeypatch.setattr(manager_module, "process_context", lambda: Context())
+    store = await _store()
+    manager = JobManager(store, max_seconds=0.2, kill_grace=0.5)
+    try:
+        await manager.submit(_job("j1"), R + "silent_sleep", 60, None)
+        final = (await _until_done(manager, "j1"))[-1]
+        assert final.status is JobStatus.FAILED and final.error is not None
+        assert final.error["reason"] == "JOB_TIMEOUT"
+    finally:
+        _StartsWhenReleased.release.set()  # the start completes, after its caller gave up
+    assert await asyncio.to_thread(_StartsWhenReleased.has_started.wait, 60)
+    (process,) = _StartsWhenReleased.started
+    await asyncio.to_thread(process.join, 30)  # well short of the job's minute
+    assert process.exitcode is not None and process.exitcode != 0  # stopped, not finished
+    await manager.close()

@@ -262,9 +262,8 @@ class JobManager:
             name=f"job-{handle.job_id}",
         )
         process.daemon = True
-        await asyncio.to_thread(process.start)
+        await self._start_process(handle, process)
         child.close()
-        handle.process = process
         if handle.cancelled:  # cancelled while the process was starting
             self._stop_process(handle, wait=False)
             parent.close()
@@ -322,6 +321,26 @@ class JobManager:
                 f"the job process exited (exit code {process.exitcode}) without a result",
             ),
         )
+
+    async def _start_process(self, handle: _Handle, process: Any) -> None:
+        """Starts `process` (on a thread: starting one blocks) and records it in `handle`.
+
+        A start cannot be taken back half-way: when the wait is cancelled (the job's time
+        limit, a cancel, a server stop) the process starts anyway, and is then stopped as soon
+        as it has, instead of running the job unseen to its end."""
+        starting = asyncio.ensure_future(asyncio.to_thread(process.start))
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+
+            def stop_once_started(done: asyncio.Future[None]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    handle.process = process
+                    self._stop_process(handle, wait=False)
+
+            starting.add_done_callback(stop_once_started)
+            raise
+        handle.process = process
 
     def _background(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
