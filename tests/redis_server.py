@@ -16,7 +16,8 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -140,3 +141,16 @@ class RedisServer:
             return
         os.kill(proc.pid, sig)
         proc.wait(timeout=30)
+
+
+@contextmanager
+def started_redis(
+    data_dir: Path, appendfsync: str = "always", extra_args: Sequence[str] = ()
+) -> Iterator[RedisServer]:
+    """A redis-server of its own for one test (to stop, pause or configure), killed at the end."""
+    server = RedisServer(data_dir, appendfsync=appendfsync, extra_args=extra_args)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -6,13 +6,15 @@ recover by themselves; views of many sessions read at once are each their own.""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
 
 from dspy_bridge.store import RedisStore, SessionStore
 from tests.conftest import redis_store_url
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, started_redis
 from tests.store.test_conformance import a_module, a_session, a_variable, expect_error
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -28,6 +30,17 @@ async def _filled(store: SessionStore, session_id: str = "s1", value: float = 0.
     await store.create_module(a_module(session_id=session_id))
 
 
+@asynccontextmanager
+async def _store(url: str, timeout_seconds: float = 5.0) -> AsyncIterator[RedisStore]:
+    """A store on `url` with session s1 filled in, closed at the end."""
+    store = await RedisStore.open(url, timeout_seconds=timeout_seconds)
+    try:
+        await _filled(store)
+        yield store
+    finally:
+        await store.close()
+
+
 async def _value(store: SessionStore, session_id: str = "s1") -> object:
     _, _, variables = await store.execution_view(session_id, "qa")
     return variables[0].value
@@ -36,9 +49,7 @@ async def _value(store: SessionStore, session_id: str = "s1") -> object:
 async def test_flushed_scripts_are_loaded_again_by_the_next_view(
     redis_server: RedisServer,
 ) -> None:
-    store = await RedisStore.open(redis_store_url(redis_server))
-    try:
-        await _filled(store)
+    async with _store(redis_store_url(redis_server)) as store:
         assert await _value(store) == 0.5
         await store.call("SCRIPT", "FLUSH")  # as a restart does: EVALSHA answers NOSCRIPT
         assert await _value(store) == 0.5  # the kept view, its stamp checked by the reloaded script
@@ -47,62 +58,46 @@ async def test_flushed_scripts_are_loaded_again_by_the_next_view(
         await expect_error(
             store.execution_view("s1", "qa"), grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND"
         )
-    finally:
-        await store.close()
 
 
 async def test_views_and_owners_of_a_restarting_redis_are_unavailable_then_recover(
     tmp_path: Path,
 ) -> None:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    store = await RedisStore.open(f"{server.url}?key_prefix=restart")
-    try:
-        await _filled(store)
-        assert await _value(store) == 0.5
-        server.kill()
-        await expect_error(store.execution_view("s1", "qa"), UNAVAILABLE, "STORE_UNAVAILABLE")
-        await expect_error(store.session_owner("s1"), UNAVAILABLE, "STORE_UNAVAILABLE")
-        server.start()  # same port and data (AOF): scripts forgotten, connection new
-        assert await _value(store) == 0.5
-        assert await store.session_owner("s1") == "owner-s1"
-    finally:
-        await store.close()
-        server.kill()
+    with started_redis(tmp_path / "redis") as server:
+        async with _store(f"{server.url}?key_prefix=restart") as store:
+            assert await _value(store) == 0.5
+            server.kill()
+            await expect_error(store.execution_view("s1", "qa"), UNAVAILABLE, "STORE_UNAVAILABLE")
+            await expect_error(store.session_owner("s1"), UNAVAILABLE, "STORE_UNAVAILABLE")
+            server.start()  # same port and data (AOF): scripts forgotten, connection new
+            assert await _value(store) == 0.5
+            assert await store.session_owner("s1") == "owner-s1"
 
 
 async def test_a_view_from_a_silent_redis_is_unavailable_within_the_timeout(
     tmp_path: Path,
 ) -> None:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    store = await RedisStore.open(f"{server.url}?key_prefix=silent", timeout_seconds=0.5)
-    try:
-        await _filled(store)
-        server.pause()
-        try:
-            read = store.execution_view("s1", "qa")
-            await expect_error(asyncio.wait_for(read, WAIT_S), UNAVAILABLE, "STORE_UNAVAILABLE")
-        finally:
-            server.resume()
-        assert await _value(store) == 0.5
-    finally:
-        await store.close()
-        server.kill()
+    with started_redis(tmp_path / "redis") as server:
+        async with _store(f"{server.url}?key_prefix=silent", timeout_seconds=0.5) as store:
+            server.pause()
+            try:
+                read = store.execution_view("s1", "qa")
+                await expect_error(asyncio.wait_for(read, WAIT_S), UNAVAILABLE, "STORE_UNAVAILABLE")
+            finally:
+                server.resume()
+            assert await _value(store) == 0.5
 
 
 async def test_views_and_owners_of_many_sessions_read_at_once_are_each_their_own(
     redis_server: RedisServer,
 ) -> None:
-    store = await RedisStore.open(redis_store_url(redis_server))
-    try:
-        sessions = [f"s{n}" for n in range(40)]
-        for n, sid in enumerate(sessions):
+    async with _store(redis_store_url(redis_server)) as store:
+        sessions = [f"s{n}" for n in range(1, 41)]  # s1 is filled already
+        for n, sid in enumerate(sessions[1:], start=1):
             await _filled(store, sid, value=n / 10)
+        expected = [0.5, *(n / 10 for n in range(1, 40))]
         for _ in range(2):  # read anew, then from the kept views (stamps unchanged)
             values = await asyncio.gather(*(_value(store, sid) for sid in sessions * 2))
-            assert values == [n / 10 for n in range(40)] * 2
+            assert values == expected * 2
             owners = await asyncio.gather(*(store.session_owner(sid) for sid in sessions))
             assert owners == [f"owner-{sid}" for sid in sessions]
-    finally:
-        await store.close()

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dspy_bridge.store import RedisStore, open_store
 from dspy_bridge.store.redis_pipe import RedisPipe
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, started_redis
 from tests.store.test_conformance import a_module, a_session, a_variable
 
 #: Bounds every wait on the server (generous: the machine is shared).
@@ -105,23 +105,21 @@ async def test_an_idle_connection_is_replaced_before_it_is_used(
 async def test_a_silent_server_times_out_what_is_pending_then_a_new_connection_works(
     tmp_path: Path,
 ) -> None:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    pipe = RedisPipe(_settings(server.url), timeout=0.5)
-    try:
-        first = await pipe.call("CLIENT", "ID")
-        server.pause()
+    with started_redis(tmp_path / "redis") as server:
+        pipe = RedisPipe(_settings(server.url), timeout=0.5)
         try:
-            calls = [asyncio.create_task(pipe.call("PING")) for _ in range(3)]
-            for call in calls:
-                with pytest.raises(RedisTimeoutError):
-                    await asyncio.wait_for(call, WAIT_S)
+            first = await pipe.call("CLIENT", "ID")
+            server.pause()
+            try:
+                calls = [asyncio.create_task(pipe.call("PING")) for _ in range(3)]
+                for call in calls:
+                    with pytest.raises(RedisTimeoutError):
+                        await asyncio.wait_for(call, WAIT_S)
+            finally:
+                server.resume()
+            assert await pipe.call("CLIENT", "ID") != first
         finally:
-            server.resume()
-        assert await pipe.call("CLIENT", "ID") != first
-    finally:
-        await pipe.close()
-        server.kill()
+            await pipe.close()
 
 
 async def test_a_closed_pipe_fails_what_is_pending(pipe: RedisPipe) -> None:
@@ -146,36 +144,19 @@ async def test_password_database_and_tls_come_from_the_store_url(tmp_path: Path)
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     tls_port = free_port()
-    server = RedisServer(
-        tmp_path / "redis",
-        extra_args=[
-            "--requirepass",
-            "s3cret",
-            "--tls-port",
-            str(tls_port),
-            "--tls-cert-file",
-            str(tmp_path / "cert.pem"),
-            "--tls-key-file",
-            str(tmp_path / "key.pem"),
-            "--tls-ca-cert-file",
-            str(tmp_path / "ca.pem"),
-            "--tls-auth-clients",
-            "no",
-        ],
-    )
-    server.start()
-    url = (
-        f"rediss://:s3cret@127.0.0.1:{tls_port}/3?ssl_ca_certs={tmp_path / 'ca.pem'}&key_prefix=tls"
-    )
-    store = await open_store(url)
-    try:
-        assert isinstance(store, RedisStore)
-        await store.create_session(a_session(owner="alice"), max_sessions=0)
-        await store.create_variable(a_variable(), max_variables=0)
-        await store.create_module(a_module())
-        _, record, variables = await store.execution_view("s1", "qa")
-        assert (record.module_id, [v.value for v in variables]) == ("qa", [0.5])
-        assert await store.session_owner("s1") == "alice"
-    finally:
-        await store.close()
-        server.kill()
+    tls = ["--tls-port", str(tls_port), "--tls-auth-clients", "no"]
+    for option, name in (("cert", "cert.pem"), ("key", "key.pem"), ("ca-cert", "ca.pem")):
+        tls += [f"--tls-{option}-file", str(tmp_path / name)]
+    url = f"rediss://:s3cret@127.0.0.1:{tls_port}/3?ssl_ca_certs={tmp_path / 'ca.pem'}"
+    with started_redis(tmp_path / "redis", extra_args=["--requirepass", "s3cret", *tls]):
+        store = await open_store(f"{url}&key_prefix=tls")
+        try:
+            assert isinstance(store, RedisStore)
+            await store.create_session(a_session(owner="alice"), max_sessions=0)
+            await store.create_variable(a_variable(), max_variables=0)
+            await store.create_module(a_module())
+            _, record, variables = await store.execution_view("s1", "qa")
+            assert (record.module_id, [v.value for v in variables]) == ("qa", [0.5])
+            assert await store.session_owner("s1") == "alice"
+        finally:
+            await store.close()
