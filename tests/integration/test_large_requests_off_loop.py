@@ -6,8 +6,9 @@ RPCs for that long (measured: a Ping waited 1.3 s while one Execute's input was 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -42,6 +43,21 @@ REQUESTS: dict[str, Callable[[Stub, str, value_pb2.Value], Any]] = {
         )
     ),
 }
+
+
+@pytest.fixture(autouse=True)
+def settled_heap() -> Iterator[None]:
+    """The heap frozen as a sidecar's is once started (heap.py). The server here runs inside the
+    test process, whose heap holds what every earlier test left: the conversion's 1.5 million
+    new objects may trigger a full collection over all of it, which holds the GIL for seconds
+    on a loaded machine (a Ping waited 3.96 s of a 5.1 s conversion once, late in a full run).
+    That pause would be this process's, not the sidecar's."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.parametrize("rpc", list(REQUESTS))
