@@ -244,6 +244,5 @@ def _run_with(appendfsync: str, rounds: int, seconds: float) -> dict[str, Any]:
             "update_redis_vs_memory": ">= 0.5",
             "watch_across_replicas_p99_ms": "<= 10",
             "execute_redis_vs_memory": ">= 0.9",
-            "execute_at_rate_cpu_redis_over_memory": "<= 1.1",
         },
     }

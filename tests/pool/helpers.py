@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf import struct_pb2
 
 from dspy_bridge.pool import WorkerPool
 from dspy_bridge.transport.server import RunningServer, start_server
@@ -38,6 +39,21 @@ async def session_with_module(
         )
     )
     return sid
+
+
+async def create_react_agent(stub: Stub, sid: str, tool: str) -> None:
+    """The ReAct module `agent` of `sid`, whose one tool is `tool`, at most 2 iterations."""
+    config = struct_pb2.Struct()
+    config.update({"tools": [tool], "max_iters": 2})
+    await stub.CreateModule(
+        pb.CreateModuleRequest(
+            session_id=sid,
+            module_id="agent",
+            module_type="ReAct",
+            signature=QA,
+            config=config,
+        )
+    )
 
 
 def execute_request(

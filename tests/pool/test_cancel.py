@@ -14,13 +14,19 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 
 from dspy_bridge.pool import WorkerPool
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
-from dspy_bridge_client._proto.dspy_bridge.v1 import module_pb2, value_pb2
+from dspy_bridge_client._proto.dspy_bridge.v1 import value_pb2
 from tests.host.raw_host import RawHost, hello, tool
-from tests.pool.helpers import Stub, execute_request, in_flight, pooled, session_with_module
+from tests.pool.helpers import (
+    Stub,
+    create_react_agent,
+    execute_request,
+    in_flight,
+    pooled,
+    session_with_module,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -138,28 +144,13 @@ async def test_cancel_mid_lm_call_frees_the_slot() -> None:
         await still_serves(stub, pool)
 
 
-async def _create_agent_on_host_tool(stub: Stub, sid: str) -> None:
-    """The ReAct module `agent` of `sid`, whose one tool is the host's `lookup`."""
-    config = struct_pb2.Struct()
-    config.update({"tools": ["host:lookup"], "max_iters": 2})
-    await stub.CreateModule(
-        pb.CreateModuleRequest(
-            session_id=sid,
-            module_id="agent",
-            module_type="ReAct",
-            signature=module_pb2.Signature(text="question -> answer"),
-            config=config,
-        )
-    )
-
-
 async def test_cancel_during_a_host_tool_call_frees_the_slot() -> None:
     """A ReAct module in a worker waits on a tool of a connected host that never answers:
     cancelling the execution (unary and stream) frees the worker's slot and tells the host."""
     async with pooled(**SMALL_POOL) as (_, pool, stub):
         sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
         async with RawHost(stub, hello(sid, [tool("lookup")])) as host:
-            await _create_agent_on_host_tool(stub, sid)
+            await create_react_agent(stub, sid, "host:lookup")
             request = {"question": value_pb2.Value(string_value="where is it?")}
             unary = stub.Execute(
                 pb.ExecuteRequest(session_id=sid, module_id="agent", inputs=request)
@@ -184,7 +175,7 @@ async def test_a_worker_dying_during_a_host_tool_call_fails_it_and_tells_the_hos
     async with pooled(**SMALL_POOL) as (server, pool, stub):
         sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
         async with RawHost(stub, hello(sid, [tool("lookup")])) as host:
-            await _create_agent_on_host_tool(stub, sid)
+            await create_react_agent(stub, sid, "host:lookup")
             request = {"question": value_pb2.Value(string_value="where is it?")}
             unary = stub.Execute(
                 pb.ExecuteRequest(session_id=sid, module_id="agent", inputs=request)

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from google.protobuf import struct_pb2
 
 from dspy_bridge.transport.convert import value_from_proto
 from dspy_bridge_client._proto.dspy_bridge.v1 import bridge_service_pb2 as pb
 from dspy_bridge_client._proto.dspy_bridge.v1 import module_pb2, value_pb2
-from tests.pool.helpers import pooled
+from tests.pool.helpers import create_react_agent, pooled
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +22,7 @@ HOURS_OF_WORK = "round(1, -10**12)"
 async def test_a_calculator_expression_with_a_huge_rounding_is_refused_at_once() -> None:
     async with pooled(workers=1) as (_, _pool, stub):
         sid = (await stub.CreateSession(pb.CreateSessionRequest())).session.session_id
-        config = struct_pb2.Struct()
-        config.update({"tools": ["calculator"], "max_iters": 2})
-        await stub.CreateModule(
-            pb.CreateModuleRequest(
-                session_id=sid,
-                module_id="agent",
-                module_type="ReAct",
-                signature=module_pb2.Signature(text="question -> answer"),
-                config=config,
-            )
-        )
+        await create_react_agent(stub, sid, "calculator")
         exported = await stub.ExportModuleState(
             pb.ExportModuleStateRequest(session_id=sid, module_id="agent")
         )

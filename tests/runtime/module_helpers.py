@@ -15,6 +15,8 @@ from dspy_bridge.runtime.program import build_program
 from dspy_bridge.runtime.signatures import parse_signature
 
 OFFLINE = LMSpec("offline")
+#: The variable the `provider` fixture (conftest.py) puts the fake provider's key in.
+PROVIDER_KEY_ENV = "PROVIDER_PATH_API_KEY"
 _ids = itertools.count(1)
 
 
@@ -82,4 +84,13 @@ def calculator_react_record() -> ModuleRecord:
     ]
     return ModuleRecord(
         record.session_id, record.module_id, 2, record.spec, program.module.dump_state(), 1.0, 2.0
+    )
+
+
+def provider_spec(fake: Any, engine: str, **options: str) -> LMSpec:
+    """An LM on the fake provider (`provider` fixture) through `engine`, DSPy making one
+    attempt per call."""
+    options = {"engine": engine, "num_retries": "0", **options}
+    return LMSpec(
+        "openai/fake-model", api_base=fake.url, api_key_env=PROVIDER_KEY_ENV, options=options
     )

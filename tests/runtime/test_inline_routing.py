@@ -5,33 +5,20 @@ unary and streamed, route on the loop and answer the same."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from dspy.clients import execution
 
-from dspy_bridge.model import LMSpec
 from dspy_bridge.runtime.executor import (
     ExecutionRequest,
     InProcessExecutor,
     ResultEvent,
     configure_runtime,
 )
-from dspy_bridge.runtime.lm.factory import clear_lm_cache
 from dspy_bridge.runtime.lm.inline_routing import InlineRoutingEngine
 from tests.fakes.openai_server import FakeOpenAI
-from tests.runtime.module_helpers import make_record
-
-KEY_ENV = "INLINE_ROUTING_API_KEY"
-
-
-@pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    monkeypatch.setenv(KEY_ENV, "sk-inline-routing-0123456789")
-    clear_lm_cache()
-    with FakeOpenAI() as fake:
-        yield fake
+from tests.runtime.module_helpers import make_record, provider_spec
 
 
 @pytest.fixture
@@ -49,12 +36,7 @@ def routing_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _request(fake: FakeOpenAI, question: str) -> ExecutionRequest:
-    spec = LMSpec(
-        "openai/fake-model",
-        api_base=fake.url,
-        api_key_env=KEY_ENV,
-        options={"engine": "native", "num_retries": "0"},
-    )
+    spec = provider_spec(fake, "native")
     return ExecutionRequest(make_record("Predict"), spec, {"question": question})
 
 

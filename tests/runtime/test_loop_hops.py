@@ -8,7 +8,6 @@ import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -16,25 +15,15 @@ import pytest
 from dspy.clients import capabilities, execution
 from dspy.lm15 import Message, Request
 
-from dspy_bridge.model import LMSpec
 from dspy_bridge.runtime.executor import ExecutionRequest, InProcessExecutor
 from dspy_bridge.runtime.lm import loop_hops
-from dspy_bridge.runtime.lm.factory import build_lm, clear_lm_cache
+from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.lm.loop_hops import _runs_inline, run_dspy_steps_on_the_loop
 from tests.fakes.openai_server import FakeOpenAI
-from tests.runtime.module_helpers import make_record
+from tests.runtime.module_helpers import make_record, provider_spec
 
-KEY_ENV = "LOOP_HOPS_API_KEY"
 # Raised by pydantic while LiteLLM builds its own types; nothing to do with these tests.
 pytestmark = pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier")
-
-
-@pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    monkeypatch.setenv(KEY_ENV, "sk-loop-hops-0123456789")
-    clear_lm_cache()
-    with FakeOpenAI() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -52,18 +41,14 @@ def threaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
-def _spec(fake: FakeOpenAI, engine: str) -> LMSpec:
-    options = {"engine": engine, "num_retries": "0"}
-    return LMSpec("openai/fake-model", api_base=fake.url, api_key_env=KEY_ENV, options=options)
-
-
 def _step(step: Any, *args: Any) -> functools.partial[Any]:
     """What `asyncio.to_thread(step, *args)` submits."""
     return functools.partial(contextvars.copy_context().run, step, *args)
 
 
 def test_which_steps_run_inline(provider: FakeOpenAI) -> None:
-    native, litellm = build_lm(_spec(provider, "native")), build_lm(_spec(provider, "litellm"))
+    native = build_lm(provider_spec(provider, "native"))
+    litellm = build_lm(provider_spec(provider, "litellm"))
     messages = [{"role": "user", "content": "hi"}]
     assert _runs_inline(_step(execution.prepare, native, None, messages, {}))
     request = Request(model=native.model, messages=[Message.user("hi")])
@@ -83,7 +68,7 @@ async def test_a_native_call_sends_nothing_to_a_thread(
 
     async def run(engine: str) -> None:
         record = make_record("ChainOfThought")
-        request = ExecutionRequest(record, _spec(provider, engine), {"question": "Why?"})
+        request = ExecutionRequest(record, provider_spec(provider, engine), {"question": "Why?"})
         assert (await executor.execute(request)).outputs["answer"]
 
     await run("native")  # the first call builds the provider's client on a thread

@@ -6,7 +6,6 @@ and a cancel closing the provider connection."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -21,13 +20,12 @@ from dspy_bridge.runtime.executor import (
     InProcessExecutor,
     ResultEvent,
 )
-from dspy_bridge.runtime.lm.factory import build_lm, clear_lm_cache
+from dspy_bridge.runtime.lm.factory import build_lm
 from dspy_bridge.runtime.lm.provider import engine_of
 from tests.fakes import openai_server as fakes
 from tests.fakes.openai_server import Behaviour, FakeOpenAI
-from tests.runtime.module_helpers import make_record
+from tests.runtime.module_helpers import make_record, provider_spec
 
-KEY_ENV = "PROVIDER_PATH_API_KEY"
 ENGINES = ["native", "litellm"]
 pytestmark = [
     pytest.mark.parametrize("engine", ENGINES),
@@ -38,19 +36,6 @@ pytestmark = [
 
 def _rate_limited(seconds: str) -> Behaviour:
     return Behaviour("error", 429, fakes.RATE_LIMITED.body, {"retry-after": seconds})
-
-
-@pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    monkeypatch.setenv(KEY_ENV, "sk-provider-path-0123456789")
-    clear_lm_cache()
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-def _spec(fake: FakeOpenAI, engine: str, **options: str) -> LMSpec:
-    options = {"engine": engine, "num_retries": "0", **options}
-    return LMSpec("openai/fake-model", api_base=fake.url, api_key_env=KEY_ENV, options=options)
 
 
 async def _run(
@@ -68,19 +53,19 @@ async def _fails(spec: LMSpec, **kw: Any) -> BridgeError:
 
 
 def test_the_engine_option_picks_the_engine(provider: FakeOpenAI, engine: str) -> None:
-    assert engine_of(build_lm(_spec(provider, engine))) == engine
+    assert engine_of(build_lm(provider_spec(provider, engine))) == engine
     # `auto` takes DSPy's native engine for an OpenAI-compatible endpoint.
-    assert engine_of(build_lm(_spec(provider, "auto"))) == "native"
+    assert engine_of(build_lm(provider_spec(provider, "auto"))) == "native"
 
 
 async def test_typed_outputs_and_chain_of_thought(provider: FakeOpenAI, engine: str) -> None:
     typed = await _run(
-        _spec(provider, engine),
+        provider_spec(provider, engine),
         signature="question -> answer, confidence: float, tags: list[str]",
     )
     assert isinstance(typed.outputs["confidence"], float)
     assert isinstance(typed.outputs["tags"], list)
-    cot = await _run(_spec(provider, engine), module="ChainOfThought")
+    cot = await _run(provider_spec(provider, engine), module="ChainOfThought")
     assert set(cot.outputs) == {"reasoning", "answer"}
     assert cot.usage.lm_calls == 1 and cot.usage.prompt_tokens > 0
     assert len(provider.requests) == 2
@@ -90,7 +75,8 @@ async def test_streaming_reports_exact_usage_and_time_to_first_chunk(
     provider: FakeOpenAI, engine: str
 ) -> None:
     record = make_record("Predict")
-    request = ExecutionRequest(record, _spec(provider, engine), {"question": "What is DSPy?"})
+    spec = provider_spec(provider, engine)
+    request = ExecutionRequest(record, spec, {"question": "What is DSPy?"})
     chunks: list[ChunkEvent] = []
     result: ExecutionResult | None = None
     async for event in InProcessExecutor().execute_stream(request):
@@ -125,14 +111,14 @@ async def test_failures_map_alike_on_both_engines(
     provider: FakeOpenAI, engine: str, behaviour: Behaviour, code: grpc.StatusCode, reason: str
 ) -> None:
     provider.default = behaviour
-    err = await _fails(_spec(provider, engine))
+    err = await _fails(provider_spec(provider, engine))
     assert (err.code, err.reason) == (code, reason), err
     assert len(provider.requests) == 1
 
 
 async def test_a_hanging_provider_is_a_timeout(provider: FakeOpenAI, engine: str) -> None:
     provider.default = fakes.HANG
-    err = await _fails(_spec(provider, engine, timeout="0.3"))
+    err = await _fails(provider_spec(provider, engine, timeout="0.3"))
     assert (err.code, err.reason) == (grpc.StatusCode.DEADLINE_EXCEEDED, Reason.LM_TIMEOUT)
 
 
@@ -140,27 +126,27 @@ async def test_unparseable_output_comes_back_raw_when_the_trace_is_asked_for(
     provider: FakeOpenAI, engine: str
 ) -> None:
     provider.default = fakes.text("I refuse to use your format. " * 200)
-    err = await _fails(_spec(provider, engine), include_trace=True)
+    err = await _fails(provider_spec(provider, engine), include_trace=True)
     assert err.reason == Reason.LM_OUTPUT_UNPARSEABLE
     assert "the raw output is in the error's raw_output detail (first 2048)" in err.message
     assert err.metadata["raw_output"].startswith("I refuse to use your format.")
     assert len(err.metadata["raw_output"]) == 2048
     assert int(err.metadata["raw_output_chars"]) > 2048
-    quiet = await _fails(_spec(provider, engine))
+    quiet = await _fails(provider_spec(provider, engine))
     assert "set include_trace to receive the raw output" in quiet.message
     assert "raw_output" not in quiet.metadata
 
 
 async def test_retries_honour_retry_after_and_back_off(provider: FakeOpenAI, engine: str) -> None:
     provider.enqueue(_rate_limited("0"), fakes.SERVER_ERROR)
-    result = await _run(_spec(provider, engine, num_retries="2", retry_backoff_ms="1"))
+    result = await _run(provider_spec(provider, engine, num_retries="2", retry_backoff_ms="1"))
     assert result.outputs["answer"]
     assert len(provider.requests) == 3  # 429, 500, then the answer: one call, three attempts
 
 
 async def test_refusals_are_never_retried(provider: FakeOpenAI, engine: str) -> None:
     provider.default = fakes.UNAUTHORIZED
-    await _fails(_spec(provider, engine, num_retries="3", retry_backoff_ms="1"))
+    await _fails(provider_spec(provider, engine, num_retries="3", retry_backoff_ms="1"))
     assert len(provider.requests) == 1
 
 
@@ -168,7 +154,7 @@ async def test_a_retry_after_beyond_the_deadline_is_rate_limited_at_once(
     provider: FakeOpenAI, engine: str
 ) -> None:
     provider.default = _rate_limited("7")
-    err = await _fails(_spec(provider, engine, num_retries="3"), timeout_ms=5_000)
+    err = await _fails(provider_spec(provider, engine, num_retries="3"), timeout_ms=5_000)
     # Not DEADLINE_EXCEEDED after 5 s of waiting: the host learns it was rate-limited, and for
     # how long, at the first refusal.
     assert (err.code, err.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, Reason.LM_RATE_LIMITED)
@@ -178,7 +164,7 @@ async def test_a_retry_after_beyond_the_deadline_is_rate_limited_at_once(
 
 async def test_a_cancel_closes_the_provider_connection(provider: FakeOpenAI, engine: str) -> None:
     provider.default = fakes.HANG
-    task = asyncio.create_task(_run(_spec(provider, engine)))
+    task = asyncio.create_task(_run(provider_spec(provider, engine)))
     await asyncio.to_thread(provider.wait_for_requests, 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

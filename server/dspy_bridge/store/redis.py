@@ -31,11 +31,9 @@ deployments share one Redis database.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import json
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -129,12 +127,6 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
 
 
-@functools.cache
-def _script_sha(source: str) -> str:
-    """The SHA1 Redis knows a script by (`EVALSHA`); kept, a script is several KB."""
-    return hashlib.sha1(source.encode()).hexdigest()
-
-
 def store_unavailable(detail: str) -> BridgeError:
     """UNAVAILABLE `STORE_UNAVAILABLE`: the call changed nothing that was acknowledged; retry."""
     return BridgeError(
@@ -149,6 +141,17 @@ def unavailable_from(exc: BaseException) -> BridgeError:
     """The `store_unavailable` error for a redis-py failure (its class name only: a message may
     hold the server's address)."""
     return store_unavailable(type(exc).__name__)
+
+
+@contextlib.contextmanager
+def _unavailable_mapped() -> Iterator[None]:
+    """Re-raises a failure that means Redis is unavailable for now as `STORE_UNAVAILABLE`."""
+    try:
+        yield
+    except (*_UNAVAILABLE_ERRORS, ResponseError) as exc:
+        if _retryable(exc):
+            raise unavailable_from(exc) from None
+        raise
 
 
 def _dumps(raw: Any) -> str:
@@ -404,32 +407,27 @@ class RedisStore(SessionStore):
     def session_key(self, session_id: str) -> str:
         return self.key("s", session_id)
 
-    async def _run(self, source: str, *args: str | int | float) -> Any:
-        """Runs a script (by SHA, loading it on first use or after a Redis restart)."""
+    def _script(self, source: str) -> AsyncScript:
+        """The client's handle on a script (its SHA computed once), registered on first use."""
         script = self._scripts.get(source)
         if script is None:
-            script = self.client.register_script(source)
-            self._scripts[source] = script
-        try:
-            return await script(args=[self.prefix, *args])
-        except (*_UNAVAILABLE_ERRORS, ResponseError) as exc:
-            if _retryable(exc):
-                raise unavailable_from(exc) from None
-            raise
+            script = self._scripts[source] = self.client.register_script(source)
+        return script
+
+    async def _run(self, source: str, *args: str | int | float) -> Any:
+        """Runs a script (by SHA, loading it on first use or after a Redis restart)."""
+        with _unavailable_mapped():
+            return await self._script(source)(args=[self.prefix, *args])
 
     async def _piped(self, *command: str | int) -> Any:
         """One command through the pipe (`redis_pipe`), its failures mapped like `_run`'s."""
-        try:
+        with _unavailable_mapped():
             return await self._pipe.call(*command)
-        except (*_UNAVAILABLE_ERRORS, ResponseError) as exc:
-            if _retryable(exc):
-                raise unavailable_from(exc) from None
-            raise
 
     async def _read(self, source: str, *args: str | int) -> Any:
         """Runs a read-only script through the pipe: the reads every Execute makes, at a
         fraction of the CPU the client's `_run` costs per call."""
-        sha = _script_sha(source)
+        sha = self._script(source).sha
         try:
             return await self._piped("EVALSHA", sha, 0, self.prefix, *args)
         except ResponseError as exc:
